@@ -1,0 +1,102 @@
+"""Hook specifications: what a diffcore plugin can provide.
+
+A plugin is a module (or any object) with functions marked ``@diffcore.hookimpl`` whose names
+are the hooks below. It is found through the entry-point group ``diffcore``::
+
+    # the plugin's pyproject.toml
+    [project.entry-points.diffcore]
+    my-plugin = "my_package.plugin"
+
+Every hook receives a ``register`` callback (the pattern of ``llm``'s hooks) and calls it
+once per thing it provides. The built-in plugins (image-unet, audio-spectrogram,
+molecule-coords) use exactly these hooks; the core never names them.
+
+A plugin that fails to import, or whose hook raises, is reported by ``diffcore plugins`` and
+skipped; set ``DIFFCORE_STRICT_PLUGINS=1`` (or pass ``--strict-plugins``) to make that an error
+while you develop a plugin.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pluggy
+from pydantic import BaseModel
+from torch import nn
+
+from .domain import Domain, NoOptions
+
+PROJECT = "diffcore"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """A denoising network for one domain.
+
+    ``build(options, domain)`` returns an ``nn.Module`` whose ``forward(x_t, t, cond=None)``
+    takes ``x_t`` shaped like the domain's data, ``t`` a float tensor ``[B]`` in [0, 1]
+    (the diffusion time; t = 1 is the noise end) and the domain's condition (``None`` means
+    unconditional: the model must then predict unconditionally, which classifier-free
+    guidance relies on), and returns a tensor shaped like ``x_t`` (the prediction named by
+    the run's ``diffusion.prediction``). ``domain`` has been set up, so ``build`` can read
+    ``domain.labels`` or data statistics. ``Options`` validates the ``backbone:`` section.
+    """
+
+    name: str
+    domain: str
+    build: Callable[[BaseModel, Domain], nn.Module]
+    Options: type[BaseModel] = NoOptions
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """What ``diffcore train --plugin NAME`` picks: a domain, its default backbone, and the
+    run-config defaults that suit them (a nested dict, e.g.
+    ``{"diffusion": {"schedule": "cosine"}, "training": {"max_steps": 4000}}``), applied
+    before the user's ``--config`` file and ``--set`` overrides."""
+
+    name: str
+    domain: str
+    backbone: str
+    description: str = ""
+    defaults: dict[str, Any] = field(default_factory=dict)
+
+
+class DiffcoreHookspecs:
+    """The hooks. Implement any subset."""
+
+    @hookspec
+    def diffcore_register_domains(self, register: Callable[[type[Domain]], None]) -> None:
+        """Register domain classes: ``register(MyDomain)``. ``MyDomain`` subclasses
+        :class:`diffcore.Domain` and sets ``name`` and ``Options``."""
+
+    @hookspec
+    def diffcore_register_backbones(self, register: Callable[[BackboneSpec], None]) -> None:
+        """Register backbones: ``register(BackboneSpec(name="unet", domain="image",
+        build=build_unet, Options=UNetOptions))``. A backbone may target a domain that
+        another plugin provides (it is matched by name)."""
+
+    @hookspec
+    def diffcore_register_recipes(self, register: Callable[[Recipe], None]) -> None:
+        """Register recipes, the names ``--plugin`` accepts:
+        ``register(Recipe(name="image-unet", domain="image", backbone="unet"))``."""
+
+    @hookspec
+    def diffcore_register_samplers(self, register: Callable[[str, Callable[..., Any]], None]) -> None:
+        """Register samplers beside the built-in ones: ``register("my-sampler", fn)``.
+
+        ``fn(denoiser, x, ts, *, generator=None, callback=None, noise_fn=None, **options)``
+        follows the calling convention of :mod:`diffcore.sampling` (read that module's
+        docstring); it becomes available to :func:`diffcore.generate` and to
+        ``diffcore sample --sampler my-sampler``."""
+
+    @hookspec
+    def diffcore_register_schedules(self, register: Callable[[str, Callable[..., Any]], None]) -> None:
+        """Register noise schedules: ``register("my-schedule", factory)`` where
+        ``factory(**options)`` returns a :class:`diffcore.schedules.Schedule`; it becomes
+        available to :func:`diffcore.schedules.get` and to ``diffusion.schedule``."""

@@ -1,0 +1,96 @@
+"""Regression tests for pitfalls from diffusers' scheduler history."""
+
+import pytest
+import torch
+
+import diffcore
+from diffcore import schedules
+from diffcore.sampling import timesteps
+from diffcore.testing import GaussianMixture, energy_distance
+
+F64 = torch.float64
+
+
+@pytest.mark.parametrize("steps", [1, 3, 7, 10, 50, 333, 999, 1000])
+@pytest.mark.parametrize("spacing", ["linspace", "trailing", "leading", "logsnr"])
+def test_timestep_spacing_is_in_range_unique_and_descending(steps, spacing):
+    s = schedules.get("linear")
+    ts = timesteps(s, steps, spacing)
+    idx = [round(t * 1000) for t in ts]
+    assert len(idx) == steps and all(abs(t * 1000 - i) < 1e-9 for t, i in zip(ts, idx))
+    assert idx == sorted(set(idx), reverse=True)  # no duplicates (diffusers' repeated last step)
+    assert 1 <= idx[-1] and idx[0] <= 1000  # never step 0 or T + 1 (the off-by-one)
+    if spacing in ("linspace", "trailing") or steps == 1:
+        assert idx[0] == 1000  # start from the noisiest step the model was trained on
+    if spacing in ("linspace", "leading", "logsnr") and steps > 1:
+        assert idx[-1] == 1  # and end on the least noisy one
+
+
+def test_trailing_and_leading_match_their_definitions():
+    s = schedules.get("linear")
+    assert [round(t * 1000) for t in timesteps(s, 10, "trailing")] == list(range(1000, 0, -100))
+    assert [round(t * 1000) for t in timesteps(s, 10, "leading")] == list(range(901, 0, -100))
+
+
+@pytest.mark.parametrize("sampler", ["ddpm", "ddim", "euler", "heun", "dpm-solver++", "euler-maruyama", "pc", "langevin"])
+def test_last_step_lands_on_sigma_zero(sampler):
+    """With a model whose x0 prediction is a constant c, every sampler returns exactly c: the
+    last step goes to sigma = 0 (no leftover noise, no extra half step)."""
+    c = torch.tensor([0.25, -0.5])
+    for name in ["linear", "ve", "flow"]:
+        x = diffcore.generate(lambda x, t: c.expand_as(x), torch.randn(16, 2), name, sampler=sampler, steps=5,
+                              prediction="x0", generator=torch.Generator().manual_seed(0))
+        assert torch.allclose(x, c.expand_as(x), atol=1e-5), (sampler, name)
+
+
+@pytest.mark.parametrize("sampler", ["ddim", "euler", "heun", "dpm-solver++"])
+@pytest.mark.parametrize("steps", [2, 5, 10, 25])
+def test_cosine_near_zero_final_alpha_does_not_diverge_in_float32(sampler, steps):
+    """cosine's alpha(1) ~ 5e-5 (beta clipped at 0.999) makes x / alpha ~ 2e4 on the first
+    step; ODE samplers must stay finite and on the data's scale in float32."""
+    gm = GaussianMixture.default()
+    s = schedules.get("cosine")
+    x = diffcore.generate(gm.predictor(s), torch.randn(2000, 2, generator=torch.Generator().manual_seed(0)), s,
+                          sampler=sampler, steps=steps)
+    assert x.dtype == torch.float32 and torch.isfinite(x).all()
+    assert float(x.abs().max()) < 3.0
+    if steps >= 25:
+        assert float(energy_distance(x, gm.sample(2000, torch.Generator().manual_seed(1)))) < 0.01
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5])
+def test_bad_step_counts(bad):
+    with pytest.raises(ValueError, match="steps"):
+        diffcore.generate(lambda x, t: x, torch.randn(2, 2), "linear", sampler="ddim", steps=bad)
+
+
+def test_more_steps_than_the_schedule_has():
+    with pytest.raises(ValueError, match="more than the 1000 steps"):
+        diffcore.generate(lambda x, t: x, torch.randn(2, 2), "linear", sampler="ddpm", steps=1001)
+    with pytest.raises(ValueError, match="more than the 50 steps"):
+        diffcore.generate(lambda x, t: x, torch.randn(2, 2), schedules.get("cosine", num_steps=50), sampler="heun", steps=51)
+
+
+def test_unknown_spacing_and_leading_on_continuous():
+    with pytest.raises(ValueError, match="valid"):
+        timesteps(schedules.get("linear"), 10, "uniform")
+    with pytest.raises(ValueError, match="discrete schedules only"):
+        timesteps(schedules.get("vp"), 10, "leading")
+
+
+def test_posterior_samplers_refuse_a_non_diffusion_path():
+    """DDPM's posterior needs the SNR to decrease along the path; a schedule whose noise
+    shrinks with t gets a clear error from the stochastic samplers."""
+
+    class Shrinking(schedules.Schedule):
+        name = "shrinking"
+        t_min, t_max = 0.01, 1.0
+
+        def log_alpha(self, t):
+            return 0.0 * torch.as_tensor(t, dtype=F64)
+
+        def sigma(self, t):
+            return 2.0 - torch.as_tensor(t, dtype=F64)
+
+    with pytest.raises(ValueError, match="does not decrease"):
+        diffcore.generate(lambda x, t: x, torch.randn(2, 2), Shrinking(), sampler="ddpm", steps=4)
