@@ -144,6 +144,11 @@ def linear(num_steps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.
     T = 1000 steps (rescaled by 1000 / T for other T, so the path stays the same)."""
     _check_steps(num_steps)
     scale = 1000.0 / num_steps
+    if scale * beta_end >= 1:
+        raise ValueError(
+            f"the linear schedule with num_steps={num_steps} would need beta_end = {scale * beta_end:g} >= 1 "
+            f"(betas are rescaled by 1000 / num_steps); use num_steps > {int(1000 * beta_end)}"
+        )
     betas = torch.linspace(scale * beta_start, scale * beta_end, num_steps, dtype=F64)
     return DiscreteSchedule(betas, "linear")
 

@@ -64,7 +64,7 @@ class GaussianMixture:
 
     def score(self, x: torch.Tensor, t: torch.Tensor, schedule: Schedule) -> torch.Tensor:
         """grad log p_t(x), exact."""
-        x64 = x.detach().cpu().to(torch.float64)
+        x64 = x.cpu().to(torch.float64)  # differentiable (likelihood needs d/dx)
         a, s = self._coeffs(t, schedule)
         var = a**2 * self.stds[None] ** 2 + s**2  # [B, K]
         r = torch.softmax(self._log_components(x64, a, s), dim=1)  # responsibilities
@@ -74,7 +74,7 @@ class GaussianMixture:
 
     def x0_mean(self, x: torch.Tensor, t: torch.Tensor, schedule: Schedule) -> torch.Tensor:
         """E[x0 | x_t = x], exact (Tweedie: (x + sigma^2 score) / alpha)."""
-        x64 = x.detach().cpu().to(torch.float64)
+        x64 = x.cpu().to(torch.float64)  # differentiable (likelihood needs d/dx)
         a, s = self._coeffs(t, schedule)
         var = a**2 * self.stds[None] ** 2 + s**2
         r = torch.softmax(self._log_components(x64, a, s), dim=1)
@@ -87,7 +87,7 @@ class GaussianMixture:
         schedule = _schedules.get(schedule)
 
         def model(x, t, cond=None):
-            x64 = x.detach().cpu().to(torch.float64)
+            x64 = x.cpu().to(torch.float64)  # differentiable (likelihood needs d/dx)
             t64 = t.detach().cpu().to(torch.float64)
             x0 = self.x0_mean(x64, t64, schedule)
             a, s = self._coeffs(t64, schedule)
