@@ -109,33 +109,65 @@ def timesteps(schedule: Schedule, steps: int, spacing: str | None = None) -> lis
       ``logsnr``: steps nearest to N log-SNR values evenly spaced between step T and step 1
         (the spacing DPM-Solver recommends for small data, Lu et al. 2022).
     Continuous schedules: N times from t_max to t_min, evenly spaced in t (``linspace``,
-    ``trailing``) or in log-SNR (``logsnr``)."""
+    ``trailing``) or in log-SNR (``logsnr``).
+    The noisiest time is :func:`start_time`: T (t_max) unless the schedule goes below
+    log-SNR -10.5 there (cosine's clipped last steps), see ``MIN_LOG_SNR``."""
     if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
         raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
     spacing = spacing or "linspace"
     if spacing not in SPACINGS:
         raise ValueError(f"unknown spacing {spacing!r}; valid: {', '.join(SPACINGS)}")
-    hi, lo = schedule.t_max, schedule.t_min
-    if steps == 1:
-        return [hi]
+    hi, lo = start_time(schedule), schedule.t_min
     if schedule.discrete:
         T = schedule.num_steps
-        if steps > T:
-            raise ValueError(f"steps={steps} is more than the {T} steps of the {schedule.name!r} schedule; use steps <= {T}")
+        top = round(hi * T)  # the noisiest step used (T, except for cosine's clipped tail)
+        if steps > top:
+            extra = f" (of {T}; its last {T - top} lie below log-SNR {MIN_LOG_SNR})" if top < T else ""
+            raise ValueError(f"steps={steps} is more than the {top} steps{extra} of the {schedule.name!r} schedule; use steps <= {top}")
+        if steps == 1:
+            return [hi]
         if spacing == "trailing":
-            idx = [round(T - k * T / steps) for k in range(steps)]
+            idx = [round(top - k * top / steps) for k in range(steps)]
         elif spacing == "leading":
-            idx = [1 + k * (T // steps) for k in range(steps)][::-1]
+            idx = [1 + k * (top // steps) for k in range(steps)][::-1]
         elif spacing == "linspace":
-            idx = [round(T - k * (T - 1) / (steps - 1)) for k in range(steps)]
+            idx = [round(top - k * (top - 1) / (steps - 1)) for k in range(steps)]
         else:
-            idx = _unique_descending([round(t * T) for t in _logsnr_times(schedule, hi, lo, steps)], T)
+            idx = _unique_descending([round(t * T) for t in _logsnr_times(schedule, hi, lo, steps)], top)
         return [i / T for i in idx]
+    if steps == 1:
+        return [hi]
     if spacing == "leading":
         raise ValueError("spacing 'leading' applies to discrete schedules only; use 'linspace' or 'logsnr'")
     if spacing == "logsnr":
         return _logsnr_times(schedule, hi, lo, steps)
     return [hi + (lo - hi) * k / (steps - 1) for k in range(steps)]
+
+
+# Sampling starts no noisier than log-SNR -10.5: DDPM's linear schedule ends at -10.1, the
+# continuous VP at -10.05, but the cosine schedule's beta clip drives its last steps to -19.8
+# (alpha ~ 5e-5), where an eps-predicting network's error is amplified by sigma / alpha ~ 2e4
+# in the x0 estimate. Skipping those steps changes x_t by alpha x0 < 0.005 x0.
+MIN_LOG_SNR = -10.5
+
+
+def start_time(schedule: Schedule) -> float:
+    """The first (noisiest) model time: t_max, or the latest time whose log-SNR is at least
+    MIN_LOG_SNR (on a discrete schedule, the latest such step)."""
+    hi = schedule.t_max
+    lam = lambda t: float(schedule.log_snr(torch.tensor(t, dtype=torch.float64)))  # noqa: E731
+    if lam(hi) >= MIN_LOG_SNR:
+        return hi
+    if schedule.discrete:
+        T = schedule.num_steps
+        lams = schedule.log_snr(torch.arange(1, T + 1, dtype=torch.float64) / T)
+        ok = torch.nonzero(lams >= MIN_LOG_SNR)
+        return (int(ok.max()) + 1) / T if len(ok) else 1 / T
+    a, b = schedule.t_min, hi  # lam(a) >= MIN_LOG_SNR > lam(b): bisect
+    for _ in range(60):
+        m = 0.5 * (a + b)
+        a, b = (m, b) if lam(m) >= MIN_LOG_SNR else (a, m)
+    return a
 
 
 def _logsnr_times(schedule: Schedule, hi: float, lo: float, steps: int) -> list[float]:
@@ -221,7 +253,7 @@ def generate(
     schedule = _schedules.get(schedule)
     fn = get(sampler)
     if steps is None:
-        steps = schedule.num_steps if (sampler == "ddpm" and schedule.discrete) else 50
+        steps = round(start_time(schedule) * schedule.num_steps) if (sampler == "ddpm" and schedule.discrete) else 50
     allowed = {p.name for p in inspect.signature(fn).parameters.values() if p.kind is p.KEYWORD_ONLY} - _COMMON
     unknown = set(options) - allowed
     if unknown:
