@@ -1,0 +1,327 @@
+"""The ``diffcore`` command line: train, sample, evaluate, plugins, schedule.
+
+Every mistake a user can fix (a config key, a value out of range, a bad checkpoint, a broken
+plugin under --strict-plugins) ends as one line ``error: ...`` on stderr and exit code 2,
+without a traceback. Heavy imports (Lightning) happen inside the commands that need them,
+so ``diffcore --help`` and ``diffcore plugins`` stay quick.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from pydantic import BaseModel, ValidationError
+
+from .errors import UserError
+
+app = typer.Typer(
+    name="diffcore",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # help texts contain [default: ...] and [-1, 1]: plain text, not markup
+)
+
+EXIT_USER_ERROR = 2
+
+
+def fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(EXIT_USER_ERROR)
+
+
+def friendly(fn):
+    """Turn a :class:`UserError` (or a pydantic ValidationError that escaped a plugin) into
+    ``error: ...`` on stderr and exit code 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except UserError as e:
+            fail(str(e))
+        except ValidationError as e:  # a plugin validated something itself
+            fail("; ".join(f"{'.'.join(map(str, err['loc'])) or e.title}: {err['msg']}" for err in e.errors()))
+
+    return wrapper
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"diffcore {version('diffcore')}")
+        except PackageNotFoundError:
+            typer.echo("diffcore (not installed)")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    strict_plugins: bool = typer.Option(
+        False, "--strict-plugins", help="Make a plugin that fails to load or register an error (also: DIFFCORE_STRICT_PLUGINS=1)."
+    ),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    """Diffusion and flow generative models: train, sample and evaluate any plugin's domain.
+
+    Start with `diffcore plugins` (what is installed), then
+    `diffcore train --plugin NAME --out RUN` and `diffcore sample --run RUN`.
+    """
+    if strict_plugins:
+        from .registry import STRICT_ENV, reset_registry
+
+        os.environ[STRICT_ENV] = "1"  # also seen by the processes DDP re-launches
+        reset_registry()
+
+
+# ----------------------------------------------------------------------- train
+@app.command()
+@friendly
+def train(
+    plugin: Optional[str] = typer.Option(None, "--plugin", "-p", help="Recipe to train (`diffcore plugins` lists them); may also come from `plugin:` in --config."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config file, applied over the recipe's defaults."),
+    set_: list[str] = typer.Option([], "--set", "-s", help="Override one key: --set training.lr=1e-3 (value parsed as YAML). Repeatable; later ones win."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run directory to create [default: runs/<plugin>-<date>-<time>]. Refused if it already holds a run, unless --resume."),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Same as --set training.max_steps=N."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Same as --set training.seed=N."),
+    accelerator: Optional[str] = typer.Option(None, "--accelerator", help="cpu, gpu or auto (training.accelerator)."),
+    devices: Optional[int] = typer.Option(None, "--devices", help="Number of devices/processes (training.devices)."),
+    strategy: Optional[str] = typer.Option(None, "--strategy", help="Lightning strategy, e.g. ddp (training.strategy)."),
+    precision: Optional[str] = typer.Option(None, "--precision", help="32-true, 16-mixed, bf16-mixed, ... (training.precision)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from checkpoints/last.ckpt; the step count continues (raise --max-steps)."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show Lightning's progress bar."),
+) -> None:
+    """Train a recipe's backbone on its domain's data and write a run directory.
+
+    Config resolution: core defaults < recipe defaults < --config FILE < --set KEY=VALUE <
+    the flags above. The run directory receives config.yaml (resolved), checkpoints/,
+    ema.safetensors, metrics.csv and previews/.
+    """
+    from . import config as cfgmod
+    from . import runs
+
+    flags: dict[str, Any] = {}
+    for key, value in (("max_steps", max_steps), ("seed", seed), ("accelerator", accelerator), ("devices", devices), ("strategy", strategy), ("precision", precision)):
+        if value is not None:
+            flags[key] = value
+    flags = {"training": flags} if flags else {}
+
+    rank = runs.launcher_rank()
+    if rank > 0 and os.environ.get(runs.RUN_DIR_ENV):
+        out = Path(os.environ[runs.RUN_DIR_ENV])  # a DDP process re-launched by rank 0
+    if resume:
+        if out is None:
+            fail("--resume needs --out RUN_DIR (the run to continue)")
+        if not (out / runs.CONFIG).is_file():
+            fail(f"--resume: {out} is not a run directory (no {runs.CONFIG})")
+        base = cfgmod.load_yaml(out / runs.CONFIG, "run config")
+        resolved = cfgmod.resolve(plugin, config, set_, flags, base=base)
+    else:
+        resolved = cfgmod.resolve(plugin, config, set_, flags)
+        if out is None:
+            out = Path("runs") / f"{resolved.recipe.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    from . import training  # Lightning: imported once the config is known to be valid
+
+    if rank == 0:
+        training.prepare_run_dir(resolved, out, resume=resume)
+    trainer = training.train(resolved, out, resume=resume, progress=progress)
+    if rank == 0:
+        typer.echo(f"trained {trainer.global_step} steps ({trainer.world_size} process(es)); run directory: {out}")
+        typer.echo(f"next: diffcore sample --run {out}")
+
+
+# ---------------------------------------------------------------------- sample
+def parse_extra_options(args: list[str], model: type[BaseModel] | None, domain_name: str) -> BaseModel | None:
+    """``--key value`` pairs left over by typer, validated by the domain's SampleOptions.
+    Dashes become underscores; a repeated key (or a list field) gives a list; a key without
+    a value is ``true``."""
+    raw: dict[str, Any] = {}
+    i = 0
+    while i < len(args):
+        tok = args[i]
+        if not tok.startswith("--") or tok == "--":
+            fail(f"unexpected argument {tok!r}; see `diffcore sample --help`")
+        key, eq, value = tok[2:].partition("=")
+        if not eq:
+            if i + 1 < len(args) and not args[i + 1].startswith("--"):
+                value = args[i + 1]
+                i += 1
+            else:
+                value = "true"
+        raw.setdefault(key.replace("-", "_"), []).append(value)
+        i += 1
+    fields = model.model_fields if model is not None else {}
+    allowed = ", ".join("--" + n.replace("_", "-") for n in fields) or "none"
+    unknown = [k for k in raw if k not in fields]
+    if unknown:
+        fail(f"unknown option --{unknown[0].replace('_', '-')} for the {domain_name!r} domain; its options: {allowed} (and those of `diffcore sample --help`)")
+    if model is None:
+        return None
+    values = {k: v if (_is_sequence(fields[k].annotation) or len(v) > 1) else v[0] for k, v in raw.items()}
+    try:
+        return model.model_validate(values)
+    except ValidationError as e:
+        lines = [f"--{'.'.join(str(p) for p in err['loc'][:1]).replace('_', '-')}: {err['msg']}" for err in e.errors()]
+        fail("; ".join(dict.fromkeys(lines)))
+
+
+def _is_sequence(annotation) -> bool:
+    """list[...] / tuple[...] / set[...], also inside ``X | None``."""
+    import types
+    import typing
+
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return any(_is_sequence(a) for a in typing.get_args(annotation))
+    return origin in (list, tuple, set, frozenset) or annotation in (list, tuple, set)
+
+
+def _describe_options(model: type[BaseModel] | None) -> str:
+    if model is None:
+        return "(this domain has no extra sample options)"
+    lines = []
+    for name, f in model.model_fields.items():
+        default = "" if f.is_required() else f" [default: {f.get_default(call_default_factory=True)!r}]"
+        lines.append(f"  --{name.replace('_', '-'):<20} {f.description or ''}{default}")
+    return "\n".join(lines)
+
+
+def _fresh_dir(base: Path) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path, n = base / stamp, 1
+    while path.exists():
+        n += 1
+        path = base / f"{stamp}-{n}"
+    return path
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@friendly
+def sample(
+    ctx: typer.Context,
+    run: Path = typer.Option(..., "--run", "-r", help="Run directory written by `diffcore train`."),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Weights to use instead of RUN/ema.safetensors: a .safetensors file or a Lightning .ckpt (loaded without executing code)."),
+    sampler: Optional[str] = typer.Option(None, "--sampler", help="ddpm, ddim, euler, heun, dpm-solver++, euler-maruyama, pc, langevin, or a plugin's [default: the run's sampling.sampler]."),
+    steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Sampling steps [default: sampling.steps]."),
+    num: int = typer.Option(16, "--num", "-n", min=1, help="Number of samples."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Samples per batch [default: sampling.batch_size]."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the noise: the same seed gives the same samples."),
+    guidance: Optional[float] = typer.Option(None, "--guidance", min=0.0, help="Classifier-free guidance scale w (1: plain conditional) [default: sampling.guidance]."),
+    class_: list[str] = typer.Option([], "--class", help="Class label (name or index) to generate; repeatable (cycled over the samples)."),
+    eta: Optional[float] = typer.Option(None, "--eta", min=0.0, help="DDIM eta [default: sampling.eta]."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (must be new or empty) [default: RUN/samples/<date>-<time>]."),
+    domain_help: bool = typer.Option(False, "--domain-help", help="List the extra options this run's domain accepts, and exit."),
+) -> None:
+    """Generate samples from a trained run and write them as the domain's files.
+
+    Domains may accept extra options (e.g. molecules: --smiles CCO, repeatable, and
+    --smiles-file FILE); `diffcore sample --run RUN --domain-help` lists them.
+    """
+    from . import runs
+
+    r = runs.load_run(run, checkpoint)
+    model = r.domain.SampleOptions
+    if domain_help:
+        typer.echo(f"options of the {r.domain.name!r} domain:\n{_describe_options(model)}")
+        return
+    options = parse_extra_options(list(ctx.args), model, r.domain.name)  # defaults if none given
+    if out is None:
+        out = _fresh_dir(run / "samples")
+    elif out.exists() and (not out.is_dir() or any(out.iterdir())):
+        fail(f"--out {out} exists and is not an empty folder; choose a new one (nothing is overwritten)")
+    results = runs.sample(r, num, batch_size, sampler, steps, seed, guidance, class_ or None, options, eta=eta)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = r.domain.write_samples(results, out)
+    typer.echo(f"wrote {len(paths)} file(s) to {out}")
+
+
+# -------------------------------------------------------------------- evaluate
+@app.command()
+@friendly
+def evaluate(
+    run: Path = typer.Option(..., "--run", "-r", help="Run directory written by `diffcore train`."),
+    num: int = typer.Option(512, "--num", "-n", min=1, help="Number of samples the metrics are computed from."),
+    sampler: Optional[str] = typer.Option(None, "--sampler", help="Sampler [default: the run's sampling.sampler]."),
+    steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Sampling steps [default: sampling.steps]."),
+    guidance: Optional[float] = typer.Option(None, "--guidance", min=0.0, help="Classifier-free guidance scale [default: sampling.guidance]."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the sampling noise."),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Weights to evaluate instead of RUN/ema.safetensors."),
+) -> None:
+    """Compute the domain's quality metrics; merge them into RUN/metrics.json and print them."""
+    from . import runs
+
+    r = runs.load_run(run, checkpoint)
+    metrics = runs.evaluate(r, num, sampler=sampler, steps=steps, seed=seed, guidance=guidance)
+    typer.echo(json.dumps(metrics, indent=2, sort_keys=True))
+
+
+# --------------------------------------------------------------------- plugins
+@app.command()
+@friendly
+def plugins(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
+    """List the installed plugins: what each provides, its package and version, and its
+    status (a plugin that failed to load is shown with its error and skipped)."""
+    from .registry import get_registry
+
+    reg = get_registry()
+    if as_json:
+        data = [
+            {"name": p.name, "package": p.package, "version": p.version, "status": p.status, "provides": p.provides}
+            for p in reg.plugins.values()
+        ]
+        typer.echo(json.dumps(data, indent=2))
+        return
+    if not reg.plugins:
+        typer.echo("no plugins installed (entry-point group 'diffcore')")
+        return
+    for p in reg.plugins.values():
+        pkg = f"{p.package or '(in-process)'} {p.version or ''}".strip()
+        typer.echo(f"{p.name}  [{'ok' if p.ok else 'FAILED'}]  {pkg}")
+        if p.ok:
+            provided = [f"{kind}: {', '.join(names)}" for kind, names in p.provides.items() if names]
+            typer.echo("    " + ("; ".join(provided) or "provides nothing"))
+            for r in p.provides["recipes"]:
+                desc = reg.recipes[r].description
+                typer.echo(f"    recipe {r}: domain {reg.recipes[r].domain}, backbone {reg.recipes[r].backbone}" + (f" - {desc}" if desc else ""))
+        else:
+            typer.echo(f"    error: {p.status}")
+
+
+# -------------------------------------------------------------------- schedule
+@app.command()
+@friendly
+def schedule(
+    names: list[str] = typer.Argument(..., metavar="NAME", help="Schedule names, e.g. linear cosine vp flow."),
+    steps: Optional[int] = typer.Option(None, "--steps", "-T", min=2, help="Number of steps the table counts in [default: a discrete schedule's own T, else 1000]."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Write a PNG with alpha_bar(t) and log-SNR(t) side by side."),
+    alpha_bar: list[float] = typer.Option([0.5, 0.1, 0.01], "--alpha-bar", help="alpha_bar levels for the table (repeatable)."),
+    log_snr: list[float] = typer.Option([0.0, -5.0], "--log-snr", help="log-SNR levels for the table (repeatable)."),
+) -> None:
+    """Compare noise schedules: where each passes given noise levels, and how many of its
+    steps are spent at log-SNR < -5 (almost pure noise)."""
+    from . import schedview
+    from .registry import get_registry
+
+    get_registry()  # plugin schedules too
+    table = schedview.crossings(names, steps, alpha_bar, log_snr)
+    typer.echo(table)
+    if plot is not None:
+        schedview.plot(names, plot)
+        typer.echo(f"plot written to {plot}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The ``diffcore`` console script."""
+    app(args=argv, prog_name="diffcore")
+
+
+if __name__ == "__main__":  # `python -m diffcore.cli` (also how DDP re-launches it)
+    main()

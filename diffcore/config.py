@@ -1,0 +1,504 @@
+"""Run configuration: pydantic models, resolution of the layers, and readable errors.
+
+A run config has the core's sections (``diffusion``, ``training``, ``sampling``), the
+recipe name (``plugin``) and two sections validated by the plugin's own models: ``data``
+(the domain's ``Options``) and ``backbone`` (the backbone's ``Options``).
+
+Resolution, lowest to highest priority:
+
+1. the core's defaults (the models below);
+2. the recipe's ``defaults`` (what the plugin author chose for the domain);
+3. ``--config FILE`` (YAML);
+4. each ``--set a.b=value`` in order (value parsed as YAML: ``--set training.lr=1e-3``,
+   ``--set data.classes=[0,1]``);
+5. the dedicated flags of ``diffcore train`` (``--max-steps``, ``--seed``, ...).
+
+Mappings are merged key by key; any other value replaces the one below it. One exception:
+a layer that changes ``diffusion.schedule`` drops the ``diffusion.schedule_options`` of the
+layers below, which were meant for another schedule (its own options, if any, apply).
+
+Every problem is reported as a :class:`~diffcore.errors.UserError` naming the key path and
+what is allowed; nothing is written before the whole config is valid.
+
+``python -m diffcore.config`` prints the configuration reference (docs/configuration.md).
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import types
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import PydanticUndefined
+
+from . import schedules as _schedules
+from .domain import Domain
+from .errors import UserError
+from .forward import PREDICTIONS
+from .hookspecs import BackboneSpec, Recipe
+from .losses import WEIGHTINGS
+
+PRECISIONS = ("32-true", "32", "16-mixed", "bf16-mixed", "bf16-true", "16-true", "64-true", "64")
+SPACINGS = ("trailing", "leading", "linspace")
+
+
+class Section(BaseModel):
+    """A config section: unknown keys are refused."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class DiffusionConfig(Section):
+    """The diffusion process and the training objective."""
+
+    schedule: str = Field("cosine", description="Noise schedule: linear, cosine, vp, subvp, ve, flow, or one a plugin registers (`diffcore plugins`).")
+    schedule_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Keyword options of the schedule, e.g. `num_steps: 500` (linear, cosine), `beta_min`/`beta_max` (vp, subvp), `sigma_min`/`sigma_max` (ve).",
+    )
+    prediction: Literal[PREDICTIONS] = Field("eps", description="What the network predicts: eps (noise), x0 (clean data), v (alpha eps - sigma x0), score, velocity (flow matching; use with schedule flow).")
+    weighting: Literal[WEIGHTINGS] = Field("uniform", description="Loss weighting over noise levels: uniform (plain MSE of the prediction), snr, min-snr (Hang et al. 2023).")
+    min_snr_gamma: float = Field(5.0, gt=0, description="gamma of the min-snr weighting: the SNR weight is clipped at gamma.")
+
+
+class TrainingConfig(Section):
+    """Optimisation, hardware and what a run writes."""
+
+    max_steps: int = Field(1000, ge=1, description="Number of optimiser steps (a resumed run continues up to this count).")
+    batch_size: int = Field(64, ge=1, description="Examples per step (per device under DDP).")
+    lr: float = Field(2e-4, gt=0, description="AdamW learning rate.")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+    warmup_steps: int = Field(0, ge=0, description="Steps of linear learning-rate warm-up from 0.")
+    grad_clip: float | None = Field(1.0, gt=0, description="Clip the gradient norm to this value; null disables clipping.")
+    ema_decay: float = Field(0.999, ge=0, lt=1, description="Decay of the exponential moving average of the weights (sampling uses the EMA weights); warmed up as min(decay, (1 + step) / (10 + step)).")
+    precision: Literal[PRECISIONS] = Field("32-true", description="Lightning precision: 32-true, 16-mixed, bf16-mixed, ... (mixed precision needs a GPU).")
+    seed: int = Field(0, description="Random seed: the same seed and config give the same weights on CPU.")
+    deterministic: bool = Field(True, description="Ask torch for deterministic algorithms (warn where an op has none).")
+    accelerator: Literal["cpu", "gpu", "cuda", "mps", "auto"] = Field("auto", description="Where to train: cpu, gpu (cuda), mps or auto.")
+    devices: int = Field(1, ge=1, description="Number of devices (processes under DDP on CPU).")
+    strategy: str = Field("auto", description="Lightning strategy: auto, ddp, ddp_spawn, fsdp, ... (`ddp` with devices > 1 trains on several processes/GPUs/nodes).")
+    num_nodes: int = Field(1, ge=1, description="Number of nodes for multi-node training.")
+    num_workers: int = Field(0, ge=0, description="Data-loader worker processes (0 loads data in the training process).")
+    checkpoint_every: int = Field(1000, ge=0, description="Save checkpoints/step=N.ckpt every N steps (0: only last.ckpt at the end).")
+    preview_every: int = Field(0, ge=0, description="Write preview samples every N steps (0: only at the end of training).")
+    preview_num: int = Field(16, ge=0, description="Number of preview samples (0 disables previews).")
+    log_every: int = Field(50, ge=1, description="Log the loss to metrics.csv every N steps.")
+
+
+class SamplingConfig(Section):
+    """Defaults of `diffcore sample` / `evaluate` and of training previews."""
+
+    sampler: str = Field("ddim", description="Sampler: ddpm, ddim, euler, heun, dpm-solver++, euler-maruyama, pc, langevin, or one a plugin registers.")
+    steps: int = Field(50, ge=1, description="Number of sampling steps: the model times, from the noise end to the data end.")
+    eta: float = Field(0.0, ge=0, description="DDIM's eta (0: deterministic DDIM, 1: DDPM-like); used by samplers that take it.")
+    guidance: float = Field(1.0, ge=0, description="Classifier-free guidance scale w (1: plain conditional model; > 1 sharpens the condition).")
+    clip_x0: float | None = Field(None, gt=0, description="Clamp predicted x0 to [-v, v] during sampling (e.g. 1.0 for images in [-1, 1]); null: no clamp.")
+    batch_size: int = Field(64, ge=1, description="Samples generated per batch.")
+    spacing: Literal[SPACINGS] | None = Field(None, description="How discrete schedules pick the sampling steps: trailing, leading, linspace; null: the sampler's default (trailing).")
+
+
+class RunConfig(Section):
+    """A whole run."""
+
+    plugin: str = Field(description="The recipe to train (`diffcore plugins` lists them): picks the domain and the backbone.")
+    diffusion: DiffusionConfig = Field(default_factory=DiffusionConfig, description="The diffusion process and loss.")
+    training: TrainingConfig = Field(default_factory=TrainingConfig, description="Optimisation, hardware, checkpoints, previews.")
+    sampling: SamplingConfig = Field(default_factory=SamplingConfig, description="Sampling defaults.")
+    data: dict[str, Any] = Field(default_factory=dict, description="The domain's options, validated by the domain's own model (see the recipe's `configs/RECIPE.yaml`).")
+    backbone: dict[str, Any] = Field(default_factory=dict, description="The backbone's options, validated by the backbone's own model.")
+
+
+SECTIONS = ("plugin", "diffusion", "training", "sampling", "data", "backbone")
+
+
+@dataclass
+class Resolved:
+    """A validated config and the plugin objects it names."""
+
+    config: RunConfig
+    recipe: Recipe
+    domain_cls: type[Domain]
+    backbone_spec: BackboneSpec
+    data_options: BaseModel
+    backbone_options: BaseModel
+
+    def schedule(self) -> _schedules.Schedule:
+        d = self.config.diffusion
+        return _schedules.get(d.schedule, **d.schedule_options)
+
+
+# ---------------------------------------------------------------------- layers
+def load_yaml(path: str | Path, what: str = "config file") -> dict[str, Any]:
+    """A YAML mapping from ``path`` (an empty file is an empty mapping)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(f"{what} {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"cannot read {what} {path}: {e}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        where = ""
+        mark = getattr(e, "problem_mark", None)
+        if mark is not None:
+            where = f" at line {mark.line + 1}, column {mark.column + 1}"
+        problem = getattr(e, "problem", None) or str(e)
+        raise UserError(f"{what} {path} is not valid YAML{where}: {problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UserError(f"{what} {path} must hold a mapping of sections (plugin, diffusion, training, ...), not a {type(data).__name__}")
+    return data
+
+
+def parse_set(item: str) -> tuple[list[str], Any]:
+    """``"a.b=value"`` -> (["a", "b"], value parsed as YAML)."""
+    key, sep, raw = item.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise UserError(f"--set {item!r}: expected KEY=VALUE with a dotted key, e.g. --set training.lr=1e-3")
+    path = key.split(".")
+    if any(not p for p in path):
+        raise UserError(f"--set {item!r}: empty part in key {key!r}")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as e:
+        raise UserError(f"--set {item!r}: the value is not valid YAML ({getattr(e, 'problem', e)}); quote strings that contain ':' or '#'") from None
+    return path, value
+
+
+def _set_path(d: dict, path: list[str], value: Any, origin: str) -> None:
+    cur = d
+    for i, part in enumerate(path[:-1]):
+        nxt = cur.get(part)
+        if nxt is None:
+            nxt = cur[part] = {}
+        if not isinstance(nxt, dict):
+            raise UserError(f"{origin}: '{'.'.join(path[: i + 1])}' is a value, not a section; cannot set '{'.'.join(path)}'")
+        cur = nxt
+    cur[path[-1]] = value
+
+
+def sets_to_dict(sets: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """Repeated ``--set`` items as one nested mapping (later items win)."""
+    out: dict[str, Any] = {}
+    for item in sets:
+        path, value = parse_set(item)
+        _set_path(out, path, value, f"--set {item!r}")
+    return out
+
+
+def merge(base: dict, over: dict) -> dict:
+    """``over`` on top of ``base`` (see the module docstring for the rule on schedules)."""
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    bd, od = base.get("diffusion"), over.get("diffusion")
+    if isinstance(bd, dict) and isinstance(od, dict) and "schedule" in od and od["schedule"] != bd.get("schedule"):
+        # Another schedule: the options below were meant for the old one.
+        out["diffusion"]["schedule_options"] = copy.deepcopy(od.get("schedule_options", {}))
+    return out
+
+
+# ------------------------------------------------------------------ validation
+def resolve(
+    plugin: str | None = None,
+    config_file: str | Path | None = None,
+    sets: list[str] | tuple[str, ...] = (),
+    flags: dict[str, Any] | None = None,
+    *,
+    base: dict[str, Any] | None = None,
+    registry=None,
+) -> Resolved:
+    """Resolve and validate a run config (see the module docstring for the order).
+
+    ``flags``: nested overrides from dedicated CLI flags (``{"training": {"max_steps": 5}}``).
+    ``base``: a saved, complete run config (``--resume``, loading a run): it replaces the
+    recipe's defaults.
+    """
+    from .registry import get_registry
+
+    registry = registry if registry is not None else get_registry()
+    layers: list[tuple[str, dict]] = []
+    if base is not None:
+        layers.append(("the run's config.yaml", base))
+    if config_file is not None:
+        layers.append((f"--config {config_file}", load_yaml(config_file)))
+    if sets:
+        layers.append(("--set", sets_to_dict(sets)))
+    if flags:
+        layers.append(("command-line flags", flags))
+
+    merged: dict[str, Any] = {}
+    for _, layer in layers:
+        merged = merge(merged, layer)
+    if plugin is not None:
+        named = merged.get("plugin")
+        if named is not None and named != plugin:
+            raise UserError(f"--plugin {plugin!r} does not match plugin: {named!r} in the config; drop one of them")
+        merged["plugin"] = plugin
+    name = merged.get("plugin")
+    if name is None:
+        raise UserError("no plugin given: pass --plugin NAME (or set `plugin:` in the config file); `diffcore plugins` lists them")
+    if not isinstance(name, str):
+        raise UserError(f"plugin: expected a recipe name, got {name!r}")
+    recipe = _keyed("plugin", registry.recipe, name)
+    if base is None:
+        defaults = copy.deepcopy(recipe.defaults)
+        merged = merge(defaults, merged)
+
+    try:
+        cfg = RunConfig.model_validate(merged)
+    except ValidationError as e:
+        raise UserError(format_errors(e, RunConfig)) from None
+
+    domain_cls = _keyed("plugin", registry.domain, recipe.domain)
+    spec = _keyed("plugin", lambda n: registry.backbone(n, domain=recipe.domain), recipe.backbone)
+    data_options = validate_section(domain_cls.Options, cfg.data, "data")
+    backbone_options = validate_section(spec.Options, cfg.backbone, "backbone")
+    cfg = cfg.model_copy(update={"data": data_options.model_dump(mode="json"), "backbone": backbone_options.model_dump(mode="json")})
+    check_diffusion(cfg)
+    check_sampling(cfg, cfg.sampling.sampler, cfg.sampling.steps, cfg.sampling.spacing, key="sampling")
+    return Resolved(cfg, recipe, domain_cls, spec, data_options, backbone_options)
+
+
+def _keyed(key: str, lookup, name):
+    try:
+        return lookup(name)
+    except UserError as e:
+        raise UserError(f"{key}: {e}") from None
+
+
+def validate_section(model: type[BaseModel], data: dict[str, Any], prefix: str) -> BaseModel:
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        raise UserError(format_errors(e, model, prefix)) from None
+
+
+def check_diffusion(cfg: RunConfig) -> _schedules.Schedule:
+    d = cfg.diffusion
+    valid = _schedules.names()
+    if d.schedule not in valid:
+        raise UserError(f"diffusion.schedule: unknown schedule {d.schedule!r}; valid: {', '.join(valid)}" + _did_you_mean(d.schedule, valid))
+    try:
+        return _schedules.get(d.schedule, **d.schedule_options)
+    except (ValueError, TypeError) as e:
+        raise UserError(f"diffusion.schedule_options: {e}") from None
+
+
+def check_sampling(cfg: RunConfig, sampler: str, steps: int, spacing: str | None, key: str = "sampling") -> None:
+    """The sampler exists and ``steps``/``spacing`` suit the run's schedule. Errors name
+    ``key.sampler`` etc., or the command-line option (``--sampler``) when ``key="cli"``."""
+    from . import sampling
+
+    def name(f: str) -> str:
+        return f"--{f}" if key == "cli" else f"{key}.{f}"
+
+    valid = sampling.names()
+    if sampler not in valid:
+        raise UserError(f"{name('sampler')}: unknown sampler {sampler!r}; valid: {', '.join(valid)}" + _did_you_mean(sampler, valid))
+    schedule = check_diffusion(cfg)
+    try:
+        sampling.timesteps(schedule, steps, spacing)
+    except ValueError as e:
+        raise UserError(f"{name('spacing' if 'spacing' in str(e) else 'steps')}: {e}") from None
+
+
+# ---------------------------------------------------------------- error text
+def _did_you_mean(name, valid) -> str:
+    close = difflib.get_close_matches(str(name), [str(v) for v in valid], n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _sub_model(annotation) -> type[BaseModel] | str | None:
+    """The model a field holds (also inside ``X | None``), "container" for dicts and lists,
+    None for a leaf value."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        found = [_sub_model(a) for a in typing.get_args(annotation) if a is not type(None)]
+        models = [f for f in found if isinstance(f, type)]
+        if models:
+            return models[0]
+        return "container" if "container" in found else None
+    if origin in (dict, list, tuple, set, frozenset) or annotation in (dict, list, tuple):
+        return "container"
+    return None
+
+
+def _walk(model: type[BaseModel], loc: tuple) -> tuple[list[str], type[BaseModel] | None]:
+    """pydantic's error location without its union/validator tags, and the model that holds
+    the last key (for listing the allowed keys)."""
+    path: list[str] = []
+    cur: Any = model
+    parent: type[BaseModel] | None = model
+    for part in loc:
+        if isinstance(cur, type) and issubclass(cur, BaseModel):
+            parent = cur
+            path.append(str(part))
+            field = cur.model_fields.get(part) if isinstance(part, str) else None
+            cur = _sub_model(field.annotation) if field is not None else None
+        elif cur == "container":
+            path.append(str(part))
+            cur = "container-item"
+        elif cur == "container-item":
+            path.append(str(part))
+        else:
+            break  # a leaf's union tag ('int', "literal['auto']"): not part of the key
+    return path, parent
+
+
+def format_errors(err: ValidationError, model: type[BaseModel], prefix: str = "") -> str:
+    """One line per problem: ``key.path: what is wrong``."""
+    lines: list[str] = []
+    for e in err.errors():
+        path, parent = _walk(model, e["loc"])
+        key = ".".join(([prefix] if prefix else []) + path) or (prefix or "config")
+        if e["type"] == "extra_forbidden":
+            allowed = list(parent.model_fields) if parent is not None else []
+            line = f"unknown key '{key}' (allowed: {', '.join(allowed) or 'none'})" + _did_you_mean(path[-1] if path else "", allowed)
+        elif e["type"] == "missing":
+            line = f"{key}: required key is missing"
+        else:
+            line = f"{key}: {e['msg']}"
+            if e["type"] not in ("model_type", "dict_type") and not isinstance(e.get("input"), (dict, list)):
+                line += f" (got {e.get('input')!r})"
+        if line not in lines:  # a union reports each alternative; one line per key is enough
+            lines.append(line)
+    head = "invalid configuration:" if len(lines) > 1 else ""
+    return "\n  ".join([head] + lines) if head else lines[0]
+
+
+# ------------------------------------------------------------------- output
+def to_yaml(cfg: RunConfig) -> str:
+    """The resolved config as YAML, sections in a fixed order."""
+    data = cfg.model_dump(mode="json")
+    ordered = {k: data[k] for k in SECTIONS if k in data}
+    return yaml.safe_dump(ordered, sort_keys=False, default_flow_style=False)
+
+
+def write_yaml(cfg: RunConfig, path: str | Path) -> None:
+    Path(path).write_text(to_yaml(cfg), encoding="utf-8")
+
+
+def _type_str(annotation) -> str:
+    origin = typing.get_origin(annotation)
+    if origin is Literal:
+        return " \\| ".join(repr(a).replace("'", "") if a is not None else "null" for a in typing.get_args(annotation))
+    if origin in (typing.Union, types.UnionType):
+        return " \\| ".join("null" if a is type(None) else _type_str(a) for a in typing.get_args(annotation))
+    if origin is not None:
+        args = ", ".join(_type_str(a) for a in typing.get_args(annotation))
+        return f"{origin.__name__}[{args}]"
+    if annotation is typing.Any:
+        return "any"
+    return getattr(annotation, "__name__", str(annotation))
+
+
+def _bounds(field) -> str:
+    out = []
+    for m in field.metadata:
+        for attr, sym in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<=")):
+            v = getattr(m, attr, None)
+            if v is not None:
+                out.append(f"{sym} {v}")
+    return ", ".join(out)
+
+
+def _default_str(field) -> str:
+    if field.default is PydanticUndefined:
+        if field.default_factory is not None:
+            value = field.default_factory()
+            if isinstance(value, BaseModel):
+                return "(section)"
+            return f"`{yaml.safe_dump(value, default_flow_style=True).strip()}`"
+        return "required"
+    return f"`{yaml.safe_dump(field.default, default_flow_style=True).strip().removesuffix(chr(10) + '...')}`"
+
+
+def render_options(model: type[BaseModel], prefix: str, *, heading: str = "###") -> str:
+    """A markdown table of a model's fields (plugins can use it for their sections too)."""
+    doc = (model.__doc__ or "").strip().splitlines()
+    lines = [f"{heading} `{prefix}`", ""]
+    if doc and model.__doc__ != BaseModel.__doc__:
+        lines += [doc[0], ""]
+    lines += ["| key | type | default | description |", "|---|---|---|---|"]
+    for name, field in model.model_fields.items():
+        typ = _type_str(field.annotation)
+        bounds = _bounds(field)
+        if bounds:
+            typ += f" ({bounds})"
+        lines.append(f"| `{prefix}.{name}` | {typ} | {_default_str(field)} | {field.description or ''} |")
+    return "\n".join(lines) + "\n"
+
+
+REFERENCE_INTRO = """# Configuration reference
+
+<!-- Generated by `python -m diffcore.config > docs/configuration.md`; a test checks that it
+matches the models in diffcore/config.py. Edit the models, not this file. -->
+
+A run is configured by one YAML document with the sections below. `diffcore train` resolves
+it from these layers, lowest to highest priority:
+
+1. the core's defaults (the tables below);
+2. the recipe's defaults (chosen by the plugin for its domain: `--plugin NAME`);
+3. `--config FILE` (YAML);
+4. each `--set a.b=value` in order; the value is parsed as YAML
+   (`--set training.lr=1e-3`, `--set data.classes=[0,1]`, `--set sampling.clip_x0=null`);
+5. the dedicated flags of `diffcore train` (`--max-steps`, `--seed`, `--accelerator`,
+   `--devices`, `--strategy`, `--precision`).
+
+Mappings are merged key by key; any other value replaces the one below it. A layer that
+changes `diffusion.schedule` drops the `diffusion.schedule_options` of the layers below
+(they were meant for another schedule); its own options, if any, apply.
+
+Unknown keys are refused, and every error names the key path and what is allowed, e.g.
+
+```
+$ diffcore train --plugin image-unet --set training.lrr=1e-3
+error: unknown key 'training.lrr' (allowed: max_steps, batch_size, lr, ...) (did you mean 'lr'?)
+$ diffcore train --plugin image-unet --set training.lr=-1
+error: training.lr: Input should be greater than 0 (got -1)
+```
+
+The resolved config (every key, plugin sections included) is written to `RUN_DIR/config.yaml`;
+`diffcore sample` and `diffcore train --resume` read it back. Each built-in recipe's
+`configs/<recipe>.yaml` lists all of its options with a comment.
+
+The `data` and `backbone` sections belong to the plugin: they are validated by the domain's
+and the backbone's own pydantic models (unknown keys refused there too), and documented in
+the plugin's config file and docs.
+"""
+
+
+def render_reference() -> str:
+    """The markdown configuration reference (docs/configuration.md)."""
+    parts = [REFERENCE_INTRO, "## Sections\n"]
+    top = ["| key | type | description |", "|---|---|---|"]
+    for name, field in RunConfig.model_fields.items():
+        sub = _sub_model(field.annotation)
+        typ = "section" if isinstance(sub, type) else _type_str(field.annotation)
+        top.append(f"| `{name}` | {typ} | {field.description} |")
+    parts.append("\n".join(top) + "\n")
+    for name, field in RunConfig.model_fields.items():
+        sub = _sub_model(field.annotation)
+        if isinstance(sub, type):
+            parts.append(render_options(sub, name))
+    return "\n".join(parts)
+
+
+if __name__ == "__main__":
+    print(render_reference(), end="")

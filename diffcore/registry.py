@@ -1,0 +1,317 @@
+"""The plugin registry: what the installed plugins provide, found through entry points.
+
+Plugins are modules declared in the entry-point group ``diffcore`` (see
+:mod:`diffcore.hookspecs`). They are loaded one by one, and each plugin's hooks are called
+one by one, so that a plugin that fails to import, or whose hook raises or registers a
+name that is already taken, is reported (``diffcore plugins``) and skipped without taking
+the others down -- pluggy's own ``load_setuptools_entrypoints`` stops at the first failure.
+A failed plugin contributes nothing: its registrations are staged and only committed when
+all of its hooks succeeded.
+
+Set ``DIFFCORE_STRICT_PLUGINS=1`` (the CLI's ``--strict-plugins``) to turn any such failure
+into an error, which is what a plugin author wants while developing one.
+
+The registry is built lazily on first use and cached (:func:`get_registry`). Tests add a
+plugin object for the duration of one test with :func:`registered_plugin`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import importlib.metadata as md
+import os
+import traceback
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pluggy
+
+from . import sampling as _sampling
+from . import schedules as _schedules
+from .domain import Domain
+from .errors import UserError
+from .hookspecs import PROJECT, BackboneSpec, DiffcoreHookspecs, Recipe
+
+STRICT_ENV = "DIFFCORE_STRICT_PLUGINS"
+KINDS = ("recipes", "domains", "backbones", "samplers", "schedules")
+
+
+class PluginError(UserError):
+    """A plugin failed to load or register (raised only in strict mode)."""
+
+
+def strict_mode() -> bool:
+    return os.environ.get(STRICT_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+@dataclass
+class PluginInfo:
+    """One plugin as ``diffcore plugins`` shows it."""
+
+    name: str
+    package: str | None = None  # the distribution that declares the entry point
+    version: str | None = None
+    status: str = "ok"  # "ok", or the error that made the plugin be skipped
+    provides: dict[str, list[str]] = field(default_factory=lambda: {k: [] for k in KINDS})
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+@dataclass
+class Registry:
+    """Everything the plugins provide, by name."""
+
+    plugins: dict[str, PluginInfo] = field(default_factory=dict)
+    recipes: dict[str, Recipe] = field(default_factory=dict)
+    domains: dict[str, type[Domain]] = field(default_factory=dict)
+    backbones: dict[str, BackboneSpec] = field(default_factory=dict)
+    samplers: dict[str, Callable[..., Any]] = field(default_factory=dict)  # plugin-provided only
+    schedules: dict[str, Callable[..., Any]] = field(default_factory=dict)  # plugin-provided only
+
+    # ---------------------------------------------------------------- lookups
+    def recipe(self, name: str) -> Recipe:
+        return _lookup(self.recipes, name, "plugin (recipe)", hint="run `diffcore plugins` to see what is installed")
+
+    def domain(self, name: str) -> type[Domain]:
+        return _lookup(self.domains, name, "domain")
+
+    def backbone(self, name: str, domain: str | None = None) -> BackboneSpec:
+        spec = _lookup(self.backbones, name, "backbone")
+        if domain is not None and spec.domain != domain:
+            fits = sorted(n for n, b in self.backbones.items() if b.domain == domain)
+            raise UserError(
+                f"backbone {name!r} is for domain {spec.domain!r}, not {domain!r}; "
+                f"backbones for {domain!r}: {', '.join(fits) or '(none)'}"
+            )
+        return spec
+
+    def failed(self) -> list[PluginInfo]:
+        return [p for p in self.plugins.values() if not p.ok]
+
+
+def _lookup(table: dict, name: str, what: str, hint: str = ""):
+    if name in table:
+        return table[name]
+    valid = sorted(table)
+    msg = f"unknown {what} {name!r}; valid: {', '.join(valid) if valid else '(none installed)'}"
+    close = difflib.get_close_matches(name, valid, n=1)
+    if close:
+        msg += f" (did you mean {close[0]!r}?)"
+    if hint:
+        msg += f"; {hint}"
+    raise UserError(msg)
+
+
+# ------------------------------------------------------------------- building
+@dataclass
+class _Candidate:
+    """A plugin to load: an entry point (loaded lazily) or an object registered in-process."""
+
+    name: str
+    load: Callable[[], Any]
+    package: str | None = None
+    version: str | None = None
+
+
+def _entry_point_candidates() -> list[_Candidate]:
+    out = []
+    for ep in md.entry_points(group=PROJECT):
+        dist = getattr(ep, "dist", None)
+        out.append(
+            _Candidate(ep.name, ep.load, dist.metadata["Name"] if dist else None, dist.version if dist else None)
+        )
+    return out
+
+
+def _describe(exc: BaseException) -> str:
+    """``Type: message (file:line)``: the innermost frame says where a plugin author looks."""
+    text = f"{type(exc).__name__}: {exc}"
+    frames = [
+        f for f in traceback.extract_tb(exc.__traceback__)
+        if f.filename != __file__ and not f.filename.startswith("<") and "importlib" not in f.filename
+    ]
+    if frames:
+        text += f" (at {frames[-1].filename}:{frames[-1].lineno})"
+    return text
+
+
+class _Staging:
+    """One plugin's registrations, committed only if all its hooks succeed."""
+
+    def __init__(self, plugin: str, reg: Registry):
+        self.plugin, self.reg = plugin, reg
+        self.items: dict[str, dict[str, Any]] = {k: {} for k in KINDS}
+
+    def _owner(self, kind: str, name: str) -> str | None:
+        for p in self.reg.plugins.values():
+            if p.ok and name in p.provides[kind]:
+                return p.name
+        return None
+
+    def add(self, kind: str, name: str, obj: Any) -> None:
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"{kind[:-1]} name must be a non-empty string, got {name!r}")
+        if name in self.items[kind]:
+            raise ValueError(f"registers {kind[:-1]} {name!r} twice")
+        owner = self._owner(kind, name)
+        builtin = (kind == "schedules" and name in _schedules.names()) or (kind == "samplers" and name in _sampling.names())
+        if owner is not None or builtin:
+            by = f"plugin {owner!r}" if owner else "diffcore"
+            raise ValueError(f"{kind[:-1]} {name!r} is already registered by {by}")
+        self.items[kind][name] = obj
+
+    # the `register` callbacks handed to each hook
+    def domain(self, cls) -> None:
+        if not (isinstance(cls, type) and issubclass(cls, Domain)):
+            raise TypeError(f"register() expects a Domain subclass, got {cls!r}")
+        self.add("domains", getattr(cls, "name", None), cls)
+
+    def backbone(self, spec) -> None:
+        if not isinstance(spec, BackboneSpec):
+            raise TypeError(f"register() expects a BackboneSpec, got {spec!r}")
+        self.add("backbones", spec.name, spec)
+
+    def recipe(self, recipe) -> None:
+        if not isinstance(recipe, Recipe):
+            raise TypeError(f"register() expects a Recipe, got {recipe!r}")
+        self.add("recipes", recipe.name, recipe)
+
+    def sampler(self, name, fn) -> None:
+        if not callable(fn):
+            raise TypeError(f"sampler {name!r}: expected a function, got {fn!r}")
+        self.add("samplers", name, fn)
+
+    def schedule(self, name, factory) -> None:
+        if not callable(factory):
+            raise TypeError(f"schedule {name!r}: expected a factory, got {factory!r}")
+        self.add("schedules", name, factory)
+
+
+_HOOKS = {
+    "diffcore_register_domains": "domain",
+    "diffcore_register_backbones": "backbone",
+    "diffcore_register_recipes": "recipe",
+    "diffcore_register_samplers": "sampler",
+    "diffcore_register_schedules": "schedule",
+}
+
+
+def build_registry(candidates: Iterable[_Candidate] | None = None, *, strict: bool | None = None) -> Registry:
+    """Load the plugins (default: the ``diffcore`` entry points) into a fresh registry.
+
+    Plugin samplers and schedules are added to :mod:`diffcore.sampling` and
+    :mod:`diffcore.schedules`; :func:`release` takes them out again.
+    """
+    strict = strict_mode() if strict is None else strict
+    reg = Registry()
+    try:
+        _load_all(reg, _entry_point_candidates() if candidates is None else candidates, strict)
+    except PluginError:
+        release(reg)  # strict mode: leave the core's registries as they were
+        raise
+    return reg
+
+
+def _load_all(reg: Registry, candidates: Iterable[_Candidate], strict: bool) -> None:
+    pm = pluggy.PluginManager(PROJECT)
+    pm.add_hookspecs(DiffcoreHookspecs)
+    for cand in candidates:
+        info = PluginInfo(cand.name, cand.package, cand.version)
+        if cand.name in reg.plugins:
+            info.status = f"skipped: a plugin named {cand.name!r} is already loaded (from {reg.plugins[cand.name].package})"
+            reg.plugins[f"{cand.name} ({cand.package})"] = info
+            _fail(info, None, strict)
+            continue
+        reg.plugins[cand.name] = info
+        try:
+            obj = cand.load()
+            pm.register(obj, name=cand.name)
+        except Exception as exc:  # an import error, a hook that does not match its spec...
+            info.status = f"failed to load: {_describe(exc)}"
+            _fail(info, exc, strict)
+            continue
+        unknown = sorted(c.name for c in pm.get_hookcallers(obj) or [] if not c.has_spec())
+        if unknown:  # most likely a typo in a hook's name, which pluggy would ignore silently
+            pm.unregister(obj)
+            info.status = f"failed to load: unknown hook(s) {', '.join(unknown)}; valid: {', '.join(_HOOKS)}"
+            _fail(info, None, strict)
+            continue
+        staging = _Staging(cand.name, reg)
+        try:
+            for hook, method in _HOOKS.items():
+                for impl in getattr(pm.hook, hook).get_hookimpls():
+                    if impl.plugin_name == cand.name:
+                        # Called directly, not through pm.hook, so a raise is this plugin's alone.
+                        impl.function(**{arg: getattr(staging, method) for arg in impl.argnames})
+        except Exception as exc:
+            pm.unregister(obj)
+            info.status = f"failed in {hook}: {_describe(exc)}"
+            _fail(info, exc, strict)
+            continue
+        _commit(reg, info, staging)
+
+
+def _fail(info: PluginInfo, exc: BaseException | None, strict: bool) -> None:
+    if strict:
+        raise PluginError(f"plugin {info.name!r}: {info.status} (unset {STRICT_ENV} to skip broken plugins)") from exc
+
+
+def _commit(reg: Registry, info: PluginInfo, staging: _Staging) -> None:
+    for kind, items in staging.items.items():
+        getattr(reg, kind).update(items)
+        info.provides[kind] = sorted(items)
+    for name, fn in staging.items["samplers"].items():
+        _sampling.register(name, fn)
+    for name, factory in staging.items["schedules"].items():
+        _schedules.register(name, factory)
+
+
+def release(reg: Registry) -> None:
+    """Take a registry's plugin samplers and schedules out of the core's registries."""
+    for name in reg.samplers:
+        _sampling.unregister(name)
+    for name in reg.schedules:
+        _schedules.unregister(name)
+
+
+# --------------------------------------------------------------------- cache
+_CACHE: Registry | None = None
+_EXTRA: list[_Candidate] = []  # plugin objects registered in-process (tests)
+
+
+def get_registry() -> Registry:
+    """The registry of the installed plugins (built on first use, then cached)."""
+    global _CACHE
+    if _CACHE is None:
+        _CACHE = build_registry(_entry_point_candidates() + list(_EXTRA))
+    return _CACHE
+
+
+def reset_registry() -> None:
+    """Forget the cached registry (the next :func:`get_registry` rebuilds it)."""
+    global _CACHE
+    if _CACHE is not None:
+        release(_CACHE)
+    _CACHE = None
+
+
+@contextlib.contextmanager
+def registered_plugin(obj: Any, name: str, *, package: str | None = None, version: str | None = None) -> Iterator[Registry]:
+    """Add a plugin object (a module, class or instance with hook implementations) for the
+    duration of a ``with`` block, rebuilding the registry on entry and on exit::
+
+        with registered_plugin(MyPlugin(), "my-plugin") as reg:
+            assert "my-recipe" in reg.recipes
+    """
+    cand = _Candidate(name, lambda: obj, package, version)
+    _EXTRA.append(cand)
+    reset_registry()
+    try:
+        yield get_registry()
+    finally:
+        _EXTRA.remove(cand)
+        reset_registry()

@@ -1,0 +1,366 @@
+"""Run directories: their layout, loading a trained model safely, and generating from it.
+
+A run directory (written by ``diffcore train``) holds::
+
+    config.yaml          the resolved config (every key, plugin sections included)
+    domain_state.json    what the domain computed from its data and sampling needs
+    checkpoints/         Lightning checkpoints: last.ckpt (for --resume), step=N.ckpt
+    ema.safetensors      the EMA weights of the backbone (what sampling uses)
+    model.safetensors    the raw (non-EMA) weights
+    metrics.csv          training metrics (Lightning's CSV logger)
+    metrics.json         evaluation metrics (diffcore evaluate)
+    previews/            preview samples written during/after training
+    cache/               the domain's working folder
+
+Loading never executes code from a file: weights come from safetensors, and a Lightning
+checkpoint is read with ``torch.load(weights_only=True)``, which refuses any pickled object
+that is not a tensor or a plain container. Anything that is not a checkpoint of this run's
+backbone is refused with a :class:`~diffcore.errors.UserError` naming the file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from pydantic import BaseModel
+from torch import nn
+
+from . import sampling as _sampling
+from .config import Resolved, check_sampling, load_yaml, resolve
+from .domain import Batch, Domain
+from .errors import UserError
+from .guidance import classifier_free
+
+CONFIG = "config.yaml"
+DOMAIN_STATE = "domain_state.json"
+CHECKPOINTS = "checkpoints"
+LAST_CKPT = "checkpoints/last.ckpt"
+EMA_WEIGHTS = "ema.safetensors"
+MODEL_WEIGHTS = "model.safetensors"
+METRICS_JSON = "metrics.json"
+PREVIEWS = "previews"
+CACHE = "cache"
+# Files whose presence means a folder already holds a run (train --out refuses it).
+RUN_MARKERS = (CONFIG, CHECKPOINTS, EMA_WEIGHTS, DOMAIN_STATE, "metrics.csv")
+
+
+RUN_DIR_ENV = "_DIFFCORE_DDP_RUN_DIR"  # how rank 0 tells the processes DDP launches where the run is
+
+
+def launcher_rank() -> int:
+    """This process's global rank as a launcher (Lightning's DDP, torchrun, SLURM) set it in
+    the environment, known before Lightning is imported (the same variables Lightning reads)."""
+    for key in ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK"):
+        if key in os.environ:
+            return int(os.environ[key])
+    return 0
+
+
+def holds_run(path: Path) -> bool:
+    return path.is_dir() and any((path / m).exists() for m in RUN_MARKERS)
+
+
+# ----------------------------------------------------------------- checkpoints
+def read_lightning_checkpoint(path: Path) -> dict[str, Any]:
+    """A Lightning ``.ckpt`` read with ``torch.load(weights_only=True)`` (no code runs)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint {path} does not exist")
+    try:
+        with warnings.catch_warnings():  # torch warns about a foreign pickle protocol; we refuse or accept below
+            warnings.simplefilter("ignore")
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # UnpicklingError for foreign objects, RuntimeError/EOFError for garbage
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if "Weights only load failed" in str(e) or "Unsupported global" in str(e):
+            reason = (
+                "it contains pickled Python objects other than tensors and plain containers, "
+                "which could execute code when loaded; it was not loaded"
+            )
+        raise UserError(f"checkpoint {path} was refused: {reason}") from None
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
+        raise UserError(f"checkpoint {path} is not a Lightning checkpoint (no 'state_dict' mapping)")
+    return ckpt
+
+
+def _backbone_state(ckpt: dict[str, Any], path: Path, prefer_ema: bool = True) -> dict[str, torch.Tensor]:
+    """The backbone's weights from a Lightning checkpoint of a :class:`DiffusionModule`
+    (``ema.*`` keys, else ``backbone.*``)."""
+    sd = ckpt["state_dict"]
+    for prefix in (("ema.", "backbone.") if prefer_ema else ("backbone.", "ema.")):
+        sub = {k[len(prefix):]: v for k, v in sd.items() if isinstance(k, str) and k.startswith(prefix)}
+        if sub:
+            return sub
+    raise UserError(f"checkpoint {path} holds no diffcore model weights (no 'ema.' or 'backbone.' keys)")
+
+
+def read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """A state dict from ``.safetensors`` or a Lightning ``.ckpt`` file (EMA weights)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint {path} does not exist")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path), device="cpu")
+        except Exception as e:  # SafetensorError, OSError: a corrupt or foreign file
+            raise UserError(f"checkpoint {path} is not a valid safetensors file: {e}") from None
+    if path.suffix in (".ckpt", ".pt", ".pth"):
+        return _backbone_state(read_lightning_checkpoint(path), path)
+    raise UserError(f"checkpoint {path}: unknown format {path.suffix!r}; use a .safetensors file or a Lightning .ckpt")
+
+
+def load_weights(net: nn.Module, state: dict[str, Any], path: Path) -> None:
+    """``net.load_state_dict(state)`` with a readable refusal when they do not fit."""
+    own = net.state_dict()
+    bad = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
+    if bad:
+        raise UserError(f"checkpoint {path}: entries that are not tensors: {', '.join(bad[:5])}")
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in own if k in state and state[k].shape != own[k].shape]
+    if missing or unexpected or shapes:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing key(s) (e.g. {', '.join(missing[:3])})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected key(s) (e.g. {', '.join(unexpected[:3])})")
+        if shapes:
+            parts.append(f"{len(shapes)} shape mismatch(es) (e.g. {'; '.join(shapes[:3])})")
+        raise UserError(f"checkpoint {path} does not fit this run's backbone: {', '.join(parts)}")
+    net.load_state_dict(state, strict=True)
+
+
+def save_weights(net: nn.Module, path: Path) -> None:
+    """The module's state dict as safetensors (cloned: safetensors refuses shared storage)."""
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().to("cpu").contiguous().clone() for k, v in net.state_dict().items()}
+    save_file(state, str(path), metadata={"format": "pt", "producer": "diffcore"})
+
+
+# ------------------------------------------------------------------------ runs
+@dataclass
+class Run:
+    """A trained model rebuilt from its run directory."""
+
+    dir: Path
+    resolved: Resolved
+    domain: Domain
+    net: nn.Module
+    weights: Path
+    device: torch.device
+
+    @property
+    def config(self):
+        return self.resolved.config
+
+    def schedule(self):
+        return self.resolved.schedule()
+
+
+def pick_device(device: str | None = None) -> torch.device:
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def load_run(run_dir: str | Path, checkpoint: str | Path | None = None, *, device: str | None = None) -> Run:
+    """Rebuild a run's domain and backbone through the plugins and load its weights
+    (``ema.safetensors``, or ``checkpoint``)."""
+    run_dir = Path(run_dir)
+    if not (run_dir / CONFIG).is_file():
+        raise UserError(f"{run_dir} is not a run directory (no {CONFIG}); pass the --out folder of `diffcore train`")
+    base = load_yaml(run_dir / CONFIG, "run config")
+    try:
+        resolved = resolve(base=base)
+    except UserError as e:
+        raise UserError(f"{run_dir / CONFIG}: {e}") from None
+    domain = resolved.domain_cls(resolved.data_options, workdir=run_dir / CACHE)
+    state_file = run_dir / DOMAIN_STATE
+    if state_file.is_file():
+        try:
+            state = json.loads(state_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise UserError(f"{state_file} is not valid JSON: {e}") from None
+        domain.load_state_dict(state)
+    net = resolved.backbone_spec.build(resolved.backbone_options, domain)
+    weights = Path(checkpoint) if checkpoint is not None else run_dir / EMA_WEIGHTS
+    if checkpoint is None and not weights.is_file():
+        last = run_dir / LAST_CKPT
+        if not last.is_file():
+            raise UserError(f"{run_dir} has no weights yet ({EMA_WEIGHTS} or {LAST_CKPT}); train it first or pass --checkpoint")
+        weights = last  # a run that stopped before writing its EMA weights
+    load_weights(net, read_weights(weights), weights)
+    dev = pick_device(device)
+    net.to(dev).eval()
+    return Run(run_dir, resolved, domain, net, weights, dev)
+
+
+def _to(obj, device):
+    if isinstance(obj, torch.Tensor):
+        return obj.to(device)
+    if isinstance(obj, dict):
+        return {k: _to(v, device) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)) and obj and all(isinstance(v, torch.Tensor) for v in obj):
+        return type(obj)(v.to(device) for v in obj)
+    return obj
+
+
+def sampler_options(sampler: str, eta: float | None) -> dict[str, Any]:
+    """Sampler-specific options from the config: ``eta`` goes to samplers that take it."""
+    import inspect
+
+    params = inspect.signature(_sampling.get(sampler)).parameters
+    return {"eta": eta} if eta is not None and "eta" in params else {}
+
+
+def generate_batch(
+    net: Callable,
+    schedule,
+    prediction: str,
+    domain: Domain,
+    batch: Batch,
+    *,
+    sampler: str,
+    steps: int,
+    guidance: float = 1.0,
+    eta: float | None = None,
+    clip_x0: float | None = None,
+    spacing: str | None = None,
+    generator: torch.Generator | None = None,
+    device: torch.device | str = "cpu",
+) -> torch.Tensor:
+    """Generate ``x`` for one sampling batch of ``domain`` with ``net(x_t, t, cond)``."""
+    from . import generate
+
+    b = _to(batch, device)
+    like = torch.empty(tuple(b["shape"]), device=device)
+    noise = domain.noise(like, b, generator=generator)
+    # classifier_free(net, None, w) is net(x, t, None): the unconditional model.
+    model = classifier_free(net, b.get("cond"), guidance)
+    x = generate(
+        model, noise, schedule, sampler=sampler, steps=steps, prediction=prediction, generator=generator,
+        spacing=spacing, clip_x0=clip_x0, noise_fn=lambda z: domain.noise(z, b, generator=generator),
+        **sampler_options(sampler, eta),
+    )
+    mask = b.get("mask")
+    return x * mask.to(x.dtype) if mask is not None else x
+
+
+def class_ids(domain: Domain, classes: Sequence[str | int] | None) -> list[int] | None:
+    """``--class`` values (label names or indices) as class ids."""
+    if not classes:
+        return None
+    labels = domain.labels
+    if labels is None:
+        raise UserError(f"--class: the {domain.name!r} domain has no class labels")
+    out = []
+    for c in classes:
+        if isinstance(c, str) and c in labels:
+            out.append(labels.index(c))
+        elif str(c).lstrip("-").isdigit() and 0 <= int(c) < len(labels):
+            out.append(int(c))
+        else:
+            shown = ", ".join(labels[:20]) + (", ..." if len(labels) > 20 else "")
+            raise UserError(f"--class {c!r}: unknown label; valid: {shown} (or an index 0..{len(labels) - 1})")
+    return out
+
+
+def sample(
+    run: Run,
+    num: int,
+    batch_size: int | None = None,
+    sampler: str | None = None,
+    steps: int | None = None,
+    seed: int = 0,
+    guidance: float | None = None,
+    classes: Sequence[str | int] | None = None,
+    options: BaseModel | None = None,
+    *,
+    eta: float | None = None,
+    clip_x0: float | None = None,
+    spacing: str | None = None,
+) -> list[tuple[torch.Tensor, Batch]]:
+    """Generate ``num`` samples from a run: ``[(x, batch)]`` for ``domain.write_samples``.
+    Unset arguments take the run's ``sampling:`` section."""
+    s = run.config.sampling
+    sampler = sampler or s.sampler
+    steps = steps or s.steps
+    spacing = spacing if spacing is not None else s.spacing
+    check_sampling(run.config, sampler, steps, spacing, key="cli")
+    gen = torch.Generator(device=run.device).manual_seed(seed)
+    make = sample_fn(run, sampler=sampler, steps=steps, guidance=guidance, generator=gen, eta=eta, clip_x0=clip_x0, spacing=spacing)
+    ids = class_ids(run.domain, classes)
+    results = []
+    for batch in run.domain.sample_batches(num, batch_size or s.batch_size, classes=ids, options=options):
+        results.append((make(batch).cpu(), batch))
+    return results
+
+
+def sample_fn(
+    run: Run,
+    *,
+    sampler: str | None = None,
+    steps: int | None = None,
+    guidance: float | None = None,
+    generator: torch.Generator | None = None,
+    eta: float | None = None,
+    clip_x0: float | None = None,
+    spacing: str | None = None,
+) -> Callable[[Batch], torch.Tensor]:
+    """A function from a sampling batch to generated ``x`` (what ``Domain.evaluate`` takes)."""
+    s = run.config.sampling
+    schedule = run.schedule()
+    kw = dict(
+        sampler=sampler or s.sampler,
+        steps=steps or s.steps,
+        guidance=s.guidance if guidance is None else guidance,
+        eta=s.eta if eta is None else eta,
+        clip_x0=s.clip_x0 if clip_x0 is None else clip_x0,
+        spacing=s.spacing if spacing is None else spacing,
+    )
+    pred = run.config.diffusion.prediction
+
+    def fn(batch: Batch) -> torch.Tensor:
+        with torch.no_grad():
+            return generate_batch(run.net, schedule, pred, run.domain, batch, generator=generator, device=run.device, **kw)
+
+    return fn
+
+
+def evaluate(run: Run, num: int, *, sampler: str | None = None, steps: int | None = None, seed: int = 0, guidance: float | None = None) -> dict[str, Any]:
+    """The domain's metrics for this run, merged into ``RUN/metrics.json`` (earlier keys that
+    this evaluation does not recompute are kept)."""
+    sampler = sampler or run.config.sampling.sampler
+    steps = steps or run.config.sampling.steps
+    check_sampling(run.config, sampler, steps, run.config.sampling.spacing, key="cli")
+    torch.manual_seed(seed)  # a domain may draw from the global RNG (e.g. which classes)
+    gen = torch.Generator(device=run.device).manual_seed(seed)
+    fn = sample_fn(run, sampler=sampler, steps=steps, guidance=guidance, generator=gen)
+    out_dir = run.dir / "eval"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    metrics = dict(run.domain.evaluate(fn, num, out_dir))
+    path = run.dir / METRICS_JSON
+    merged: dict[str, Any] = {}
+    if path.is_file():
+        try:
+            merged = json.loads(path.read_text(encoding="utf-8"))
+        except ValueError:
+            # Never lose what was there: keep the unreadable file aside.
+            path.replace(path.with_suffix(".json.bad"))
+            merged = {}
+    merged.update(metrics)
+    merged["evaluated_with"] = {"sampler": sampler, "steps": steps, "num": num, "seed": seed, "weights": str(run.weights)}
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(merged, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    tmp.replace(path)
+    return merged

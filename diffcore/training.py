@@ -1,0 +1,344 @@
+"""Training with Lightning: one LightningModule over (schedule, loss, backbone) for every domain.
+
+The mathematics stays in :mod:`diffcore.losses`; this module adds what a run needs around it:
+EMA weights, AdamW with warm-up, the domain's data loader, Lightning's Trainer (so CPU, GPU
+and multi-node DDP are the same command), checkpoints, CSV metrics and preview samples.
+
+Under ``--strategy ddp`` Lightning re-launches the same command line once per extra
+process; those processes (rank > 0) train but write nothing to the run directory.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+from lightning.pytorch.loggers.logger import rank_zero_experiment
+from lightning.pytorch.utilities import rank_zero_only
+from torch import nn
+from torch.utils.data import DataLoader
+
+from . import runs
+from .config import Resolved, RunConfig, write_yaml
+from .domain import Domain
+from .errors import UserError
+from .losses import DiffusionLoss
+
+def global_rank() -> int:
+    """This process's rank, known before the Trainer exists (from the launcher's env vars)."""
+    return int(getattr(rank_zero_only, "rank", 0) or 0)
+
+
+# ----------------------------------------------------------------------- module
+class DiffusionModule(L.LightningModule):
+    """The denoising objective of one backbone, with an EMA copy of its weights.
+
+    The checkpoint holds the module's ``state_dict`` (``backbone.*`` and ``ema.*`` tensors),
+    the optimiser state and Lightning's loop counters -- tensors and plain types only, so it
+    loads with ``torch.load(weights_only=True)``. No hyper-parameters are pickled: the run's
+    config.yaml is the source of truth.
+    """
+
+    def __init__(self, backbone: nn.Module, schedule, config: RunConfig, domain: Domain):
+        super().__init__()
+        self.backbone = backbone
+        # EMA of the weights (Polyak averaging; DDPM samples with decay 0.9999). A copy that
+        # never receives gradients; buffers are copied as they are.
+        self.ema = copy.deepcopy(backbone).requires_grad_(False)
+        d = config.diffusion
+        self.loss_fn = DiffusionLoss(schedule, prediction=d.prediction, weighting=d.weighting, min_snr_gamma=d.min_snr_gamma)
+        self.schedule = schedule
+        self.cfg = config
+        self.domain = domain
+
+    def forward(self, x_t, t, cond=None):
+        return self.backbone(x_t, t, cond)
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        loss = self.loss_fn(
+            self.backbone,
+            batch["x"],
+            cond=batch.get("cond"),
+            mask=batch.get("mask"),
+            noise_fn=lambda like: self.domain.noise(like, batch),
+        )
+        self.log("loss", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=batch["x"].shape[0])
+        return loss
+
+    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+        self.update_ema()
+
+    @torch.no_grad()
+    def update_ema(self) -> None:
+        step = self.global_step
+        # Warm-up of the decay (as in many EMA implementations): early weights are forgotten fast.
+        decay = min(self.cfg.training.ema_decay, (1 + step) / (10 + step))
+        for e, p in zip(self.ema.parameters(), self.backbone.parameters()):
+            e.lerp_(p.detach().to(e.dtype), 1.0 - decay)
+        for e, b in zip(self.ema.buffers(), self.backbone.buffers()):
+            e.copy_(b)
+
+    def configure_optimizers(self):
+        t = self.cfg.training
+        opt = torch.optim.AdamW(self.backbone.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+        if t.warmup_steps <= 0:
+            return opt
+        warmup = t.warmup_steps
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, (step + 1) / warmup))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+# ---------------------------------------------------------------------- logging
+class _AppendingWriter(ExperimentWriter):
+    """Lightning's CSV writer deletes an existing metrics.csv; a resumed run appends to it."""
+
+    def _check_log_dir_exists(self) -> None:
+        if self._fs.isfile(self.metrics_file_path):
+            import csv
+
+            with self._fs.open(self.metrics_file_path, "r", newline="") as f:
+                header = next(csv.reader(f), [])
+            self.metrics_keys = sorted(header)
+
+
+class RunCSVLogger(CSVLogger):
+    """CSV metrics written straight into the run directory (RUN/metrics.csv)."""
+
+    def __init__(self, run_dir: Path, flush_logs_every_n_steps: int = 50):
+        super().__init__(save_dir=run_dir, name="", version="", flush_logs_every_n_steps=flush_logs_every_n_steps)
+
+    @property
+    @rank_zero_experiment
+    def experiment(self):
+        if self._experiment is None:
+            self._experiment = _AppendingWriter(log_dir=self.log_dir)
+        return self._experiment
+
+
+# -------------------------------------------------------------------- callbacks
+def write_previews(module: DiffusionModule, run_dir: Path, tag: str) -> list[Path]:
+    """EMA samples under RUN/previews/<tag>/ through the domain's writer."""
+    cfg = module.cfg
+    s = cfg.sampling
+    num = cfg.training.preview_num
+    if num <= 0:
+        return []
+    net = module.ema
+    was_training = net.training
+    net.eval()
+    out = run_dir / runs.PREVIEWS / tag
+    out.mkdir(parents=True, exist_ok=True)
+    # fork_rng: previews must not change the training's random stream (same weights with or
+    # without previews); the fixed seed makes previews comparable across steps.
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        gen = torch.Generator(device=module.device).manual_seed(cfg.training.seed)
+        results = []
+        for batch in module.domain.sample_batches(num, min(num, s.batch_size)):
+            x = runs.generate_batch(
+                net, module.schedule, cfg.diffusion.prediction, module.domain, batch,
+                sampler=s.sampler, steps=s.steps, guidance=s.guidance, eta=s.eta, clip_x0=s.clip_x0,
+                spacing=s.spacing, generator=gen, device=module.device,
+            )
+            results.append((x.float().cpu(), batch))
+        paths = module.domain.write_samples(results, out)
+    net.train(was_training)
+    return paths
+
+
+class Previews(Callback):
+    """Preview samples every ``every`` steps (rank 0 only)."""
+
+    def __init__(self, run_dir: Path, every: int):
+        self.run_dir, self.every = run_dir, every
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        step = trainer.global_step
+        # The last step's previews are written by FinishRun.
+        if self.every > 0 and step % self.every == 0 and step < trainer.max_steps and trainer.is_global_zero:
+            write_previews(pl_module, self.run_dir, f"step-{step:07d}")
+
+
+class FinishRun(Callback):
+    """At the end of training: last.ckpt (every rank takes part), then on rank 0 the
+    safetensors weights and the final previews."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = run_dir
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        trainer.save_checkpoint(self.run_dir / runs.LAST_CKPT, weights_only=False)  # full state, for --resume
+        if not trainer.is_global_zero:
+            return
+        runs.save_weights(pl_module.ema, self.run_dir / runs.EMA_WEIGHTS)
+        runs.save_weights(pl_module.backbone, self.run_dir / runs.MODEL_WEIGHTS)
+        write_previews(pl_module, self.run_dir, f"step-{trainer.global_step:07d}")
+
+
+def progress_bar() -> Callback:
+    """Lightning's progress bar, counting steps (runs are sized in steps, not epochs)."""
+    from lightning.pytorch.callbacks import RichProgressBar, TQDMProgressBar
+    from lightning.pytorch.callbacks.progress.rich_progress import _RICH_AVAILABLE
+
+    class StepProgressBar(RichProgressBar if _RICH_AVAILABLE else TQDMProgressBar):
+        def get_metrics(self, trainer, pl_module):
+            items = super().get_metrics(trainer, pl_module)
+            items.pop("v_num", None)
+            items["step"] = f"{trainer.global_step}/{trainer.max_steps}"
+            return items
+
+        def _get_train_description(self, current_epoch: int) -> str:
+            return f"Epoch {current_epoch}"  # not "Epoch 3/-2" (max_epochs=-1: we stop on steps)
+
+    return StepProgressBar()
+
+
+# ------------------------------------------------------------------------ data
+def make_loader(domain: Domain, config: RunConfig) -> DataLoader:
+    t = config.training
+    ds = domain.train_dataset()
+    n = len(ds)
+    if n == 0:
+        raise UserError(f"the {domain.name!r} domain's training set is empty; check the data: section of the config")
+    return DataLoader(
+        ds,
+        batch_size=t.batch_size,
+        shuffle=True,
+        collate_fn=domain.collate,
+        num_workers=t.num_workers,
+        persistent_workers=t.num_workers > 0,
+        # Full batches only, unless the data set is smaller than one batch.
+        drop_last=n >= t.batch_size,
+    )
+
+
+# ------------------------------------------------------------------------ runs
+def prepare_run_dir(resolved: Resolved, run_dir: Path, *, resume: bool) -> Path:
+    """Create (or, for ``resume``, check) the run directory. Never overwrites another run;
+    config.yaml is written by :func:`train` once the data and the backbone are built, so a
+    run that fails to start leaves no run behind."""
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UserError(f"--out {run_dir} is a file, not a folder")
+    if resume:
+        check_resume_checkpoint(run_dir / runs.LAST_CKPT, resolved.config.training.max_steps)
+    elif runs.holds_run(run_dir):
+        raise UserError(f"{run_dir} already holds a run; pass --resume to continue it, or choose another --out")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+def check_resume_checkpoint(path: Path, max_steps: int) -> int:
+    """Read last.ckpt safely (refusing anything but tensors and plain data) and return its
+    step count; refuse a resume that would train no further."""
+    if not Path(path).is_file():
+        raise UserError(f"--resume: {path} does not exist; nothing to resume")
+    ckpt = runs.read_lightning_checkpoint(path)
+    step = int(ckpt.get("global_step", 0))
+    if step >= max_steps:
+        raise UserError(
+            f"--resume: the run has already trained {step} steps (training.max_steps={max_steps}); "
+            f"pass --max-steps N with N > {step} to continue"
+        )
+    return step
+
+
+def _quiet_lightning() -> None:
+    # Lightning's info lines (GPU available, TPU available, ...) drown the progress bar.
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
+    logging.getLogger("lightning.fabric.utilities.rank_zero").setLevel(logging.WARNING)
+    for msg in (
+        r".*does not have many workers.*",
+        r".*log_every_n_steps.*",
+        r".*Experiment logs directory.*",
+        r".*Checkpoint directory .* exists and is not empty.*",
+        r".*isn't a valid file.*",
+        r".*LeafSpec.*",  # Lightning 2.6 on torch 2.14: a deprecation inside Lightning
+        # --resume restarts the interrupted epoch's data order (documented in docs/cli.md)
+        r".*resuming from a checkpoint that ended before the epoch ended.*",
+    ):
+        warnings.filterwarnings("ignore", message=msg)
+
+
+def train(resolved: Resolved, run_dir: Path, *, resume: bool = False, progress: bool = True) -> L.Trainer:
+    """Train the resolved config into ``run_dir`` (already prepared by rank 0)."""
+    _quiet_lightning()
+    cfg = resolved.config
+    t = cfg.training
+    run_dir = Path(run_dir).resolve()
+    os.environ[runs.RUN_DIR_ENV] = str(run_dir)  # inherited by the processes DDP launches
+    L.seed_everything(t.seed, workers=True, verbose=False)
+
+    domain = resolved.domain_cls(resolved.data_options, workdir=run_dir / runs.CACHE)
+    domain.setup()
+    net = resolved.backbone_spec.build(resolved.backbone_options, domain)
+    module = DiffusionModule(net, resolved.schedule(), cfg, domain)
+    loader = make_loader(domain, cfg)
+    if global_rank() == 0:
+        try:
+            state = json.dumps(domain.state_dict(), indent=2)
+        except TypeError as e:
+            raise UserError(f"the {domain.name!r} domain's state_dict() is not JSON-serialisable ({e}); this is a bug in its plugin") from None
+        write_yaml(cfg, run_dir / runs.CONFIG)
+        (run_dir / runs.DOMAIN_STATE).write_text(state + "\n", encoding="utf-8")
+
+    # Lightning reads it with torch.load(weights_only=True) (below); prepare_run_dir has
+    # already checked it the same way, with a clear message for a file it refuses.
+    ckpt_path = run_dir / runs.LAST_CKPT if resume else None
+
+    callbacks: list[Callback] = [Previews(run_dir, t.preview_every), FinishRun(run_dir)]
+    if progress:
+        callbacks.append(progress_bar())
+    if t.checkpoint_every > 0:
+        callbacks.append(
+            ModelCheckpoint(
+                dirpath=run_dir / runs.CHECKPOINTS,
+                filename="step={step}",
+                auto_insert_metric_name=False,
+                every_n_train_steps=t.checkpoint_every,
+                save_top_k=-1,
+                save_last=True,  # keeps last.ckpt fresh in case the run is interrupted
+                enable_version_counter=False,
+            )
+        )
+    # Trainer(deterministic=...) switches torch's global flag; it is given back after fit
+    # for callers that go on in the same process (notebooks, tests).
+    was_deterministic = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    try:
+        trainer = L.Trainer(
+            default_root_dir=run_dir,
+            max_steps=t.max_steps,
+            max_epochs=-1,
+            accelerator=t.accelerator,
+            devices=t.devices,
+            num_nodes=t.num_nodes,
+            strategy=t.strategy,
+            precision=t.precision,
+            gradient_clip_val=t.grad_clip,
+            deterministic="warn" if t.deterministic else None,
+            logger=RunCSVLogger(run_dir, flush_logs_every_n_steps=max(1, t.log_every)),
+            log_every_n_steps=t.log_every,
+            callbacks=callbacks,
+            enable_checkpointing=t.checkpoint_every > 0,
+            enable_progress_bar=progress,
+            enable_model_summary=False,
+            num_sanity_val_steps=0,
+            limit_val_batches=0,
+        )
+    except Exception as e:  # MisconfigurationException, ValueError: a wrong accelerator/strategy/precision
+        raise UserError(f"training.accelerator/devices/strategy/precision: {e}") from None
+    try:
+        trainer.fit(module, train_dataloaders=loader, ckpt_path=ckpt_path, weights_only=True)
+    finally:
+        torch.use_deterministic_algorithms(was_deterministic, warn_only=warn_only)
+    return trainer

@@ -1,0 +1,177 @@
+"""The command line end to end on the toy plugin: train -> sample -> evaluate, --resume,
+reproducibility, help texts, and the schedule comparison."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import TINY, run_cli
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from diffcore.cli import app
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(app, list(args))
+
+
+def _steps(run: Path) -> int:
+    return int(torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"])
+
+
+def test_train_sample_evaluate_in_subprocesses(toy_site, tmp_path):
+    run = tmp_path / "run"
+    proc = run_cli(["train", "--plugin", "toy", "--out", str(run), *TINY, "--max-steps", "6", "--set", "training.checkpoint_every=3",
+                    "--set", "training.preview_every=4"], site=toy_site)
+    assert proc.returncode == 0, proc.stderr
+    assert "trained 6 steps (1 process(es))" in proc.stdout
+    for name in ("config.yaml", "domain_state.json", "ema.safetensors", "model.safetensors", "metrics.csv", "checkpoints/last.ckpt", "checkpoints/step=3.ckpt"):
+        assert (run / name).is_file(), name
+    assert sorted(p.name for p in (run / "previews").iterdir()) == ["step-0000004", "step-0000006"]  # every 4 steps, and at the end
+    assert (run / "previews" / "step-0000006" / "samples.csv").is_file()
+    assert json.loads((run / "domain_state.json").read_text())["scale"] > 0
+    with open(run / "metrics.csv") as f:
+        rows = [r for r in csv.DictReader(f) if r["loss"]]
+    assert [int(r["step"]) for r in rows] == list(range(6))  # log_every=1 in the toy recipe
+    assert _steps(run) == 6
+    # EMA and raw weights are different tensors of the same backbone
+    ema, raw = load_file(run / "ema.safetensors"), load_file(run / "model.safetensors")
+    assert ema.keys() == raw.keys() and any(not torch.equal(ema[k], raw[k]) for k in ema)
+
+    out = tmp_path / "samples"
+    proc = run_cli(["sample", "--run", str(run), "--num", "6", "--class", "west", "--class", "1", "--steps", "5",
+                    "--tag", "a", "--tag", "b", "--scale", "2", "--out", str(out)], site=toy_site)
+    assert proc.returncode == 0, proc.stderr
+    with open(out / "samples-a-b.csv") as f:
+        labels = [r["label"] for r in csv.DictReader(f)]
+    assert labels == ["west", "north"] * 3  # --class cycled over the samples
+
+    (run / "metrics.json").write_text(json.dumps({"earlier": 1.5}))
+    proc = run_cli(["evaluate", "--run", str(run), "--num", "16", "--sampler", "euler", "--steps", "4"], site=toy_site)
+    assert proc.returncode == 0, proc.stderr
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["earlier"] == 1.5  # merged, not clobbered
+    assert 0.0 <= metrics["class_accuracy"] <= 1.0 and metrics["finite"] == 1.0
+    assert metrics["evaluated_with"]["sampler"] == "euler"
+    assert json.loads(proc.stdout) == metrics
+
+
+@pytest.fixture
+def tiny_run(toy_plugin, tmp_path):
+    run = tmp_path / "run"
+    res = invoke("train", "--plugin", "toy", "--out", str(run), *TINY)
+    assert res.exit_code == 0, res.output
+    return run
+
+
+def test_resume_continues_the_step_count(tiny_run):
+    run = tiny_run
+    assert _steps(run) == 4
+    res = invoke("train", "--out", str(run), "--resume", "--max-steps", "7", "--no-progress")
+    assert res.exit_code == 0, res.output
+    assert "trained 7 steps" in res.stdout
+    assert _steps(run) == 7
+    with open(run / "metrics.csv") as f:
+        steps = [int(r["step"]) for r in csv.DictReader(f) if r["loss"]]
+    assert steps == list(range(7))  # the first run's rows are kept, the resumed ones follow
+    assert "max_steps: 7" in (run / "config.yaml").read_text()
+    # nothing more to do: a clear refusal
+    res = invoke("train", "--out", str(run), "--resume")
+    assert res.exit_code == 2 and "already trained 7 steps" in res.stderr
+
+
+def test_train_refuses_to_overwrite_a_run(tiny_run):
+    before = {p: p.read_bytes() for p in tiny_run.rglob("*") if p.is_file()}
+    res = invoke("train", "--plugin", "toy", "--out", str(tiny_run), *TINY)
+    assert res.exit_code == 2
+    assert "already holds a run; pass --resume" in res.stderr
+    assert {p: p.read_bytes() for p in tiny_run.rglob("*") if p.is_file()} == before
+
+
+def test_failed_setup_leaves_no_run_behind(toy_plugin, tmp_path):
+    run = tmp_path / "run"
+    res = invoke("train", "--plugin", "toy", "--out", str(run), "--set", "data.fail_setup=true", *TINY)
+    assert res.exit_code == 2 and res.stderr == "error: toy data: asked to fail (data.fail_setup=true)\n"
+    # the same --out can be used once the data is fixed
+    assert invoke("train", "--plugin", "toy", "--out", str(run), *TINY).exit_code == 0
+
+
+def test_same_seed_same_weights(toy_plugin, tmp_path):
+    def weights(name, seed):
+        res = invoke("train", "--plugin", "toy", "--out", str(tmp_path / name), "--seed", str(seed), *TINY)
+        assert res.exit_code == 0, res.output
+        return load_file(tmp_path / name / "ema.safetensors")
+
+    a, b, c = weights("a", 1), weights("b", 1), weights("c", 2)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert any(not torch.equal(a[k], c[k]) for k in a)
+
+
+def test_sample_options_and_refusals(tiny_run, tmp_path):
+    out = tmp_path / "s1"
+    assert invoke("sample", "--run", str(tiny_run), "--num", "4", "--out", str(out), "--seed", "3").exit_code == 0
+    again = tmp_path / "s2"
+    assert invoke("sample", "--run", str(tiny_run), "--num", "4", "--out", str(again), "--seed", "3").exit_code == 0
+    assert (out / "samples.csv").read_text() == (again / "samples.csv").read_text()  # same seed, same samples
+    res = invoke("sample", "--run", str(tiny_run), "--out", str(out))
+    assert res.exit_code == 2 and "exists and is not an empty folder" in res.stderr
+    res = invoke("sample", "--run", str(tiny_run), "--colour", "red")
+    assert res.exit_code == 2 and res.stderr.startswith("error: unknown option --colour for the 'toy2d' domain; its options: --scale, --tag")
+    res = invoke("sample", "--run", str(tiny_run), "--scale", "-1")
+    assert res.exit_code == 2 and res.stderr == "error: --scale: Input should be greater than 0\n"
+    res = invoke("sample", "--run", str(tiny_run), "--sampler", "nope")
+    assert res.exit_code == 2 and res.stderr.startswith("error: --sampler: unknown sampler 'nope'; valid:")
+    res = invoke("sample", "--run", str(tiny_run), "--class", "up")
+    assert res.exit_code == 2 and "--class 'up': unknown label; valid: east, north, west, south" in res.stderr
+    res = invoke("sample", "--run", str(tiny_run), "--domain-help")
+    assert res.exit_code == 0 and "--scale" in res.stdout and "--tag" in res.stdout
+    # default output: a fresh folder per call under RUN/samples
+    assert invoke("sample", "--run", str(tiny_run), "--num", "2").exit_code == 0
+    assert invoke("sample", "--run", str(tiny_run), "--num", "2").exit_code == 0
+    assert len(list((tiny_run / "samples").iterdir())) == 2
+
+
+def test_every_sampler_runs_from_the_cli(tiny_run, tmp_path):
+    from diffcore import sampling
+
+    for i, name in enumerate(sampling.names()):
+        res = invoke("sample", "--run", str(tiny_run), "--num", "2", "--steps", "3", "--sampler", name, "--guidance", "2", "--out", str(tmp_path / f"s{i}"))
+        assert res.exit_code == 0, (name, res.output)
+        with open(tmp_path / f"s{i}" / "samples.csv") as f:
+            assert len(list(csv.DictReader(f))) == 2
+
+
+def test_help_is_complete():
+    expected = {
+        "train": ["--plugin", "--config", "--set", "--out", "--max-steps", "--seed", "--accelerator", "--devices", "--strategy", "--precision", "--resume"],
+        "sample": ["--run", "--checkpoint", "--sampler", "--steps", "--num", "--batch-size", "--seed", "--guidance", "--class", "--out", "--domain-help"],
+        "evaluate": ["--run", "--num", "--sampler", "--steps", "--checkpoint"],
+        "plugins": ["--json"],
+        "schedule": ["NAME", "--steps", "--plot", "--alpha-bar", "--log-snr"],
+    }
+    top = invoke("--help")
+    assert top.exit_code == 0
+    for command, options in expected.items():
+        assert command in top.stdout
+        res = CliRunner().invoke(app, [command, "--help"], terminal_width=200)
+        assert res.exit_code == 0
+        for opt in options:
+            assert opt in res.stdout, (command, opt)
+
+
+def test_schedule_table_and_plot(tmp_path):
+    png = tmp_path / "s.png"
+    res = invoke("schedule", "linear", "cosine", "--plot", str(png))
+    assert res.exit_code == 0, res.output
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    rows = {line.split()[0]: line.split() for line in res.stdout.splitlines()[2:4]}
+    share = {name: float(cols[-1].rstrip("%")) for name, cols in rows.items()}
+    # Nichol & Dhariwal's point: linear spends far more of its steps at almost pure noise.
+    assert share["linear"] > 20 > 10 > share["cosine"]
+    res = invoke("schedule", "nope")
+    assert res.exit_code == 2 and "unknown schedule 'nope'" in res.stderr

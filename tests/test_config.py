@@ -1,0 +1,128 @@
+"""Run configs: layering, validation messages, YAML output, and the generated reference."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import run_cli
+from typer.testing import CliRunner
+
+from diffcore import config
+from diffcore.cli import app
+from diffcore.errors import UserError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _error(**kw) -> str:
+    with pytest.raises(UserError) as e:
+        config.resolve(**kw)
+    return str(e.value)
+
+
+def test_layers_in_order(toy_plugin, tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("training:\n  lr: 0.01\n  batch_size: 8\nbackbone:\n  hidden: 16\n")
+    r = config.resolve("toy", f, ["training.lr=0.02", "data.spread=0.3"], {"training": {"batch_size": 4}})
+    c = r.config
+    assert c.training.lr == 0.02  # --set beats the file
+    assert c.training.batch_size == 4  # flags beat the file
+    assert c.training.max_steps == 20  # recipe default beats the core's 1000
+    assert c.diffusion.schedule_options == {"num_steps": 100}  # recipe default
+    assert c.training.weight_decay == 0.0  # core default
+    assert r.backbone_options.hidden == 16 and r.data_options.spread == 0.3
+    # plugin sections are written complete (defaults included)
+    assert c.data == {"num": 256, "spread": 0.3, "seed": 0, "fail_setup": False}
+
+
+def test_set_values_are_yaml_and_later_sets_win(toy_plugin):
+    c = config.resolve("toy", sets=["sampling.clip_x0=1", "sampling.clip_x0=null", "training.grad_clip=0.5", "data.seed=3"]).config
+    assert c.sampling.clip_x0 is None and c.training.grad_clip == 0.5 and c.data["seed"] == 3
+
+
+def test_changing_schedule_drops_the_options_meant_for_another(toy_plugin):
+    c = config.resolve("toy", sets=["diffusion.schedule=vp"]).config
+    assert c.diffusion.schedule_options == {}
+    c = config.resolve("toy", sets=["diffusion.schedule=vp", "diffusion.schedule_options.beta_max=10"]).config
+    assert c.diffusion.schedule_options == {"beta_max": 10}
+
+
+def test_unknown_keys_name_path_and_allowed(toy_plugin):
+    msg = _error(plugin="toy", sets=["training.lrr=1e-3"])
+    assert msg.startswith("unknown key 'training.lrr' (allowed: max_steps, batch_size, lr,")
+    assert "did you mean 'lr'" in msg
+    assert _error(plugin="toy", sets=["trainer.lr=1"]).startswith("unknown key 'trainer' (allowed: plugin, diffusion, training, sampling, data, backbone)")
+    assert _error(plugin="toy", sets=["data.spred=1"]) == "unknown key 'data.spred' (allowed: num, spread, seed, fail_setup) (did you mean 'spread'?)"
+    assert _error(plugin="toy", sets=["backbone.width=3"]).startswith("unknown key 'backbone.width' (allowed: hidden, drop_prob)")
+
+
+def test_bad_values_name_path_and_rule(toy_plugin):
+    assert _error(plugin="toy", sets=["training.lr=-1"]) == "training.lr: Input should be greater than 0 (got -1)"
+    assert _error(plugin="toy", sets=["data.spread=0"]) == "data.spread: Input should be greater than 0 (got 0)"
+    msg = _error(plugin="toy", sets=["diffusion.prediction=noise"])
+    assert msg.startswith("diffusion.prediction: Input should be 'eps', 'x0', 'v', 'score' or 'velocity'")
+    msg = _error(plugin="toy", sets=["training.batch_size=0", "training.ema_decay=1.5"])
+    assert msg.splitlines()[0] == "invalid configuration:"
+    assert "training.batch_size: Input should be greater than or equal to 1 (got 0)" in msg
+    assert "training.ema_decay: Input should be less than 1 (got 1.5)" in msg
+
+
+def test_names_checked_against_registries(toy_plugin):
+    msg = _error(plugin="toy", sets=["diffusion.schedule=foo"])
+    assert msg.startswith("diffusion.schedule: unknown schedule 'foo'; valid: cosine, flow, linear,")
+    assert "toy-linear" in msg  # the plugin's schedule counts
+    assert _error(plugin="toy", sets=["sampling.sampler=ddin"]).endswith("(did you mean 'ddim'?)")
+    assert _error(plugin="toy", sets=["diffusion.schedule_options.foo=1"]).startswith("diffusion.schedule_options: bad option for schedule 'linear'")
+    msg = _error(plugin="toy", sets=["sampling.steps=500"])  # the sampler's own check, named by key
+    assert msg.startswith("sampling.steps: steps=500 is more than") and "'linear'" in msg
+    assert _error(plugin="nope").startswith("plugin: unknown plugin (recipe) 'nope'; valid:")
+
+
+def test_bad_inputs_to_the_layers(toy_plugin, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("training:\n  lr: [1, 2\n")
+    assert "is not valid YAML at line 3" in _error(plugin="toy", config_file=bad)
+    assert _error(plugin="toy", config_file=tmp_path / "missing.yaml").endswith("missing.yaml does not exist")
+    lst = tmp_path / "list.yaml"
+    lst.write_text("- 1\n")
+    assert "must hold a mapping" in _error(plugin="toy", config_file=lst)
+    assert "expected KEY=VALUE" in _error(plugin="toy", sets=["training.lr"])
+    assert "'training.lr' is a value, not a section" in _error(plugin="toy", sets=["training.lr=1", "training.lr.x=2"])
+    other = tmp_path / "other.yaml"
+    other.write_text("plugin: image-unet\n")
+    assert "does not match plugin: 'image-unet'" in _error(plugin="toy", config_file=other)
+    assert "no plugin given" in _error()
+
+
+def test_resolved_yaml_round_trips(toy_plugin):
+    r = config.resolve("toy", sets=["diffusion.schedule=vp", "training.lr=0.005"])
+    text = config.to_yaml(r.config)
+    assert list(yaml.safe_load(text)) == ["plugin", "diffusion", "training", "sampling", "data", "backbone"]
+    again = config.resolve(base=yaml.safe_load(text))
+    assert again.config == r.config
+
+
+def test_cli_config_errors_are_one_line_without_traceback(toy_plugin, tmp_path):
+    out = tmp_path / "run"
+    res = CliRunner().invoke(app, ["train", "--plugin", "toy", "--set", "training.lrr=1", "--out", str(out)])
+    assert res.exit_code == 2
+    assert res.stderr.startswith("error: unknown key 'training.lrr' (allowed:")
+    assert res.exception is None or isinstance(res.exception, SystemExit)
+    assert not out.exists()  # nothing written before the config is valid
+
+
+def test_cli_error_in_subprocess_prints_no_traceback(toy_site, tmp_path):
+    proc = run_cli(["train", "--plugin", "toy", "--set", "training.lr=-1", "--out", str(tmp_path / "r")], site=toy_site)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "error: training.lr: Input should be greater than 0 (got -1)"
+    assert "Traceback" not in proc.stdout + proc.stderr
+
+
+def test_reference_docs_match_the_models():
+    doc = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
+    assert doc == config.render_reference(), "regenerate: python -m diffcore.config > docs/configuration.md"
+    for section in (config.DiffusionConfig, config.TrainingConfig, config.SamplingConfig):
+        for name, field in section.model_fields.items():
+            assert field.description, f"{section.__name__}.{name} has no description"
