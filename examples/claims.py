@@ -1,0 +1,289 @@
+"""Reproduce the theory's claims, one command each; results go to docs/claims.md.
+
+    python examples/claims.py schedules                      # (a) linear wastes late steps, cosine spreads them
+    python examples/claims.py ddim-steps --run runs/digits   # (b) DDIM keeps quality at 10-20x fewer steps
+    python examples/claims.py compare --run eps=runs/digits --run flow=runs/digits-flow   # (c), (d)
+    python examples/claims.py interpolation --run runs/digits  # (e) slerp vs linear latent interpolation
+
+Each command stores its measurements in docs/claims/results.json and re-renders
+docs/claims.md from every result present, with the claim, what was measured here, and a
+verdict. Runs come from `diffcore train` (see docs/claims.md for the exact commands).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+import diffcore
+from diffcore import runs, schedules
+
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+RESULTS = DOCS / "claims" / "results.json"
+IMG = DOCS / "img"
+
+
+def load_results() -> dict:
+    return json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+
+
+def save_result(key: str, value: dict) -> None:
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    res = load_results()
+    res[key] = value
+    RESULTS.write_text(json.dumps(res, indent=2, sort_keys=True) + "\n")
+    render(res)
+
+
+# ------------------------------------------------------------------- (a) schedules
+def claim_schedules(args) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = {}
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for name in ["linear", "cosine"]:
+        s = schedules.get(name)
+        t = torch.arange(1, s.num_steps + 1, dtype=torch.float64) / s.num_steps
+        lam = s.log_snr(t)
+        rows[name] = {
+            "share_below_-5": float((lam < -5).double().mean()),
+            "share_above_5": float((lam > 5).double().mean()),
+            "first_step_below_-5": int((lam < -5).nonzero().min()) + 1,
+        }
+        axes[0].plot(t, s.alphas_cumprod, label=name)
+        axes[1].plot(t, lam.clamp(-20, 20), label=name)
+    axes[0].set(xlabel="t = step / T", ylabel="alpha_bar", title="signal fraction alpha_bar")
+    axes[1].axhline(-5, color="gray", ls="--", lw=0.8)
+    axes[1].set(xlabel="t = step / T", ylabel="log-SNR", title="log-SNR (dashed: -5)")
+    for ax in axes:
+        ax.legend()
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    IMG.mkdir(parents=True, exist_ok=True)
+    fig.savefig(IMG / "claim_schedules.png", dpi=90)
+    save_result("schedules", rows)
+
+
+# --------------------------------------------------------------- (b) DDIM steps
+def _evaluate(run, sampler: str, steps: int, num: int, seed: int = 0) -> dict:
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    fn = runs.sample_fn(run, sampler=sampler, steps=steps, generator=gen)
+    out = Path(run.dir) / "eval-claims"
+    out.mkdir(exist_ok=True)
+    t0 = time.time()
+    metrics = run.domain.evaluate(fn, num, out)
+    metrics["wall_s"] = time.time() - t0
+    metrics.update(sampler=sampler, steps=steps, num=num)
+    return metrics
+
+
+def claim_ddim_steps(args) -> None:
+    run = runs.load_run(args.run[0])
+    rows = []
+    for sampler, steps in [("ddim", s) for s in args.steps] + [("ddpm", args.ddpm_steps)]:
+        m = _evaluate(run, sampler, steps, args.num)
+        print(json.dumps({k: m[k] for k in m if not isinstance(m[k], (list, dict))}))
+        rows.append(m)
+    save_result("ddim_steps", {"run": str(args.run[0]), "rows": rows})
+
+
+# ------------------------------------------------------- (c), (d) same budget
+def claim_compare(args) -> None:
+    rows = []
+    for item in args.run:
+        label, _, path = item.partition("=")
+        run = runs.load_run(path)
+        cfg = run.config
+        for steps in args.steps:
+            m = _evaluate(run, args.sampler, steps, args.num)
+            m.update(label=label, schedule=cfg.diffusion.schedule, prediction=cfg.diffusion.prediction,
+                     train_steps=cfg.training.max_steps)
+            print(json.dumps({k: m[k] for k in m if not isinstance(m[k], (list, dict))}))
+            rows.append(m)
+    save_result(args.key, {"rows": rows, "sampler": args.sampler})
+
+
+# -------------------------------------------------------------- (e) interpolation
+def claim_interpolation(args) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    run = runs.load_run(args.run[0])
+    batch = next(iter(run.domain.sample_batches(1, 1, classes=[args.label] if run.domain.labels else None)))
+    shape = tuple(batch["shape"])[1:]
+    g = torch.Generator().manual_seed(args.seed)
+    z0, z1 = torch.randn((1, *shape), generator=g), torch.randn((1, *shape), generator=g)
+    alphas = torch.linspace(0, 1, args.frames)
+    cond = batch.get("cond")
+    stats, strips = {}, {}
+    for kind in ["slerp", "linear"]:
+        zs = torch.cat([diffcore.slerp(z0, z1, float(a)) if kind == "slerp" else (1 - a) * z0 + a * z1 for a in alphas])
+        b = dict(batch, shape=(len(zs), *shape))
+        if cond is not None:
+            b["cond"] = cond.expand(len(zs)) if cond.ndim == 1 else cond
+        net = diffcore.classifier_free(run.net, b.get("cond"), run.config.sampling.guidance)
+        x = diffcore.generate(net, zs, run.schedule(), sampler="ddim", steps=args.sample_steps,
+                              prediction=run.config.diffusion.prediction, clip_x0=run.config.sampling.clip_x0)
+        strips[kind] = x
+        norms = zs.flatten(1).norm(dim=1)
+        contrast = x.flatten(1).std(dim=1)
+        stats[kind] = {
+            "noise_norm_mid_over_ends": float(norms[len(norms) // 2] / norms[[0, -1]].mean()),
+            "image_std_mid_over_ends": float(contrast[len(contrast) // 2] / contrast[[0, -1]].mean()),
+        }
+    fig, axes = plt.subplots(2, args.frames, figsize=(1.2 * args.frames, 2.8))
+    for r, kind in enumerate(["slerp", "linear"]):
+        for c in range(args.frames):
+            img = strips[kind][c]
+            img = img[0] if img.shape[0] == 1 else img.permute(1, 2, 0)
+            axes[r, c].imshow(((img + 1) / 2).clamp(0, 1).numpy(), cmap="gray", vmin=0, vmax=1)
+            axes[r, c].axis("off")
+        axes[r, 0].set_title(kind, fontsize=8, loc="left")
+    fig.tight_layout()
+    IMG.mkdir(parents=True, exist_ok=True)
+    fig.savefig(IMG / "claim_interpolation.png", dpi=100)
+    save_result("interpolation", stats)
+
+
+# ------------------------------------------------------------------------ render
+def _table(rows, cols) -> str:
+    out = ["| " + " | ".join(c for c, _ in cols) + " |", "|" + "---|" * len(cols)]
+    for r in rows:
+        out.append("| " + " | ".join(f(r) for _, f in cols) + " |")
+    return "\n".join(out)
+
+
+def _fmt(v, nd=3):
+    return "—" if v is None else (f"{v:.{nd}f}" if isinstance(v, float) else str(v))
+
+
+QUALITY = [
+    ("class-consistency", lambda r: _fmt(r.get("class_consistency"))),
+    ("Fréchet / floor", lambda r: _fmt(r.get("frechet_ratio"), 2)),
+]
+
+
+def render(res: dict) -> None:
+    parts = ["# The theory's claims, reproduced\n",
+             "Each claim: the command that reproduces it, what was measured on this machine (2-core CPU), and a verdict. "
+             "Generated by `examples/claims.py` from `docs/claims/results.json`.\n"]
+    if "schedules" in res:
+        r = res["schedules"]
+        lin, cos = r["linear"], r["cosine"]
+        held = lin["share_below_-5"] > 2 * cos["share_below_-5"]
+        parts.append(f"""## (a) The linear schedule wastes its late steps on near-pure noise; cosine spreads them
+
+Claim (Nichol & Dhariwal 2021, sec. 3.2): with the linear schedule the end of the forward process is
+too noisy, so many steps contribute little; the cosine schedule changes alpha_bar slowly at both ends.
+
+Command: `python examples/claims.py schedules` (also `diffcore schedule linear cosine --plot FILE`).
+
+| schedule | share of the 1000 steps at log-SNR < -5 | first step below -5 | share at log-SNR > 5 |
+|---|---|---|---|
+| linear | {lin['share_below_-5']:.1%} | {lin['first_step_below_-5']} | {lin['share_above_5']:.1%} |
+| cosine | {cos['share_below_-5']:.1%} | {cos['first_step_below_-5']} | {cos['share_above_5']:.1%} |
+
+![schedules](img/claim_schedules.png)
+
+Verdict: **{'held' if held else 'did not hold'}** — at log-SNR -5 the signal's power is 0.7% of the noise's
+(e^-5); linear spends {lin['share_below_-5']:.0%} of its steps below that level, cosine {cos['share_below_-5']:.0%}.
+""")
+    if "ddim_steps" in res:
+        rows = res["ddim_steps"]["rows"]
+        ref = [r for r in rows if r["sampler"] == "ddpm"][0]
+        good = [r for r in rows if r["sampler"] == "ddim" and r.get("class_consistency", 0) >= ref.get("class_consistency", 1) - 0.03
+                and r.get("frechet_ratio", 9e9) <= 1.25 * ref.get("frechet_ratio", 0)]
+        fewest = min((r["steps"] for r in good), default=None)
+        held = fewest is not None and ref["steps"] / fewest >= 10
+        parts.append(f"""## (b) DDIM keeps quality at 10-20x fewer steps than DDPM
+
+Claim (Song et al. 2021, table 1): deterministic DDIM with 50-100 steps matches the quality of
+1000-step ancestral DDPM sampling, at a 10-20x lower cost.
+
+Command: `python examples/claims.py ddim-steps --run {res['ddim_steps']['run']}` (the default digits run).
+
+{_table(rows, [("sampler", lambda r: r['sampler']), ("steps", lambda r: str(r['steps'])), *QUALITY, ("wall time (s)", lambda r: _fmt(r['wall_s'], 1)), ("samples", lambda r: str(r['num']))])}
+
+Verdict: **{'held' if held else 'did not hold'}** — the fewest DDIM steps within 0.03 class-consistency and
+1.25x the Fréchet ratio of DDPM-{ref['steps']}: {fewest if fewest else 'none'}{f' ({ref["steps"] / fewest:.0f}x fewer)' if fewest else ''}.
+""")
+    for key, title, claim in [
+        ("flow", "(c) Flow matching samples well in 20-50 steps",
+         "Flow matching / rectified flow (Lipman et al. 2023; Liu et al. 2023) learns straight paths, so a "
+         "few Euler steps suffice; compared with a DDPM-trained (eps, cosine) model sampled by DDIM, same data, same training budget."),
+        ("prediction", "(d) Predicting eps beats predicting x0",
+         "Ho et al. (2020, table 2): with the same budget, the eps parameterisation gives better samples than predicting x0 directly."),
+    ]:
+        if key in res:
+            rows = res[key]["rows"]
+            parts.append(f"""## {title}
+
+Claim: {claim}
+
+Command: `python examples/claims.py compare --key {key} --sampler {res[key]['sampler']} --run LABEL=RUN ...`
+
+{_table(rows, [("model", lambda r: r['label']), ("schedule", lambda r: r['schedule']), ("prediction", lambda r: r['prediction']), ("train steps", lambda r: str(r['train_steps'])), ("sampling steps", lambda r: str(r['steps'])), *QUALITY])}
+
+Verdict: see the note below the table.
+""")
+    if "interpolation" in res:
+        r = res["interpolation"]
+        held = r["slerp"]["image_std_mid_over_ends"] > r["linear"]["image_std_mid_over_ends"]
+        parts.append(f"""## (e) DDIM latent interpolation: spherical beats linear
+
+Claim (Song et al. 2021, sec. 5.3): DDIM's deterministic map lets one interpolate in the noise
+space; spherical interpolation keeps the noise on the shell where Gaussian noise lives, while the
+linear midpoint has a norm 1/sqrt(2) smaller and decodes to a washed-out image.
+
+Command: `python examples/claims.py interpolation --run RUN`
+
+| interpolation | noise norm, midpoint / ends | image contrast (pixel std), midpoint / ends |
+|---|---|---|
+| slerp | {r['slerp']['noise_norm_mid_over_ends']:.2f} | {r['slerp']['image_std_mid_over_ends']:.2f} |
+| linear | {r['linear']['noise_norm_mid_over_ends']:.2f} | {r['linear']['image_std_mid_over_ends']:.2f} |
+
+![interpolation](img/claim_interpolation.png)
+
+Verdict: **{'held' if held else 'did not hold'}**.
+""")
+    (DOCS / "claims.md").write_text("\n".join(parts))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("schedules", help="(a) linear vs cosine")
+    q = sub.add_parser("ddim-steps", help="(b) DDIM steps vs DDPM-1000 on a trained run")
+    q.add_argument("--run", action="append", required=True)
+    q.add_argument("--steps", type=int, nargs="+", default=[10, 20, 50, 100])
+    q.add_argument("--ddpm-steps", type=int, default=1000)
+    q.add_argument("--num", type=int, default=300)
+    c = sub.add_parser("compare", help="(c)/(d) several runs at the same sampling budget")
+    c.add_argument("--run", action="append", required=True, help="LABEL=RUN_DIR (repeat)")
+    c.add_argument("--key", choices=["flow", "prediction"], required=True)
+    c.add_argument("--sampler", default="ddim")
+    c.add_argument("--steps", type=int, nargs="+", default=[20, 50])
+    c.add_argument("--num", type=int, default=300)
+    i = sub.add_parser("interpolation", help="(e) slerp vs linear strips")
+    i.add_argument("--run", action="append", required=True)
+    i.add_argument("--label", type=int, default=3)
+    i.add_argument("--frames", type=int, default=9)
+    i.add_argument("--sample-steps", type=int, default=50)
+    i.add_argument("--seed", type=int, default=1)
+    a = p.parse_args()
+    {"schedules": claim_schedules, "ddim-steps": claim_ddim_steps, "compare": claim_compare,
+     "interpolation": claim_interpolation}[a.cmd](a)
+
+
+if __name__ == "__main__":
+    main()
