@@ -110,3 +110,9 @@ def energy_distance(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     x = x.flatten(1).to(torch.float64)
     y = y.flatten(1).to(torch.float64)
     return 2 * torch.cdist(x, y).mean() - torch.cdist(x, x).mean() - torch.cdist(y, y).mean()
+
+
+# The plugin conformance kit (diffcore/conformance.py), for plugin authors' tests.
+from .conformance import (  # noqa: E402
+    ConformanceError, Report, check_backbone, check_domain, check_options_model, check_plugin, check_sampler, check_schedule,
+)

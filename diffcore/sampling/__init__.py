@@ -1,10 +1,10 @@
 """Samplers, one calling convention (see :mod:`diffcore.sampling.base`).
 
-Built in: "ddpm", "ddim", "euler", "heun", "dpm-solver++", "euler-maruyama", "pc",
-"langevin". Plugins add more through the ``diffcore_register_samplers`` hook.
+Built in: "ddpm", "ddim", "euler", "heun", "dpm-solver++", "dpm-solver++3m", "euler-maruyama",
+"pc", "langevin". Plugins add more through the ``diffcore_register_samplers`` hook.
 """
 
-from . import ddim, ddpm, dpm_solver, langevin, ode, sde  # noqa: F401  (registers the samplers)
+from . import ddim, ddpm, dpm_solver, dpm_solver_3m, langevin, ode, sde  # noqa: F401  (registers the samplers)
 from .base import Denoiser, generate, get, names, register, slerp, timesteps, unregister
 from .ddim import ddim_invert
 

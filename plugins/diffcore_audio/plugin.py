@@ -1,0 +1,37 @@
+"""Hook implementations of the ``audio-spectrogram`` plugin (entry point in pyproject.toml)."""
+
+from __future__ import annotations
+
+from diffcore import BackboneSpec, Recipe, hookimpl
+
+from .domain import AudioDomain
+from .network import SpecUNet1dOptions, build
+
+RECIPE_DEFAULTS = {
+    "diffusion": {"schedule": "cosine", "prediction": "eps", "weighting": "uniform"},
+    "training": {"max_steps": 3000, "batch_size": 32, "lr": 1e-3, "warmup_steps": 100, "ema_decay": 0.999,
+                 "checkpoint_every": 1000, "preview_num": 16, "log_every": 50},
+    "sampling": {"sampler": "ddim", "steps": 50, "guidance": 2.0, "clip_x0": 1.0, "batch_size": 64},
+}
+
+
+@hookimpl
+def diffcore_register_domains(register):
+    register(AudioDomain)
+
+
+@hookimpl
+def diffcore_register_backbones(register):
+    register(BackboneSpec(
+        name="spec-unet1d", domain="audio", build=build, Options=SpecUNet1dOptions,
+        description="1-D U-Net over time with the mel bins as channels (diffcore.nn blocks), optional class conditioning.",
+    ))
+
+
+@hookimpl
+def diffcore_register_recipes(register):
+    register(Recipe(
+        name="audio-spectrogram", domain="audio", backbone="spec-unet1d",
+        description="Log-mel spectrogram diffusion of short clips; embedded synthesized instrument notes, or data.path=DIR.",
+        defaults=RECIPE_DEFAULTS,
+    ))

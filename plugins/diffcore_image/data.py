@@ -1,0 +1,179 @@
+"""Image data: the embedded digits set and folders of PNG/JPEG files.
+
+Both end as one float tensor ``[N, C, H, W]`` in [-1, 1] plus, when there are classes, a
+``LongTensor [N]`` of class ids and the class names.
+
+Digits (the default, offline): scikit-learn's copy of the UCI handwritten digits, 1,797
+labelled 8x8 images with values 0..16. They are scaled to [-1, 1] (v / 8 - 1) and resized
+bilinearly to ``resolution`` (16 by default), which keeps their strokes smooth: a U-Net has
+room for one downsampling level and attention at 8x8, and no pixels are spent on padding.
+
+A folder: every PNG/JPEG file is opened with PIL, converted to grayscale or RGB,
+centre-cropped to a square and resized (bicubic) to ``resolution``. If the folder has
+subfolders holding images, each subfolder is a class (named after it, files found
+recursively); otherwise the images are unlabelled. A file PIL cannot read is reported by name
+on the ``diffcore_image`` logger and skipped, with a count at the end.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from diffcore.errors import UserError
+
+log = logging.getLogger("diffcore_image")
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
+DIGIT_LABELS = [str(i) for i in range(10)]
+
+
+@dataclass
+class ImageSet:
+    """Images ``x`` [N, C, H, W] in [-1, 1]; ``y`` [N] class ids or ``None``; class names."""
+
+    x: torch.Tensor
+    y: torch.Tensor | None
+    labels: list[str] | None
+    skipped: list[Path] | None = None
+
+
+def load_digits(resolution: int = 16) -> ImageSet:
+    """scikit-learn's digits at ``resolution`` x ``resolution``, in [-1, 1]."""
+    from sklearn.datasets import load_digits as _load
+
+    d = _load()
+    x = torch.from_numpy(d.images.astype(np.float32))[:, None] / 8.0 - 1.0  # 0..16 -> [-1, 1]
+    if resolution != 8:
+        # bilinear interpolation is a convex combination of pixels: the range stays [-1, 1]
+        x = F.interpolate(x, size=(resolution, resolution), mode="bilinear", align_corners=False)
+    return ImageSet(x.contiguous(), torch.from_numpy(d.target).long(), list(DIGIT_LABELS))
+
+
+def _image_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def _image_files_recursive(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def _is_colour(img) -> bool:
+    """True if any pixel has unequal R, G, B (a grayscale image saved as RGB counts as gray)."""
+    if img.mode in ("1", "L", "LA", "I", "I;16", "F"):
+        return False
+    a = np.asarray(img.convert("RGB"))
+    return bool((a[..., 0] != a[..., 1]).any() or (a[..., 1] != a[..., 2]).any())
+
+
+def _to_array(img, resolution: int, channels: int) -> np.ndarray:
+    from PIL import Image
+
+    img = img.convert("RGB" if channels == 3 else "L")
+    w, h = img.size
+    s = min(w, h)
+    left, top = (w - s) // 2, (h - s) // 2
+    img = img.crop((left, top, left + s, top + s)).resize((resolution, resolution), Image.Resampling.BICUBIC)
+    a = np.asarray(img, dtype=np.float32) / 127.5 - 1.0
+    return a[None] if channels == 1 else a.transpose(2, 0, 1)
+
+
+def load_folder(path: str | Path, resolution: int, channels: int | None = None) -> ImageSet:
+    """Every PNG/JPEG under ``path`` (a class per subfolder if subfolders hold images).
+    ``channels`` 1 (grayscale) or 3 (RGB); ``None`` picks 3 if any image is in colour.
+    Unreadable files are logged by name and skipped; no readable image -> UserError."""
+    from PIL import Image, UnidentifiedImageError
+
+    folder = Path(path).expanduser()
+    if not folder.is_dir():
+        raise UserError(f"data.path: {str(folder)!r} is not a folder; point data.path at a folder of PNG/JPEG images")
+    subdirs = sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
+    classes = [d for d in subdirs if _image_files_recursive(d)]
+    if classes:
+        labels = [d.name for d in classes]
+        files = [(p, i) for i, d in enumerate(classes) for p in _image_files_recursive(d)]
+        loose = _image_files(folder)
+        if loose:
+            log.warning("%d image(s) directly in %s ignored: with class subfolders, put every image in one", len(loose), folder)
+    else:
+        labels = None
+        files = [(p, -1) for p in _image_files(folder)]
+
+    images, ys, skipped = [], [], []
+    decoded = []
+    for p, y in files:
+        try:
+            with Image.open(p) as img:
+                img.load()
+                decoded.append((img.copy(), y, p))
+        except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
+            log.warning("skipping unreadable image %s (%s)", p, e.__class__.__name__)
+            skipped.append(p)
+    if not decoded:
+        found = f"{len(files)} file(s) with a .png/.jpg/.jpeg name, none readable" if files else "no .png/.jpg/.jpeg file"
+        raise UserError(
+            f"data.path: no readable image in {str(folder)!r} ({found}); put PNG or JPEG images there "
+            "(or in one subfolder per class)"
+        )
+    if channels is None:
+        channels = 3 if any(_is_colour(img) for img, _, _ in decoded) else 1
+    for img, y, _ in decoded:
+        images.append(_to_array(img, resolution, channels))
+        ys.append(y)
+    if skipped:
+        log.warning("skipped %d unreadable image file(s) of %d in %s", len(skipped), len(files), folder)
+    x = torch.from_numpy(np.stack(images)).contiguous()
+    y = torch.tensor(ys, dtype=torch.long) if labels else None
+    return ImageSet(x, y, labels, skipped)
+
+
+def split(data: ImageSet, val_fraction: float, seed: int) -> tuple[ImageSet, ImageSet]:
+    """A deterministic train / held-out split, stratified by class when every class has at
+    least two images. ``val_fraction`` 0 gives an empty held-out set."""
+    n = len(data.x)
+    n_val = int(round(val_fraction * n))
+    if n_val == 0 or n - n_val == 0:
+        empty = ImageSet(data.x[:0], None if data.y is None else data.y[:0], data.labels)
+        return ImageSet(data.x, data.y, data.labels), empty
+    from sklearn.model_selection import train_test_split
+
+    idx = np.arange(n)
+    strat = None
+    if data.y is not None:
+        counts = np.bincount(data.y.numpy())
+        if counts[counts > 0].min() >= 2 and n_val >= len(counts[counts > 0]):
+            strat = data.y.numpy()
+    tr, va = train_test_split(idx, test_size=n_val, random_state=seed, stratify=strat)
+    tr, va = np.sort(tr), np.sort(va)
+
+    def take(i):
+        i = torch.from_numpy(i)
+        return ImageSet(data.x[i], None if data.y is None else data.y[i], data.labels)
+
+    return take(tr), take(va)
+
+
+class ImageDataset(Dataset):
+    """Items ``{"x": [C, H, W]}`` plus ``"cond"`` (class id) when labelled; optional random
+    horizontal flip (a fair coin per access from torch's RNG, so a seeded run repeats)."""
+
+    def __init__(self, data: ImageSet, hflip: bool = False):
+        self.data, self.hflip = data, hflip
+
+    def __len__(self) -> int:
+        return len(self.data.x)
+
+    def __getitem__(self, i: int) -> dict:
+        x = self.data.x[i]
+        if self.hflip and torch.rand(()) < 0.5:
+            x = x.flip(-1)
+        item = {"x": x}
+        if self.data.y is not None:
+            item["cond"] = self.data.y[i]
+        return item

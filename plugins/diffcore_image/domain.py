@@ -1,0 +1,170 @@
+"""The ``image`` domain: tensors ``[B, C, H, W]`` in [-1, 1], class labels as conditions.
+
+Data come from :mod:`diffcore_image.data` (the embedded digits, or ``data.path``), samples
+are written by :mod:`diffcore_image.writer`, metrics computed by :mod:`diffcore_image.metrics`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from pydantic import BaseModel, Field
+
+from diffcore import Domain, Options, UserError
+
+from . import data as _data
+from .metrics import FEATURES, MetricModel, image_metrics
+from .writer import GRID_NAME, write_grid, write_images
+
+log = logging.getLogger("diffcore_image")
+
+EVAL_BATCH = 250  # samples generated per batch by evaluate()
+
+
+class ImageOptions(Options):
+    """The ``data:`` section of the image domain."""
+
+    path: str | None = Field(
+        None,
+        description="Folder of PNG/JPEG images to train on (one class per subfolder, if any); null: the embedded digits.",
+    )
+    resolution: int = Field(16, ge=4, le=1024, description="Images are resized to resolution x resolution pixels.")
+    channels: Literal[1, 3] | None = Field(
+        None, description="1 (grayscale) or 3 (RGB); null: 1 for digits, for a folder 3 if any image is in colour."
+    )
+    hflip: bool = Field(False, description="Random horizontal flips while training (off for digits: a flipped digit is wrong).")
+    val_fraction: float = Field(0.2, ge=0, lt=1, description="Fraction held out (stratified by class) for `diffcore evaluate`.")
+    split_seed: int = Field(0, description="Seed of the train / held-out split (fixed, so every run holds out the same images).")
+
+
+class ImageDomain(Domain):
+    """Images in [-1, 1], ``[C, H, W]`` per example; ``cond`` is the class id if labelled."""
+
+    name = "image"
+    Options = ImageOptions
+
+    def __init__(self, options: BaseModel | None = None, *, workdir: Path | None = None):
+        super().__init__(options, workdir=workdir)
+        o = self.options
+        self._train: _data.ImageSet | None = None
+        self._val: _data.ImageSet | None = None
+        # Known without loading anything for digits; set by setup() or load_state_dict() otherwise.
+        self._labels: list[str] | None = list(_data.DIGIT_LABELS) if o.path is None else None
+        self._channels: int | None = 1 if o.path is None else o.channels
+        self._known = o.path is None
+
+    # ---------------------------------------------------------------- data
+    def setup(self) -> None:
+        if self._train is not None:
+            return
+        o = self.options
+        if o.path is None:
+            if o.channels == 3:
+                raise UserError("data.channels: the embedded digits are grayscale; use channels: 1 (or null), or set data.path")
+            full = _data.load_digits(o.resolution)
+        else:
+            full = _data.load_folder(o.path, o.resolution, o.channels)
+        self._train, self._val = _data.split(full, o.val_fraction, o.split_seed)
+        self._labels, self._channels, self._known = full.labels, int(full.x.shape[1]), True
+
+    def _ensure(self) -> None:
+        if not self._known:
+            self.setup()
+
+    def train_dataset(self) -> _data.ImageDataset:
+        self.setup()
+        return _data.ImageDataset(self._train, hflip=self.options.hflip)
+
+    def val_dataset(self) -> _data.ImageDataset | None:
+        self.setup()
+        return _data.ImageDataset(self._val) if len(self._val.x) else None
+
+    @property
+    def labels(self) -> list[str] | None:
+        self._ensure()
+        return self._labels
+
+    @property
+    def channels(self) -> int:
+        self._ensure()
+        return self._channels
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"labels": self.labels, "channels": self.channels, "resolution": self.options.resolution}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._labels = state.get("labels")
+        self._channels = int(state.get("channels", self._channels or 1))
+        self._known = True
+
+    # ------------------------------------------------------------- sampling
+    def sample_batches(
+        self,
+        num: int,
+        batch_size: int,
+        classes: Sequence[int] | None = None,
+        options: BaseModel | None = None,
+    ) -> Iterable[dict]:
+        """Batches of ``shape`` [b, C, H, W]; ``cond`` cycles through ``classes`` (or evenly
+        through every class of labelled data: sample i gets class i mod K); ``None`` for
+        unlabelled data. An unconditional backbone ignores ``cond``."""
+        r, c, labels = self.options.resolution, self.channels, self.labels
+        if classes:
+            ids = [int(classes[i % len(classes)]) for i in range(num)]
+        elif labels:
+            ids = [i % len(labels) for i in range(num)]
+        else:
+            ids = None
+        for start in range(0, num, batch_size):
+            stop = min(num, start + batch_size)
+            batch = {"shape": (stop - start, c, r, r), "index": list(range(start, stop))}
+            if ids is not None:
+                part = ids[start:stop]
+                batch["cond"] = torch.tensor(part, dtype=torch.long)
+                batch["labels"] = [labels[i] if labels and 0 <= i < len(labels) else str(i) for i in part]
+            yield batch
+
+    def write_samples(self, results: list[tuple[torch.Tensor, dict]], out_dir: Path) -> list[Path]:
+        xs, idx, labels = [], [], []
+        for x, batch in results:
+            xs.append(x.detach().float().cpu())
+            n = len(x)
+            idx += list(batch.get("index", range(len(idx), len(idx) + n)))
+            labels += list(batch.get("labels") or [None] * n)
+        if not xs:
+            return []
+        x = torch.cat(xs)
+        ncols = None
+        names = [lb for lb in labels if lb is not None]
+        if names and len(set(names)) <= 16 and len(x) >= 2 * len(set(names)):
+            ncols = len(set(names))  # one column per class when sampled evenly
+        return write_images(x, out_dir, indices=idx, labels=labels, grid_name=GRID_NAME, ncols=ncols)
+
+    # -------------------------------------------------------------- metrics
+    def evaluate(self, sample_fn: Callable[[dict], torch.Tensor], num: int, out_dir: Path) -> dict[str, float]:
+        """Class consistency and the Fréchet distance of ``num`` samples (classes evenly
+        spread) against the held-out images, with its real-vs-real floor (see
+        :mod:`diffcore_image.metrics`). Also writes ``eval_grid.png`` (up to 100 of the
+        samples) to ``out_dir``."""
+        self.setup()
+        if len(self._val.x) < 2:
+            raise UserError("data.val_fraction: no held-out images to evaluate against; set data.val_fraction > 0 (e.g. 0.2)")
+        # feature dimension at most a quarter of the reference size (64 for digits' 359)
+        model = MetricModel(self._train.x, self._train.y, features=max(2, min(FEATURES, len(self._val.x) // 4)))
+        xs, ys = [], []
+        for batch in self.sample_batches(num, EVAL_BATCH):
+            xs.append(sample_fn(batch).detach().float().cpu())
+            if "cond" in batch:
+                ys.append(batch["cond"])
+        x = torch.cat(xs)
+        requested = torch.cat(ys) if ys else None
+        metrics = image_metrics(model, x, requested, self._train.x, self._val.x, self._val.y)
+        if out_dir is not None:
+            k = min(len(x), 100)
+            ncols = len(self.labels) if self.labels and len(self.labels) <= 16 and k >= len(self.labels) else None
+            write_grid(x[:k], Path(out_dir) / "eval_grid.png", ncols)
+        return metrics

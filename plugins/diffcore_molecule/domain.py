@@ -1,0 +1,281 @@
+"""The ``molecule`` domain: 3D conformers of a given molecule, conditioned on its graph.
+
+Layout of a batch (``N`` = the largest molecule of the batch; smaller ones are padded):
+
+``x``     ``[B, N, 3]`` coordinates, centred on the atoms' mean and divided by
+          ``coord_scale`` (Angstrom per data unit, in :meth:`state_dict`) so they are O(1);
+``mask``  ``[B, N, 1]``, 1 for a real atom, 0 for padding;
+``cond``  ``{"atoms": [B, N, F], "pairs": [B, N, N, E], "atom_mask": [B, N]}``, the graph
+          (:mod:`diffcore_molecule.data` defines the features).
+
+Noise lives in the zero-centre-of-mass subspace of the real atoms (Hoogeboom et al. 2022,
+sec. 3.2): a standard normal projected by subtracting its mean over the real atoms, zero at
+padding. The EGNN's output lives in the same subspace, so every sampler's iterate stays
+there: the generated coordinates are centred and translation plays no part in the model.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from pydantic import BaseModel, Field, field_validator, model_validator
+from torch.utils.data import Dataset
+
+from diffcore.domain import Batch, Domain, Options
+from diffcore.errors import UserError
+
+from . import data as D
+
+log = logging.getLogger("diffcore.molecule")
+
+
+class MoleculeOptions(Options):
+    """The ``data:`` section of the molecule-coords recipe."""
+
+    smiles: Path | None = Field(None, description="A file of your own molecules: one SMILES per line, optionally followed by a name. Default: rdkit's NCI set.")
+    sdf: Path | None = Field(None, description="An SDF file of your own molecules; 3D records are used as reference conformers (records of one molecule are its ensemble).")
+    max_atoms: int = Field(24, ge=2, le=500, description="Largest molecule, in atoms (hydrogens included when data.hydrogens is true).")
+    hydrogens: bool = Field(True, description="Model explicit hydrogens (true) or heavy atoms only (false).")
+    elements: list[str] = Field(list(D.DEFAULT_ELEMENTS), min_length=1, description="Elements the model knows; molecules with others are skipped (files) or refused (sampling).")
+    conformers: int = Field(5, ge=1, le=100, description="Reference conformers per molecule (ETKDG v3 + MMFF94), built once and cached.")
+    mmff: bool = Field(True, description="MMFF94-optimise the reference conformers.")
+    max_molecules: int | None = Field(None, ge=2, description="Use at most this many molecules (null: all that qualify).")
+    val_fraction: float = Field(0.1, gt=0, lt=1, description="Fraction of molecules held out for sampling and evaluation (split by molecule).")
+    seed: int = Field(0, description="Seed of the reference conformers and of the held-out split.")
+    coord_scale: float | None = Field(None, gt=0, description="Angstrom per data unit; null: the RMS of the centred training coordinates.")
+    eval_factor: int = Field(2, ge=1, description="evaluate generates eval_factor x (number of references) conformers per molecule, as torsional diffusion.")
+    delta: float = Field(0.5, gt=0, description="RMSD threshold (Angstrom) of the COV-R / COV-P coverage metrics.")
+
+    @field_validator("elements")
+    @classmethod
+    def _known_elements(cls, v: list[str]) -> list[str]:
+        from rdkit import Chem
+
+        table = Chem.GetPeriodicTable()
+        bad = []
+        for e in v:
+            try:
+                if table.GetAtomicNumber(e) <= 0:
+                    bad.append(e)
+            except RuntimeError:
+                bad.append(e)
+        if bad:
+            raise ValueError(f"unknown element symbol(s) {', '.join(map(repr, bad))} (use symbols like H, C, N, O, F, S, Cl)")
+        if len(set(v)) != len(v):
+            raise ValueError("elements must not repeat")
+        return v
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        if self.smiles is not None and self.sdf is not None:
+            raise ValueError("give data.smiles or data.sdf, not both")
+        return self
+
+
+class MoleculeSampleOptions(Options):
+    """Extra options of ``diffcore sample`` for molecules."""
+
+    smiles: list[str] = Field(default_factory=list, description="Molecules to generate conformers of (one SDF file each).")
+    smiles_file: Path | None = Field(None, description="A file of molecules: one SMILES per line, optionally followed by a name.")
+    held_out: int = Field(4, ge=1, description="With no SMILES given: how many held-out molecules to sample.")
+
+
+class _Conformers(Dataset):
+    """One item per (molecule, reference conformer)."""
+
+    def __init__(self, graphs: list[D.MolGraph], scale: float):
+        self.graphs, self.scale = graphs, scale
+        self.index = [(g, k) for g in range(len(graphs)) for k in range(len(graphs[g].coords))]
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, i: int) -> Batch:
+        g, k = self.index[i]
+        mg = self.graphs[g]
+        return {"x": mg.coords[k] / self.scale, "cond": {"atoms": mg.atoms, "pairs": mg.pairs}}
+
+
+def pad_graphs(items: list[dict], n: int | None = None) -> Batch:
+    """Pad per-molecule tensors (``x`` optional, ``cond.atoms``, ``cond.pairs``) to ``n``
+    atoms (default: the largest) and add the masks."""
+    sizes = [it["cond"]["atoms"].shape[0] for it in items]
+    n = n or max(sizes)
+    b, f = len(items), items[0]["cond"]["atoms"].shape[1]
+    e = items[0]["cond"]["pairs"].shape[2]
+    atoms, pairs, mask = torch.zeros(b, n, f), torch.zeros(b, n, n, e), torch.zeros(b, n)
+    x = torch.zeros(b, n, 3) if "x" in items[0] else None
+    for i, (it, k) in enumerate(zip(items, sizes)):
+        atoms[i, :k] = it["cond"]["atoms"]
+        pairs[i, :k, :k] = it["cond"]["pairs"]
+        mask[i, :k] = 1
+        if x is not None:
+            x[i, :k] = it["x"]
+    out: Batch = {"cond": {"atoms": atoms, "pairs": pairs, "atom_mask": mask}, "mask": mask[..., None]}
+    if x is not None:
+        out["x"] = x
+    return out
+
+
+def zero_com_noise(like: torch.Tensor, mask: torch.Tensor | None, generator: torch.Generator | None = None) -> torch.Tensor:
+    """N(0, I) projected onto the zero-centre-of-mass subspace of the real atoms
+    (Hoogeboom et al. 2022, sec. 3.2): eps - mean_real(eps), zero at padding. Each real
+    coordinate then has variance 1 - 1/n, and ||eps||^2 ~ chi^2 with 3 (n - 1) degrees of
+    freedom: the standard normal of the (3n - 3)-dimensional subspace."""
+    eps = torch.randn(like.shape, generator=generator, device=like.device, dtype=like.dtype)
+    if mask is None:
+        return eps - eps.mean(dim=-2, keepdim=True)
+    m = mask.to(device=like.device, dtype=like.dtype).expand_as(like)
+    eps = eps * m
+    count = m.sum(dim=-2, keepdim=True).clamp(min=1.0)
+    return (eps - eps.sum(dim=-2, keepdim=True) / count) * m
+
+
+class MoleculeDomain(Domain):
+    """Molecules as padded 3D coordinates conditioned on their graph (see the module doc)."""
+
+    name = "molecule"
+    Options = MoleculeOptions
+    SampleOptions = MoleculeSampleOptions
+
+    def __init__(self, options: BaseModel | None = None, *, workdir: Path | None = None):
+        super().__init__(options, workdir=workdir)
+        o = self.options
+        self.rules = D.Rules(tuple(o.elements), o.max_atoms, o.hydrogens)
+        self.graphs: list[D.MolGraph] | None = None
+        self.train_idx: list[int] = []
+        self.val_idx: list[int] = []
+        self.scale: float | None = o.coord_scale
+        self.held_out_smiles: list[tuple[str, str]] = []
+
+    # ------------------------------------------------------------------ data
+    @property
+    def atom_dim(self) -> int:
+        return D.atom_feature_dim(len(self.rules.elements))
+
+    @property
+    def pair_dim(self) -> int:
+        return D.PAIR_FEATURE_DIM
+
+    def setup(self) -> None:
+        if self.graphs is not None:
+            return
+        o = self.options
+        source = D.Source(smiles=o.smiles, sdf=o.sdf)
+        self.graphs = D.build(source, self.rules, conformers=o.conformers, seed=o.seed, mmff=o.mmff,
+                              max_molecules=o.max_molecules, workdir=self.workdir)
+        self.train_idx, self.val_idx = D.split(len(self.graphs), o.val_fraction, o.seed)
+        if self.scale is None:
+            coords = torch.cat([self.graphs[i].coords.reshape(-1, 3) for i in self.train_idx])
+            self.scale = round(float(coords.pow(2).mean().sqrt()), 4)
+        self.held_out_smiles = [(self.graphs[i].name, self.graphs[i].smiles) for i in self.val_idx]
+        log.info("%d molecules (%d training, %d held out), coord_scale %.3f A", len(self.graphs),
+                 len(self.train_idx), len(self.val_idx), self.scale)
+
+    def _graphs(self, idx: list[int]) -> list[D.MolGraph]:
+        self.setup()
+        return [self.graphs[i] for i in idx]
+
+    def train_dataset(self) -> Dataset:
+        self.setup()
+        return _Conformers(self._graphs(self.train_idx), self.scale)
+
+    def val_dataset(self) -> Dataset | None:
+        self.setup()
+        return _Conformers(self._graphs(self.val_idx), self.scale) if self.val_idx else None
+
+    def collate(self, items: list[Batch]) -> Batch:
+        return pad_graphs(items)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"coord_scale": self.scale, "held_out": [list(p) for p in self.held_out_smiles]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("coord_scale") is not None:
+            self.scale = float(state["coord_scale"])
+        self.held_out_smiles = [tuple(p) for p in state.get("held_out", [])]
+
+    def _scale(self) -> float:
+        if self.scale is None:
+            self.setup()
+        return self.scale
+
+    # ------------------------------------------------------------------ noise
+    def noise(self, like: torch.Tensor, batch: Batch, generator: torch.Generator | None = None) -> torch.Tensor:
+        return zero_com_noise(like, batch.get("mask"), generator)
+
+    # --------------------------------------------------------------- sampling
+    def requested(self, options: BaseModel | None) -> list[D.MolGraph]:
+        """The molecules a ``diffcore sample`` call asks for (SMILES, a file, or held-out)."""
+        o = options if options is not None else MoleculeSampleOptions()
+        if isinstance(o, dict):
+            o = MoleculeSampleOptions.model_validate(o)
+        mols: list[tuple[str, Any]] = []
+        for k, s in enumerate(o.smiles):
+            mols.append((f"smiles-{k + 1}", D.from_smiles(s, self.rules, f"--smiles {s!r}")))
+        if o.smiles_file is not None:
+            mols += D.read_smiles_file(o.smiles_file, self.rules)
+        if not mols:
+            if not self.held_out_smiles:
+                self.setup()
+            if not self.held_out_smiles:
+                raise UserError("no molecule to sample: pass --smiles SMILES or --smiles-file FILE")
+            for name, smi in self.held_out_smiles[: o.held_out]:
+                mols.append((name, D.from_smiles(smi, self.rules, f"held-out molecule {name} ({smi})")))
+        return [D.to_graph(name, mol, self.rules) for name, mol in mols]
+
+    def graph_batches(self, graphs: list[D.MolGraph], num: int | Sequence[int], batch_size: int) -> Iterable[Batch]:
+        """``num`` copies of each molecule (or ``num[i]`` of ``graphs[i]``), in batches of at
+        most ``batch_size`` examples; a batch may hold several molecules, padded. Besides
+        ``shape``, ``mask`` and ``cond``, a batch carries ``mol`` (each example's index in
+        ``graphs``), ``conformer`` (its number), ``molecules`` (``graphs``) and
+        ``coord_scale``, which the writer and the metrics read."""
+        counts = [num] * len(graphs) if isinstance(num, int) else list(num)
+        jobs = [(g, k) for g in range(len(graphs)) for k in range(counts[g])]
+        for start in range(0, len(jobs), batch_size):
+            chunk = jobs[start : start + batch_size]
+            items = [{"cond": {"atoms": graphs[g].atoms, "pairs": graphs[g].pairs}} for g, _ in chunk]
+            batch = pad_graphs(items)
+            batch["shape"] = tuple(batch["mask"].shape[:2]) + (3,)
+            batch["mol"] = [g for g, _ in chunk]
+            batch["conformer"] = [k for _, k in chunk]
+            batch["molecules"] = graphs
+            batch["coord_scale"] = self._scale()
+            yield batch
+
+    def sample_batches(self, num: int, batch_size: int, classes: Sequence[int] | None = None,
+                       options: BaseModel | None = None) -> Iterable[Batch]:
+        """``num`` conformers of each requested molecule (``--smiles``, ``--smiles-file``, or
+        the first ``held_out`` held-out molecules)."""
+        graphs = self.requested(options)
+        self._scale()
+        return self.graph_batches(graphs, num, batch_size)
+
+    def write_samples(self, results: list[tuple[torch.Tensor, Batch]], out_dir: Path) -> list[Path]:
+        from .writer import write_sdf_files
+
+        return write_sdf_files(results, Path(out_dir))
+
+    # ---------------------------------------------------------------- metrics
+    def evaluate(self, sample_fn: Callable[[Batch], torch.Tensor], num: int, out_dir: Path) -> dict[str, float]:
+        """Generate about ``num`` conformers in all: ``eval_factor`` x (number of references)
+        for each of the first held-out molecules (at least one molecule), and score them and
+        rdkit's ETKDG against the references (see :mod:`diffcore_molecule.metrics`)."""
+        from .metrics import evaluate_model
+
+        self.setup()
+        graphs = self._graphs(self.val_idx)
+        if not graphs:
+            raise UserError("no held-out molecules to evaluate on (data.val_fraction gives none)")
+        chosen, total = [], 0
+        for g in graphs:
+            need = self.options.eval_factor * len(g.coords)
+            if chosen and total + need > num:
+                break
+            chosen.append(g)
+            total += need
+        return evaluate_model(self, chosen, sample_fn, Path(out_dir))

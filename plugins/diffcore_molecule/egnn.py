@@ -1,0 +1,156 @@
+"""An E(n)-equivariant graph neural network over atoms (Satorras, Hoogeboom & Welling 2021).
+
+Every layer l updates atom features h and coordinates x over all pairs of real atoms
+(eq. 3-6 of the paper, with the refinements of Hoogeboom et al. 2022's EDM):
+
+    m_ij   = phi_e(h_i, h_j, rbf(||x_i - x_j||), rbf(||x0_i - x0_j||), a_ij)   (3)
+    m_ij  <- m_ij * sigmoid(phi_att(m_ij))                                      (EDM's edge gate)
+    x_i   <- x_i + mean_j (x_i - x_j) / (||x_i - x_j|| + 1) * phi_x(m_ij)        (4)
+    h_i   <- h_i + phi_h(h_i, mean_j m_ij)                                      (5, 6)
+
+where a_ij are the pair features of the molecular graph (bond type, graph distance in hops,
+same ring, conjugation: see :mod:`diffcore_molecule.data`), x0 the input coordinates, and
+rbf a Gaussian radial basis expansion of distances (SchNet's, Schuett et al. 2017), which
+lets the network resolve bond lengths finely. The diffusion time enters through
+:func:`diffcore.nn.timestep_embedding` and an MLP, added to h in every layer.
+
+The output, x_L - x_0 with its centre of mass over real atoms removed (zero at padding), is
+E(3)-equivariant: rotating, reflecting or translating the input rotates (reflects) the output
+and leaves it unchanged under translation. Whether it is read as eps or x0 - x_t is the run's
+``diffusion.prediction``; eps is the default.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from pydantic import Field
+from torch import nn
+
+from diffcore.domain import Options
+from diffcore.nn import timestep_embedding
+
+
+class EGNNOptions(Options):
+    """The ``backbone:`` section of the molecule-coords recipe."""
+
+    hidden: int = Field(96, ge=8, description="width of atom and pair features")
+    layers: int = Field(6, ge=1, description="number of equivariant layers")
+    rbf: int = Field(24, ge=2, description="Gaussian radial basis functions per distance")
+    rbf_max: float = Field(5.0, gt=0, description="largest rbf centre, in data units (coordinates / coord_scale)")
+    time_dim: int = Field(64, ge=2, description="size of the sinusoidal time embedding")
+    distance_filter: bool = Field(True, description="multiply messages by a learned function of the distances (SchNet's continuous filter)")
+    message_layers: int = Field(1, ge=1, le=3, description="depth of the message MLP phi_e (1: one linear map of [h_i, h_j, pair features] and SiLU)")
+    output: Literal["displacement", "position"] = Field(
+        "displacement",
+        description="what the network returns: x_L - x_t (displacement: suits prediction eps) or x_L (position: suits prediction x0, whose target is near x_t at low noise)",
+    )
+    coord_updates: bool = Field(True, description="update coordinates in every layer (EGNN) or only in the last")
+
+
+class GaussianRBF(nn.Module):
+    """exp(-(d - mu_k)^2 / (2 w^2)) for K centres mu_k evenly spaced in [0, d_max]."""
+
+    def __init__(self, num: int, d_max: float):
+        super().__init__()
+        self.register_buffer("mu", torch.linspace(0.0, d_max, num), persistent=False)
+        self.gamma = 0.5 / (d_max / (num - 1)) ** 2
+
+    def forward(self, d: torch.Tensor) -> torch.Tensor:
+        return torch.exp(-self.gamma * (d[..., None] - self.mu) ** 2)
+
+
+class EGNNLayer(nn.Module):
+    """One layer of eq. 3-6. phi_e's first linear map acts on [h_i, h_j, edge] as
+    W1 h_i + W2 h_j + W3 edge, so the node parts are computed once per atom, not per pair."""
+
+    def __init__(self, hidden: int, edge_in: int, update_coords: bool, message_layers: int = 2, filter_in: int = 0):
+        super().__init__()
+        self.h_i = nn.Linear(hidden, hidden)
+        self.h_j = nn.Linear(hidden, hidden, bias=False)
+        self.e = nn.Linear(edge_in, hidden, bias=False)
+        # SchNet's continuous filter (Schuett et al. 2017): messages multiplied by a learned
+        # function of the distances, so a pair's response to its length is type-specific.
+        self.filter = nn.Linear(filter_in, hidden) if filter_in else None
+        msg: list[nn.Module] = [nn.SiLU()]
+        for _ in range(message_layers - 1):
+            msg += [nn.Linear(hidden, hidden), nn.SiLU()]
+        self.msg = nn.Sequential(*msg)
+        self.att = nn.Linear(hidden, 1)
+        self.norm = nn.LayerNorm(hidden)
+        self.node = nn.Sequential(nn.Linear(2 * hidden, hidden), nn.SiLU(), nn.Linear(hidden, hidden))
+        self.coord = nn.Linear(hidden, 1, bias=False) if update_coords else None
+        if self.coord is not None:
+            nn.init.zeros_(self.coord.weight)  # start from the identity map on x
+
+    def forward(self, h, x, edge, emask, count, rbf=None):
+        # h [B, N, H]; x [B, N, 3]; edge [B, N, N, edge_in]; emask [B, N, N, 1]; count [B, 1, 1]
+        m = self.msg(self.h_i(h)[:, :, None] + self.h_j(h)[:, None, :] + self.e(edge))
+        if self.filter is not None:
+            m = m * self.filter(rbf)
+        m = m * torch.sigmoid(self.att(m)) * emask
+        h = h + self.node(torch.cat([self.norm(h), m.sum(2) / count], dim=-1))
+        if self.coord is not None:
+            diff = x[:, :, None, :] - x[:, None, :, :]  # x_i - x_j
+            dist = diff.pow(2).sum(-1, keepdim=True).add(1e-8).sqrt()
+            # summed, not averaged: a bond's correction must not shrink as the molecule grows
+            x = x + (diff / (dist + 1.0) * self.coord(m) * emask).sum(2)
+        return h, x
+
+
+class EGNN(nn.Module):
+    """``forward(x_t [B, N, 3], t [B], cond) -> [B, N, 3]``, E(3)-equivariant, zero CoM.
+
+    ``cond``: ``{"atoms": [B, N, F], "pairs": [B, N, N, E], "atom_mask": [B, N]}`` (from
+    :meth:`MoleculeDomain.collate`); ``None`` means no graph (all atoms real, no features).
+    """
+
+    def __init__(self, atom_dim: int, pair_dim: int, options: EGNNOptions | None = None):
+        super().__init__()
+        o = options or EGNNOptions()
+        self.atom_dim, self.pair_dim, self.options = atom_dim, pair_dim, o
+        self.rbf = GaussianRBF(o.rbf, o.rbf_max)
+        self.embed = nn.Linear(atom_dim, o.hidden)
+        self.time = nn.Sequential(nn.Linear(o.time_dim, o.hidden), nn.SiLU(), nn.Linear(o.hidden, o.hidden))
+        self.time_in = nn.ModuleList(nn.Linear(o.hidden, o.hidden) for _ in range(o.layers))
+        edge_in = 2 * o.rbf + 2 + pair_dim
+        self.layers = nn.ModuleList(
+            EGNNLayer(o.hidden, edge_in, o.coord_updates or i == o.layers - 1, o.message_layers,
+                      2 * o.rbf if o.distance_filter else 0) for i in range(o.layers)
+        )
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, cond: dict | None = None) -> torch.Tensor:
+        b, n, _ = x.shape
+        dtype = x.dtype
+        if cond is None:
+            atoms = x.new_zeros(b, n, self.atom_dim)
+            pairs = x.new_zeros(b, n, n, self.pair_dim)
+            mask = x.new_ones(b, n)
+        else:
+            atoms = cond["atoms"].to(x.device, dtype)
+            pairs = cond["pairs"].to(x.device, dtype)
+            mask = cond["atom_mask"].to(x.device, dtype)
+        eye = torch.eye(n, device=x.device, dtype=dtype)
+        emask = (mask[:, :, None] * mask[:, None, :] * (1 - eye))[..., None]
+        count = (mask.sum(1) - 1).clamp(min=1.0)[:, None, None]  # real neighbours of each atom
+
+        x0 = x * mask[..., None]
+        d0 = (x0[:, :, None] - x0[:, None, :]).pow(2).sum(-1).add(1e-8).sqrt()
+        rbf0 = self.rbf(d0)
+        temb = self.time(timestep_embedding(t.reshape(-1).expand(b), self.options.time_dim).to(dtype))
+        h = self.embed(atoms)
+        xl = x0
+        for layer, tin in zip(self.layers, self.time_in):
+            h = h + tin(temb)[:, None, :]
+            if layer is self.layers[0]:
+                d, rbf = d0, rbf0
+            else:
+                d = (xl[:, :, None] - xl[:, None, :]).pow(2).sum(-1).add(1e-8).sqrt()
+                rbf = self.rbf(d)
+            both = torch.cat([rbf, rbf0], dim=-1)
+            edge = torch.cat([both, d[..., None], d0[..., None], pairs], dim=-1)
+            h, xl = layer(h, xl, edge, emask, count, both)
+        out = (xl - x0 if self.options.output == "displacement" else xl) * mask[..., None]
+        com = out.sum(1, keepdim=True) / mask.sum(1).clamp(min=1.0)[:, None, None]
+        return (out - com) * mask[..., None]

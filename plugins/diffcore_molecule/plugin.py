@@ -1,0 +1,42 @@
+"""The molecule-coords plugin's hooks: the ``molecule`` domain, the ``egnn`` backbone and the
+``molecule-coords`` recipe. Found through the ``diffcore`` entry-point group like any
+third-party plugin; rdkit is imported only when the domain is used."""
+
+from __future__ import annotations
+
+import diffcore
+from diffcore import BackboneSpec, Recipe
+
+from .egnn import EGNN, EGNNOptions
+
+#: the recipe's defaults (configs/molecule-coords.yaml shows them with comments)
+DEFAULTS = {
+    "diffusion": {"schedule": "cosine", "prediction": "eps", "weighting": "uniform"},
+    "training": {"max_steps": 3000, "batch_size": 32, "lr": 1e-3, "warmup_steps": 100, "ema_decay": 0.999,
+                 "checkpoint_every": 1000, "preview_num": 4, "log_every": 50},
+    "sampling": {"sampler": "ddpm", "steps": 500, "batch_size": 128},
+}
+
+
+def build_egnn(options: EGNNOptions, domain) -> EGNN:
+    """The EGNN for a set-up molecule domain (its feature sizes fix the input widths)."""
+    return EGNN(domain.atom_dim, domain.pair_dim, options)
+
+
+@diffcore.hookimpl
+def diffcore_register_domains(register):
+    from .domain import MoleculeDomain
+
+    register(MoleculeDomain)
+
+
+@diffcore.hookimpl
+def diffcore_register_backbones(register):
+    register(BackboneSpec(name="egnn", domain="molecule", build=build_egnn, Options=EGNNOptions,
+                          description="E(n)-equivariant graph network (Satorras et al. 2021) over atoms, bonds and distances"))
+
+
+@diffcore.hookimpl
+def diffcore_register_recipes(register):
+    register(Recipe(name="molecule-coords", domain="molecule", backbone="egnn", defaults=DEFAULTS,
+                    description="3D conformers of a given molecule, conditioned on its graph (EGNN, zero-CoM noise)"))
