@@ -443,7 +443,8 @@ def verdict(res, seeds10, spacing, null, ovh, budgets):
         held = all(o["ratio"] <= 1.05 for o in ovh.values())
         L.append(f"- **Sampler overhead <= 1.05: {'held' if held else 'did not hold'}** (median ratio, model timed "
                  f"inside the run): {min(o['ratio'] for o in ovh.values()):.3f}-{ovh[worst]['ratio']:.3f} "
-                 f"(highest: {worst}). The sampling loop's own cost is "
+                 f"(highest: {worst}; at or below 1.05: {', '.join(k for k, o in ovh.items() if o['ratio'] <= 1.05) or 'none'}). "
+                 "The sampling loop's own cost is "
                  f"{min(o['null_us'] for o in ovh.values()):.0f}-{max(o['null_us'] for o in ovh.values()):.0f} us per "
                  f"evaluation against a {statistics.median(o['fwd_ms'] for o in ovh.values()):.1f} ms forward. "
                  f"The least disturbed repeat of each sampler (the range's lower end) is at "
@@ -497,6 +498,8 @@ def verdict(res, seeds10, spacing, null, ovh, budgets):
                  "makes the steps strictly decreasing (tests/test_regressions.py).")
     L.append("- *Below 10 NFE* third-order extrapolation over steps of 3-5 in log-SNR overshoots: at 5-8 NFE "
              "`dpm-solver++` (2M) is the better choice, as the NFE tables show.")
+    L.append("- *euler and ddim (eta = 0) give identical numbers*: Euler's step on the probability-flow ODE in "
+             "(x / alpha, sigma / alpha) is DDIM's update (diffcore/sampling/ode.py).")
     L.append("- *Stochastic samplers* (ddpm, euler-maruyama, pc, langevin) need hundreds of evaluations; they are "
              "not meant for 10-NFE sampling (langevin at 10 NFE is one noise level).")
     lang = [(sc, b, d) for (sc, s), row in res.items() if s == "langevin" for b, _, d, div in row if div]

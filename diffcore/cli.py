@@ -209,7 +209,7 @@ def sample(
     ctx: typer.Context,
     run: Path = typer.Option(..., "--run", "-r", help="Run directory written by `diffcore train`."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Weights to use instead of RUN/ema.safetensors: a .safetensors file or a Lightning .ckpt (loaded without executing code)."),
-    sampler: Optional[str] = typer.Option(None, "--sampler", help="ddpm, ddim, euler, heun, dpm-solver++, euler-maruyama, pc, langevin, or a plugin's [default: the run's sampling.sampler]."),
+    sampler: Optional[str] = typer.Option(None, "--sampler", help="ddpm, ddim, euler, heun, dpm-solver++, dpm-solver++3m, euler-maruyama, pc, langevin, or a plugin's [default: the run's sampling.sampler]."),
     steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Sampling steps [default: sampling.steps]."),
     num: int = typer.Option(16, "--num", "-n", min=1, help="Number of samples."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Samples per batch [default: sampling.batch_size]."),

@@ -94,7 +94,7 @@ class TrainingConfig(Section):
 class SamplingConfig(Section):
     """Defaults of `diffcore sample` / `evaluate` and of training previews."""
 
-    sampler: str = Field("ddim", description="Sampler: ddpm, ddim, euler, heun, dpm-solver++, euler-maruyama, pc, langevin, or one a plugin registers.")
+    sampler: str = Field("ddim", description="Sampler: ddpm, ddim, euler, heun, dpm-solver++, dpm-solver++3m, euler-maruyama, pc, langevin, or one a plugin registers.")
     steps: int = Field(50, ge=1, description="Number of sampling steps: the model times, from the noise end to the data end.")
     eta: float = Field(0.0, ge=0, description="DDIM's eta (0: deterministic DDIM, 1: DDPM-like); used by samplers that take it.")
     guidance: float = Field(1.0, ge=0, description="Classifier-free guidance scale w (1: plain conditional model; > 1 sharpens the condition).")

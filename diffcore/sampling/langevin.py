@@ -10,7 +10,9 @@ in y keeps the data's scale fixed across levels, so the chain only has to follow
 noise, as in the paper, whatever the schedule. The default levels are evenly spaced in log-SNR
 (SMLD's geometric sigmas). The last move is the denoising step x <- x0_hat(x, t_L)
 (Song & Ermon 2020; Jolicoeur-Martineau et al. 2021), which removes the remaining noise.
-Model evaluations: N * steps_each + 1.
+Model evaluations: N * steps_each + 1. With few levels (``adaptive``, the default) a level's
+step grows until the chain contracts as fast as the levels shrink (see the code); Langevin still
+needs many evaluations (hundreds: docs/benchmarks.md) to be accurate.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from .base import noise_source, register
 
 @register("langevin")
 def sample_langevin(
-    den, x, ts, *, generator=None, callback=None, noise_fn=None, steps_each: int = 5, step_size: float | None = None
+    den, x, ts, *, generator=None, callback=None, noise_fn=None, steps_each: int = 5, step_size: float | None = None,
+    adaptive: bool = True,
 ):
     """Annealed Langevin dynamics (Song & Ermon 2019, Algorithm 1) + final denoising."""
     if steps_each < 1:
@@ -35,10 +38,18 @@ def sample_langevin(
         # a_L = 0.2 tau_L^2, the paper's ratio (eps = 2e-5 at sigma_L = 0.01): a_i = 0.2 tau_i^2
         step_size = 0.2 * tau_last**2
     y = x / den.coef(ts[0])[0]
+    taus = [s / a for a, s in (den.coef(t) for t in ts)]
     for i, t in enumerate(ts):
         a_t, s_t = den.coef(t)
-        tau = s_t / a_t
+        tau = taus[i]
         step = step_size * (tau / tau_last) ** 2
+        if i + 1 < n and adaptive:
+            # Few, far-apart levels: a step a = c tau^2 pulls y towards the data by a factor
+            # (1 - c/2) per step, so the chain's spread only shrinks as fast as the noise levels
+            # if (1 - c/2)^steps_each <= tau_{i+1} / tau_i. Raise c to that (at most 1); with the
+            # paper's dense levels this leaves c = 0.2 unchanged.
+            c_needed = 2 * (1 - (taus[i + 1] / tau) ** (1 / steps_each))
+            step = max(step, min(c_needed, 1.0) * tau**2)
         for _ in range(steps_each):
             x0, eps = den(a_t * y, t)
             y = y - (0.5 * step / tau) * eps + math.sqrt(step) * noise(y)
