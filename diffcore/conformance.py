@@ -21,7 +21,7 @@ Every function runs all of its checks, collects every problem, and then raises o
 lists them, each with what to change. With ``raise_on_failure=False`` it only returns the
 :class:`Report` (``report.ok``, ``report.problems``, ``report.warnings``, ``report.passed``).
 
-What is checked (each check takes well under a second on a CPU with small options):
+What is checked (with small options, a whole plugin takes seconds on a CPU):
 
 hooks (:func:`check_plugin`)
     the plugin object registers with pluggy against diffcore's hook specs; no misspelled
@@ -680,8 +680,9 @@ def _backbone_checks(ck, rep, spec, domain, options) -> None:
     ck.expect(all(bool(torch.isfinite(gr).all()) for gr in grads), "gradients are finite", "some gradients are NaN or inf")
     unused = [n for n, p in params if p.grad is None]
     if unused:
-        ck.warn(f"{len(unused)} parameter tensor(s) got no gradient from a training step (e.g. {', '.join(unused[:3])}); "
-                "DDP training (--strategy ddp) fails on unused parameters")
+        ck.warn(f"{len(unused)} parameter tensor(s) got no gradient from a training step (e.g. {', '.join(unused[:3])}): "
+                "DDP training (--strategy ddp, which does not look for unused parameters) stops with 'Expected to have finished "
+                "reduction in the prior iteration'; remove them, or use them in forward()")
 
     # ---- rebuilt from the saved state, as `diffcore sample` does: weights load and agree
     net.eval()

@@ -24,7 +24,8 @@ def make_site(site: Path, dist: str, entry_points: dict[str, str], modules: dict
     with ``entry_points`` in group ``diffcore``, the test packages, and extra one-file
     ``modules`` (name -> source). Put it on sys.path/PYTHONPATH and importlib.metadata
     finds the entry points."""
-    info = site / f"{dist}-0.1.dist-info"
+    # pip names the folder with underscores; importlib.metadata misreads a hyphenated one
+    info = site / f"{dist.replace('-', '_')}-0.1.dist-info"
     info.mkdir(parents=True, exist_ok=True)
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1\n")
     eps = "".join(f"{k} = {v}\n" for k, v in entry_points.items())

@@ -91,6 +91,16 @@ def test_tutorial_steps_work(tutorial, tmp_path):
     tests.test_plugin_conforms()
     tests.test_variable_size_domain_conforms()
 
+    # 2. the error a misspelt data option gets (quoted in the tutorial)
+    from diffcore import config
+    from diffcore.errors import UserError
+    from diffcore.registry import registered_plugin
+
+    with registered_plugin(importlib.import_module("diffcore_rings.plugin"), "rings-tutorial"):
+        with pytest.raises(UserError) as err:
+            config.resolve(plugin="rings-mlp", sets=["data.ringz=3"])
+    assert f"`error: {err.value}`" in DOC.read_text()
+
     # 6. train (a few steps, with the plugin's schedule) and sample (with the plugin's sampler)
     run = tmp_path / "runs" / "rings"
     proc = run_cli(["train", "--plugin", "rings-mlp", "--out", str(run), "--max-steps", "20", "--set", "data.num=256",

@@ -5,7 +5,7 @@ Built in: "ddpm", "ddim", "euler", "heun", "dpm-solver++", "dpm-solver++3m", "eu
 """
 
 from . import ddim, ddpm, dpm_solver, dpm_solver_3m, langevin, ode, sde  # noqa: F401  (registers the samplers)
-from .base import Denoiser, generate, get, names, register, slerp, timesteps, unregister
+from .base import Denoiser, generate, get, names, noise_source, register, slerp, timesteps, unregister
 from .ddim import ddim_invert
 
-__all__ = ["Denoiser", "generate", "get", "names", "register", "unregister", "slerp", "timesteps", "ddim_invert"]
+__all__ = ["Denoiser", "generate", "get", "names", "noise_source", "register", "unregister", "slerp", "timesteps", "ddim_invert"]
