@@ -93,7 +93,9 @@ class DiffcoreHookspecs:
         ``fn(denoiser, x, ts, *, generator=None, callback=None, noise_fn=None, **options)``
         follows the calling convention of :mod:`diffcore.sampling` (read that module's
         docstring); it becomes available to :func:`diffcore.generate` and to
-        ``diffcore sample --sampler my-sampler``."""
+        ``diffcore sample --sampler my-sampler``. Set ``fn.default_spacing = "logsnr"`` (or
+        another spacing of :func:`diffcore.sampling.timesteps`) to choose where its steps go
+        when the user does not; use :func:`diffcore.sampling.noise_source` for fresh noise."""
 
     @hookspec
     def diffcore_register_schedules(self, register: Callable[[str, Callable[..., Any]], None]) -> None:
