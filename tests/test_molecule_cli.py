@@ -91,3 +91,17 @@ def test_evaluate_reports_model_and_etkdg_metrics(run):
     assert 0.0 <= metrics["connectivity"] <= 1.0 and 0.0 <= metrics["cov_r"] <= 1.0
     assert metrics["etkdg_connectivity"] == 1.0  # rdkit's own conformers keep their bonds
     assert (run / "eval" / "molecule_metrics.csv").is_file()
+
+
+def test_config_file_lists_exactly_the_recipe_defaults():
+    from pathlib import Path
+
+    from diffcore import config
+
+    path = Path(__file__).resolve().parents[1] / "configs" / "molecule-coords.yaml"
+    from_file = config.resolve(config_file=path).config.model_dump()
+    defaults = config.resolve(plugin="molecule-coords").config.model_dump()
+    assert from_file == defaults
+    raw = config.load_yaml(path)
+    for section in ("data", "backbone"):  # every plugin option is present (and so commented) in the file
+        assert set(raw[section]) == set(defaults[section]), section

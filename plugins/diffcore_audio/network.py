@@ -51,6 +51,7 @@ class SpecUNet1dOptions(Options):
     dropout: float = Field(0.0, ge=0, lt=1, description="Dropout inside the residual blocks.")
     class_conditional: bool | None = Field(None, description="Condition on the class label; null: when the data has labels (the embedded notes: yes).")
     label_drop_prob: float = Field(0.1, ge=0, lt=1, description="Probability of the null label in training, for classifier-free guidance.")
+    input_skip: bool = Field(True, description="Add a time-gated per-frame linear path from the input spectrogram to the output (starts as the identity).")
 
 
 class SpecUNet1d(nn.Module):
@@ -100,16 +101,16 @@ class SpecUNet1d(nn.Module):
         self.out = nn.Sequential(group_norm(ch), nn.SiLU(), nn.Conv1d(ch, n_mels, 3, padding=1))
         nn.init.zeros_(self.out[-1].weight)
         nn.init.zeros_(self.out[-1].bias)
-        # A per-frame linear map from input to output, beside the U-Net. With mels as channels,
-        # the first level (base_channels wide) would otherwise have to carry all n_mels input
-        # channels exactly through to the output, which the eps (or v) target needs at high
-        # noise (eps ~ x_t there); this path makes that part trivial.
-        # It starts as the identity: the right answer for eps (and v) at high noise.
+        # A per-frame linear map from the input to the output, beside the U-Net, whose gain per
+        # mel bin is set by the time (and class) embedding; see the module docstring.
         self.input_skip = nn.Conv1d(n_mels, n_mels, 1) if input_skip else None
+        self.skip_gain = nn.Linear(emb, n_mels) if input_skip else None
         if self.input_skip is not None:
-            with torch.no_grad():
+            with torch.no_grad():  # start as the identity: eps_hat = x_t
                 self.input_skip.weight.copy_(torch.eye(n_mels)[:, :, None])
                 self.input_skip.bias.zero_()
+            nn.init.zeros_(self.skip_gain.weight)
+            nn.init.zeros_(self.skip_gain.bias)
 
     @staticmethod
     def _run(block: nn.ModuleList, h: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
@@ -139,7 +140,7 @@ class SpecUNet1d(nn.Module):
             h = self._run(block, h, emb)
         out = self.out(h)
         if self.input_skip is not None:
-            out = out + self.input_skip(x)
+            out = out + (1.0 + self.skip_gain(emb))[..., None] * self.input_skip(x)
         return out[..., :frames]
 
 
@@ -154,5 +155,5 @@ def build(options: SpecUNet1dOptions, domain) -> SpecUNet1d:
         domain.codec.n_mels, num_classes=num_classes, channels=options.base_channels,
         channel_mult=tuple(options.channel_mult), num_res_blocks=options.num_res_blocks,
         attention_levels=tuple(options.attention_levels), heads=options.heads, dropout=options.dropout,
-        label_drop=options.label_drop_prob,
+        label_drop=options.label_drop_prob, input_skip=options.input_skip,
     )

@@ -38,7 +38,7 @@ class UNet(nn.Module):
         self,
         in_channels: int = 1,
         *,
-        base_channels: int = 64,
+        base_channels: int = 32,
         channel_mult: Sequence[int] = (1, 2),
         num_res_blocks: int = 2,
         attention_resolutions: Sequence[int] = (8,),

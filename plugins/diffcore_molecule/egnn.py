@@ -3,21 +3,33 @@
 Every layer l updates atom features h and coordinates x over all pairs of real atoms
 (eq. 3-6 of the paper, with the refinements of Hoogeboom et al. 2022's EDM):
 
-    m_ij   = phi_e(h_i, h_j, rbf(||x_i - x_j||), rbf(||x0_i - x0_j||), a_ij)   (3)
-    m_ij  <- m_ij * sigmoid(phi_att(m_ij))                                      (EDM's edge gate)
-    x_i   <- x_i + mean_j (x_i - x_j) / (||x_i - x_j|| + 1) * phi_x(m_ij)        (4)
-    h_i   <- h_i + phi_h(h_i, mean_j m_ij)                                      (5, 6)
+    e_ij   = [rbf(d_ij), rbf(d0_ij), d_ij, d0_ij, a_ij]        d = ||x_i - x_j||, d0 on the input x
+    m_ij   = SiLU(W1 h_i + W2 h_j + W3 e_ij) * F(rbf(d_ij), rbf(d0_ij))                 (3)
+    m_ij  <- m_ij * sigmoid(phi_att(m_ij))                                     (EDM's edge gate)
+    x_i   <- x_i + sum_j (x_i - x_j) / (d_ij + 1) * phi_x(m_ij)                             (4)
+    h_i   <- h_i + phi_h(LayerNorm(h_i), mean_j m_ij)                                    (5, 6)
 
 where a_ij are the pair features of the molecular graph (bond type, graph distance in hops,
-same ring, conjugation: see :mod:`diffcore_molecule.data`), x0 the input coordinates, and
-rbf a Gaussian radial basis expansion of distances (SchNet's, Schuett et al. 2017), which
-lets the network resolve bond lengths finely. The diffusion time enters through
-:func:`diffcore.nn.timestep_embedding` and an MLP, added to h in every layer.
+same ring, conjugation: see :mod:`diffcore_molecule.data`), rbf a Gaussian radial basis
+expansion of distances and F a linear "continuous filter" of it (SchNet, Schuett et al. 2017),
+which lets each kind of pair respond to its own length finely. W1 h_i + W2 h_j is phi_e's
+first layer on [h_i, h_j] computed per atom rather than per pair (``message_layers`` adds
+deeper layers). Coordinate updates are summed over neighbours, not averaged, so a bond's
+correction does not shrink as the molecule grows; phi_x starts at zero (the identity map).
+The diffusion time enters through :func:`diffcore.nn.timestep_embedding` and an MLP, added to
+h in every layer.
 
-The output, x_L - x_0 with its centre of mass over real atoms removed (zero at padding), is
-E(3)-equivariant: rotating, reflecting or translating the input rotates (reflects) the output
-and leaves it unchanged under translation. Whether it is read as eps or x0 - x_t is the run's
-``diffusion.prediction``; eps is the default.
+The output, the final coordinates x_L (``output: position``, read as x0 by the default
+``diffusion.prediction: x0``) or the displacement x_L - x_0 (``output: displacement``, for
+``prediction: eps``), with its centre of mass over the real atoms removed and zero at padding,
+is E(3)-equivariant: rotating, reflecting or translating the input rotates (reflects) the
+output and leaves it unchanged under translation.
+
+Why position/x0 by default: a geometric network is good at moving atoms to where they belong
+(small, precise corrections at low noise); predicting eps instead asks it to output those
+corrections divided by sigma, which at low noise means amplifying them many times. With the
+same training budget the eps variant reached 26 % connectivity and 0.13 A bond-length error
+on held-out molecules, the x0 variant 99 % and 0.025 A (docs/domains/molecules.md).
 """
 
 from __future__ import annotations
@@ -35,16 +47,16 @@ from diffcore.nn import timestep_embedding
 class EGNNOptions(Options):
     """The ``backbone:`` section of the molecule-coords recipe."""
 
-    hidden: int = Field(96, ge=8, description="width of atom and pair features")
+    hidden: int = Field(64, ge=8, description="width of atom and pair features")
     layers: int = Field(6, ge=1, description="number of equivariant layers")
     rbf: int = Field(24, ge=2, description="Gaussian radial basis functions per distance")
     rbf_max: float = Field(5.0, gt=0, description="largest rbf centre, in data units (coordinates / coord_scale)")
     time_dim: int = Field(64, ge=2, description="size of the sinusoidal time embedding")
     distance_filter: bool = Field(True, description="multiply messages by a learned function of the distances (SchNet's continuous filter)")
     message_layers: int = Field(1, ge=1, le=3, description="depth of the message MLP phi_e (1: one linear map of [h_i, h_j, pair features] and SiLU)")
-    output: Literal["displacement", "position"] = Field(
-        "displacement",
-        description="what the network returns: x_L - x_t (displacement: suits prediction eps) or x_L (position: suits prediction x0, whose target is near x_t at low noise)",
+    output: Literal["position", "displacement"] = Field(
+        "position",
+        description="what the network returns: x_L (position: for prediction x0, the default) or x_L - x_t (displacement: for prediction eps)",
     )
     coord_updates: bool = Field(True, description="update coordinates in every layer (EGNN) or only in the last")
 
