@@ -42,7 +42,7 @@ def main() -> None:
     n = min(args.num, len(domain.val_waves))
     val = domain.val_waves[:n]
     ids = domain.val_ids[:n] if domain.val_ids is not None else None
-    feats = metrics.MFCCFeatures(c.sample_rate, n_fft=c.n_fft, hop_length=c.hop_length, n_mels=c.n_mels)
+    feats = metrics.MFCCFeatures(c)
     f_val = feats(val)
     ref = domain._matching_real(ids.tolist() if ids is not None else [-1] * n)
     floor = metrics.frechet(feats(ref), f_val)

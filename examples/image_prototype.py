@@ -5,8 +5,9 @@ Trains the image plugin's U-Net on the embedded digits with the core's pieces on
 to choose the recipe's defaults: it reports wall-clock and CPU time per step and the
 metrics of ``ImageDomain.evaluate`` (class consistency, Fréchet distance and its floor).
 
-    nice -n 10 python examples/image_prototype.py train --steps 1000 --save 600,800,1000 --out /tmp/proto/a
-    nice -n 10 python examples/image_prototype.py eval /tmp/proto/a/ema_1000.pt --guidance 1.5 2 3
+    nice -n 10 python examples/image_prototype.py train --steps 800 --save 400,600,800 --out /tmp/proto/v
+    nice -n 10 python examples/image_prototype.py eval /tmp/proto/v/ema_600.pt --num 512 --guidance 1 1.5
+    nice -n 10 python examples/image_prototype.py train --prediction eps --steps 800 --save 400,800 --out /tmp/proto/eps
 
 The EMA follows diffcore.training (decay min(ema_decay, (1 + step) / (10 + step))).
 """
@@ -94,7 +95,7 @@ def evaluate(args) -> None:
             model = diffcore.classifier_free(net, batch.get("cond"), w)
             with torch.no_grad():
                 return diffcore.generate(
-                    model, noise, sched, sampler=args.sampler, steps=args.sample_steps, clip_x0=args.clip_x0,
+                    model, noise, sched, sampler=args.sampler, steps=args.sample_steps, clip_x0=args.clip_x0 or None,
                     prediction=getattr(targs, "prediction", "eps"),
                     generator=gen, **({"spacing": args.spacing} if args.spacing else {}),
                 )
@@ -118,7 +119,7 @@ def main() -> None:
     t.add_argument("--warmup", type=int, default=50)
     t.add_argument("--ema-decay", type=float, default=0.999)
     t.add_argument("--schedule", default="cosine")
-    t.add_argument("--prediction", default="eps", help="eps, x0, v")
+    t.add_argument("--prediction", default="v", help="eps, x0, v")
     t.add_argument("--resolution", type=int, default=16)
     t.add_argument("--base-channels", type=int, default=32)
     t.add_argument("--channel-mult", type=int, nargs="+", default=[1, 2])
@@ -132,7 +133,7 @@ def main() -> None:
     e.add_argument("--num", type=int, default=512)
     e.add_argument("--sampler", default="ddim")
     e.add_argument("--sample-steps", type=int, default=50)
-    e.add_argument("--clip-x0", type=float, default=None, help="clamp x0 predictions to [-v, v] (default: no clamp)")
+    e.add_argument("--clip-x0", type=float, default=1.0, help="clamp x0 predictions to [-v, v] (0: no clamp)")
     e.add_argument("--spacing", default=None, help="trailing, leading, linspace (default: the sampler's)")
     e.add_argument("--seed", type=int, default=0)
     args = p.parse_args()

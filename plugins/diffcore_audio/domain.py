@@ -282,7 +282,7 @@ class AudioDomain(Domain):
         # real training clips, rendered the same way: so the figure measures the generative
         # model, not the vocoder. The ``_raw`` figures compare with the untouched audio;
         # ``mfcc_frechet_roundtrip`` is then the vocoder's ceiling (real clips rendered).
-        feats = metrics.MFCCFeatures(c.sample_rate, n_fft=c.n_fft, hop_length=c.hop_length, n_mels=c.n_mels)
+        feats = metrics.MFCCFeatures(c)
         ref = self._matching_real(requested)  # as many real training clips, same classes
         f_gen = feats(gen)
         f_ref_rendered = feats(self.decode(c.encode(ref)))

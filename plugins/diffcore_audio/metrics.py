@@ -7,8 +7,9 @@
 ``mfcc_frechet``
     The Fréchet distance (Dowson & Landau 1982; the statistic of FID and of the Fréchet Audio
     Distance, Kilgour et al. 2019) between Gaussians fitted to per-clip MFCC statistics (the
-    mean and standard deviation over time of 20 MFCCs: 40 numbers per clip) of generated
-    and of held-out real clips. MFCCs summarise the spectral envelope (timbre) and its
+    mean and standard deviation over time of 20 MFCCs, in dB, of the log-mel spectrogram
+    clamped at the representation's floor: 40 numbers per clip) of generated and of held-out
+    real clips. MFCCs summarise the spectral envelope (timbre) and its
     variation, so the distance compares what the sounds are like, independently of phase.
 ``mfcc_frechet_floor``
     The same distance between as many *real training* clips as were generated and the same
@@ -26,24 +27,31 @@ from __future__ import annotations
 
 import torch
 import torchaudio.functional as AF
-import torchaudio.transforms as T
 
 from .pitch import cents, estimate_pitch
 
 
 class MFCCFeatures:
-    """Per-clip features: mean and std over time of ``n_mfcc`` MFCCs (log-mel based)."""
+    """Per-clip features: mean and standard deviation over time of ``n_mfcc`` MFCCs.
 
-    def __init__(self, sample_rate: int, *, n_mfcc: int = 20, n_fft: int = 1024, hop_length: int = 256, n_mels: int = 64):
-        self.mfcc = T.MFCC(
-            sample_rate=sample_rate, n_mfcc=n_mfcc, log_mels=True,
-            melkwargs={"n_fft": n_fft, "hop_length": hop_length, "n_mels": n_mels, "center": True},
-        )
+    The MFCCs are the orthonormal DCT-II of the clip's decibel mel spectrogram (the codec's
+    own ``MelSpectrogram``) *clamped at the representation's floor*, ``db_max -
+    dynamic_range_db``: what lies below it is not modelled (it is -1 in every spectrogram the
+    network sees), and without the clamp the distance is dominated by whether near-silent bins
+    are exactly silent or 80 dB down (docs/domains/audio.md compares the variants).
+    """
+
+    def __init__(self, codec, *, n_mfcc: int = 20):
+        self.codec = codec
+        self.dct = AF.create_dct(n_mfcc, codec.n_mels, "ortho").double()  # [n_mels, n_mfcc]
 
     def __call__(self, waves: torch.Tensor, chunk: int = 256) -> torch.Tensor:
+        c = self.codec
+        floor = c.db_max - c.dynamic_range_db
         out = []
         for i in range(0, len(waves), chunk):
-            m = self.mfcc(waves[i : i + chunk].float()).double()  # [B, n_mfcc, frames]
+            db = c.db(waves[i : i + chunk]).clamp(min=floor).double()  # [B, n_mels, frames]
+            m = torch.einsum("bmt,mk->bkt", db, self.dct)
             out.append(torch.cat([m.mean(-1), m.std(-1)], dim=-1))
         return torch.cat(out)
 

@@ -8,10 +8,10 @@ from .domain import AudioDomain
 from .network import SpecUNet1dOptions, build
 
 RECIPE_DEFAULTS = {
-    "diffusion": {"schedule": "cosine", "prediction": "eps", "weighting": "uniform"},
+    "diffusion": {"schedule": "cosine", "prediction": "v", "weighting": "uniform"},
     "training": {"max_steps": 3000, "batch_size": 32, "lr": 1e-3, "warmup_steps": 100, "ema_decay": 0.999,
                  "checkpoint_every": 1000, "preview_num": 16, "log_every": 50},
-    "sampling": {"sampler": "ddim", "steps": 50, "guidance": 2.0, "clip_x0": 1.0, "batch_size": 64},
+    "sampling": {"sampler": "ddim", "steps": 50, "guidance": 1.0, "clip_x0": 1.0, "batch_size": 64},
 }
 
 

@@ -6,7 +6,6 @@ are written by :mod:`diffcore_image.writer`, metrics computed by :mod:`diffcore_
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -19,8 +18,6 @@ from diffcore import Domain, Options, UserError
 from . import data as _data
 from .metrics import FEATURES, MetricModel, image_metrics
 from .writer import GRID_NAME, write_grid, write_images
-
-log = logging.getLogger("diffcore_image")
 
 EVAL_BATCH = 250  # samples generated per batch by evaluate()
 

@@ -6,7 +6,8 @@
   Inception): fit a Gaussian to the classifier's hidden-layer features of the samples and of
   the held-out real images, d^2 = |mu1 - mu2|^2 + Tr(S1 + S2 - 2 (S1 S2)^(1/2)).
 - **Its floor**: the same distance between two disjoint *real* sets of the same size (a
-  subset of the training images vs the held-out images). With a finite sample even a perfect
+  subset of the training images vs the held-out images, averaged over ``FLOOR_DRAWS``
+  subsets). With a finite sample even a perfect
   generator scores about this, so ``frechet_ratio = frechet / frechet_floor`` is the
   number to read: 1 means indistinguishable from real data at this sample size.
 
