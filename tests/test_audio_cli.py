@@ -72,6 +72,18 @@ def test_evaluate_reports_pitch_and_frechet(run):
     assert (run / "eval" / "audio_spectrograms.png").is_file()
 
 
+def test_clips_shorter_than_the_pitch_frame_train_sample_and_evaluate(tmp_path):
+    # 0.1 s = 1600 samples, less than the pitch estimator's 2048-sample analysis frame
+    run = tmp_path / "short"
+    res = invoke("train", "--plugin", "audio-spectrogram", "--out", str(run), *EMBEDDED, *TINY, "--set", "data.clip_seconds=0.1")
+    assert res.exit_code == 0, res.output
+    res = invoke("evaluate", "--run", str(run), "--num", "6", "--steps", "2")
+    assert res.exit_code == 0, res.output
+    m = json.loads((run / "metrics.json").read_text())
+    assert 0.0 <= m["pitch_accuracy"] <= 1.0 and m["pitch_num_samples"] == 4
+    assert sf.info(str(sorted((run / "previews").rglob("*.wav"))[0])).frames == 1600
+
+
 def test_a_folder_with_a_corrupt_file_trains_on_the_rest(tmp_path):
     import numpy as np
 

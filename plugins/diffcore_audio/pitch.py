@@ -32,6 +32,8 @@ def yin_frames(
     normalised difference d'(tau) at the chosen lag (0 = perfectly periodic).
     """
     x = waves.double()
+    if x.shape[-1] < 2 * window:  # a clip shorter than one analysis frame: pad it with silence
+        x = torch.nn.functional.pad(x, (0, 2 * window - x.shape[-1]))
     tau_min = max(2, int(sample_rate / f_high))
     tau_max = min(window - 1, int(math.ceil(sample_rate / f_low)) + 1)
     frames = x.unfold(-1, 2 * window, hop)  # [B, F, 2W]: a window plus its largest shift
