@@ -75,6 +75,8 @@ class TrainingConfig(Section):
     lr: float = Field(2e-4, gt=0, description="AdamW learning rate.")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
     warmup_steps: int = Field(0, ge=0, description="Steps of linear learning-rate warm-up from 0.")
+    lr_schedule: Literal["constant", "cosine"] = Field("constant", description="Learning rate after the warm-up: constant, or cosine (half a cosine from lr down to lr_final_fraction * lr at max_steps).")
+    lr_final_fraction: float = Field(0.0, ge=0, le=1, description="cosine: the learning rate at max_steps, as a fraction of lr.")
     grad_clip: float | None = Field(1.0, gt=0, description="Clip the gradient norm to this value; null disables clipping.")
     ema_decay: float = Field(0.999, ge=0, lt=1, description="Decay of the exponential moving average of the weights (sampling uses the EMA weights); warmed up as min(decay, (1 + step) / (10 + step)).")
     precision: Literal[PRECISIONS] = Field("32-true", description="Lightning precision: 32-true, 16-mixed, bf16-mixed, ... (mixed precision needs a GPU).")

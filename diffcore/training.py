@@ -13,7 +13,9 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import math
 import os
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -91,11 +93,23 @@ class DiffusionModule(L.LightningModule):
     def configure_optimizers(self):
         t = self.cfg.training
         opt = torch.optim.AdamW(self.backbone.parameters(), lr=t.lr, weight_decay=t.weight_decay)
-        if t.warmup_steps <= 0:
+        if t.warmup_steps <= 0 and t.lr_schedule == "constant":
             return opt
-        warmup = t.warmup_steps
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, (step + 1) / warmup))
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_factor(step, t))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+def lr_factor(step: int, t) -> float:
+    """The learning rate at optimiser step ``step`` (0-based) as a fraction of ``training.lr``:
+    a linear warm-up over ``warmup_steps``, then constant, or half a cosine down to
+    ``lr_final_fraction`` at ``max_steps`` (Loshchilov & Hutter 2017, without restarts)."""
+    if step < t.warmup_steps:
+        return (step + 1) / t.warmup_steps
+    if t.lr_schedule == "constant":
+        return 1.0
+    span = max(1, t.max_steps - t.warmup_steps)
+    progress = min(1.0, (step - t.warmup_steps) / span)
+    return t.lr_final_fraction + (1 - t.lr_final_fraction) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 # ---------------------------------------------------------------------- logging
@@ -155,6 +169,27 @@ def write_previews(module: DiffusionModule, run_dir: Path, tag: str) -> list[Pat
     return paths
 
 
+def safe_previews(module: DiffusionModule, run_dir: Path, tag: str) -> list[Path]:
+    """:func:`write_previews`, but a failure (a writer's missing library, a full disk) is
+    reported and training goes on or finishes: the weights already written are kept. With
+    ``DIFFCORE_STRICT_PLUGINS=1`` (``--strict-plugins``) the error propagates, for plugin
+    authors."""
+    from .registry import strict_mode
+
+    try:
+        return write_previews(module, run_dir, tag)
+    except Exception as e:
+        if strict_mode():
+            raise
+        print(
+            f"warning: preview samples {tag} could not be written ({type(e).__name__}: {e}); training is not "
+            f"affected and the weights are in {run_dir}: once the cause is fixed, `diffcore sample --run {run_dir}` "
+            "writes samples (--strict-plugins shows the traceback)",
+            file=sys.stderr,
+        )
+        return []
+
+
 class Previews(Callback):
     """Preview samples every ``every`` steps (rank 0 only)."""
 
@@ -165,7 +200,7 @@ class Previews(Callback):
         step = trainer.global_step
         # The last step's previews are written by FinishRun.
         if self.every > 0 and step % self.every == 0 and step < trainer.max_steps and trainer.is_global_zero:
-            write_previews(pl_module, self.run_dir, f"step-{step:07d}")
+            safe_previews(pl_module, self.run_dir, f"step-{step:07d}")
 
 
 class FinishRun(Callback):
@@ -181,7 +216,7 @@ class FinishRun(Callback):
             return
         runs.save_weights(pl_module.ema, self.run_dir / runs.EMA_WEIGHTS)
         runs.save_weights(pl_module.backbone, self.run_dir / runs.MODEL_WEIGHTS)
-        write_previews(pl_module, self.run_dir, f"step-{trainer.global_step:07d}")
+        safe_previews(pl_module, self.run_dir, f"step-{trainer.global_step:07d}")
 
 
 def progress_bar() -> Callback:

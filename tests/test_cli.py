@@ -175,3 +175,41 @@ def test_schedule_table_and_plot(tmp_path):
     assert share["linear"] > 20 > 10 > share["cosine"]
     res = invoke("schedule", "nope")
     assert res.exit_code == 2 and "unknown schedule 'nope'" in res.stderr
+
+
+def test_a_failing_preview_writer_keeps_the_trained_run(toy_plugin, tmp_path, monkeypatch):
+    # e.g. the audio writer's soundfile missing its C library: the weights must survive
+    import toyplug.domain
+
+    def broken(self, results, out_dir):
+        raise ModuleNotFoundError("No module named '_cffi_backend'")
+
+    monkeypatch.setattr(toyplug.domain.ToyDomain, "write_samples", broken)
+    run = tmp_path / "run"
+    res = invoke("train", "--plugin", "toy", "--out", str(run), *TINY)
+    assert res.exit_code == 0, res.output
+    assert "preview samples step-0000004 could not be written (ModuleNotFoundError: No module named '_cffi_backend')" in res.stderr
+    assert (run / "ema.safetensors").is_file() and (run / "checkpoints" / "last.ckpt").is_file()
+    monkeypatch.setenv("DIFFCORE_STRICT_PLUGINS", "1")  # plugin authors get the error itself
+    res = invoke("train", "--plugin", "toy", "--out", str(tmp_path / "strict"), *TINY)
+    assert res.exit_code != 0 and isinstance(res.exception, ModuleNotFoundError)
+
+
+def test_cosine_learning_rate_reaches_its_final_fraction(toy_plugin, tmp_path):
+    import math
+
+    from diffcore.config import TrainingConfig
+    from diffcore.training import lr_factor
+
+    t = TrainingConfig(max_steps=1000, warmup_steps=100, lr_schedule="cosine", lr_final_fraction=0.1)
+    assert lr_factor(0, t) == pytest.approx(0.01) and lr_factor(99, t) == 1.0 and lr_factor(100, t) == 1.0
+    assert lr_factor(550, t) == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.5)))
+    assert lr_factor(1000, t) == pytest.approx(0.1)
+    assert lr_factor(500, TrainingConfig(max_steps=1000, warmup_steps=100)) == 1.0  # constant
+    # through Lightning: the optimiser's learning rate after the last step of a run
+    run = tmp_path / "run"
+    res = invoke("train", "--plugin", "toy", "--out", str(run), *TINY, "--set", "training.lr=0.01",
+                 "--set", "training.lr_schedule=cosine", "--set", "training.lr_final_fraction=0.25")
+    assert res.exit_code == 0, res.output
+    lr = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["optimizer_states"][0]["param_groups"][0]["lr"]
+    assert lr == pytest.approx(0.01 * 0.25)
