@@ -106,3 +106,14 @@ def test_generated_geometry_does_not_depend_on_the_frame(sampler):
     # generated samples stay centred and zero at padding
     assert (a.sum(1) / mask.sum(1)).abs().max() < 1e-8
     assert a[mask.expand_as(a) == 0].abs().max() == 0
+
+
+@pytest.mark.parametrize("kw", [{}, {"coord_updates": False}, {"distance_filter": False}])
+def test_every_parameter_gets_a_gradient(kw):
+    # DistributedDataParallel (--strategy ddp) fails on parameters that take no part in the loss
+    b = _batch()
+    net = EGNN(b["cond"]["atoms"].shape[-1], b["cond"]["pairs"].shape[-1], EGNNOptions(hidden=16, layers=3, **kw)).double()
+    x = torch.randn(b["cond"]["atoms"].shape[:2] + (3,), dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    net(x, torch.tensor(0.5, dtype=torch.float64), b["cond"]).pow(2).sum().backward()
+    missing = [name for name, p in net.named_parameters() if p.grad is None]
+    assert not missing, missing

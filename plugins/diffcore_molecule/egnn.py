@@ -77,7 +77,8 @@ class EGNNLayer(nn.Module):
     """One layer of eq. 3-6. phi_e's first linear map acts on [h_i, h_j, edge] as
     W1 h_i + W2 h_j + W3 edge, so the node parts are computed once per atom, not per pair."""
 
-    def __init__(self, hidden: int, edge_in: int, update_coords: bool, message_layers: int = 2, filter_in: int = 0):
+    def __init__(self, hidden: int, edge_in: int, update_coords: bool, message_layers: int = 2, filter_in: int = 0,
+                 update_h: bool = True):
         super().__init__()
         self.h_i = nn.Linear(hidden, hidden)
         self.h_j = nn.Linear(hidden, hidden, bias=False)
@@ -90,8 +91,10 @@ class EGNNLayer(nn.Module):
             msg += [nn.Linear(hidden, hidden), nn.SiLU()]
         self.msg = nn.Sequential(*msg)
         self.att = nn.Linear(hidden, 1)
-        self.norm = nn.LayerNorm(hidden)
-        self.node = nn.Sequential(nn.Linear(2 * hidden, hidden), nn.SiLU(), nn.Linear(hidden, hidden))
+        # the last layer's features feed nothing: no node update there, so that every parameter
+        # gets a gradient (DDP requires it) and no work is wasted
+        self.norm = nn.LayerNorm(hidden) if update_h else None
+        self.node = nn.Sequential(nn.Linear(2 * hidden, hidden), nn.SiLU(), nn.Linear(hidden, hidden)) if update_h else None
         self.coord = nn.Linear(hidden, 1, bias=False) if update_coords else None
         if self.coord is not None:
             nn.init.zeros_(self.coord.weight)  # start from the identity map on x
@@ -102,7 +105,8 @@ class EGNNLayer(nn.Module):
         if self.filter is not None:
             m = m * self.filter(rbf)
         m = m * torch.sigmoid(self.att(m)) * emask
-        h = h + self.node(torch.cat([self.norm(h), m.sum(2) / count], dim=-1))
+        if self.node is not None:
+            h = h + self.node(torch.cat([self.norm(h), m.sum(2) / count], dim=-1))
         if self.coord is not None:
             diff = x[:, :, None, :] - x[:, None, :, :]  # x_i - x_j
             dist = diff.pow(2).sum(-1, keepdim=True).add(1e-8).sqrt()
@@ -129,7 +133,7 @@ class EGNN(nn.Module):
         edge_in = 2 * o.rbf + 2 + pair_dim
         self.layers = nn.ModuleList(
             EGNNLayer(o.hidden, edge_in, o.coord_updates or i == o.layers - 1, o.message_layers,
-                      2 * o.rbf if o.distance_filter else 0) for i in range(o.layers)
+                      2 * o.rbf if o.distance_filter else 0, update_h=i < o.layers - 1) for i in range(o.layers)
         )
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond: dict | None = None) -> torch.Tensor:
