@@ -92,6 +92,7 @@ def claim_ddim_steps(args) -> None:
         m = _evaluate(run, sampler, steps, args.num)
         print(json.dumps({k: m[k] for k in m if not isinstance(m[k], (list, dict))}))
         rows.append(m)
+    _plot_quality(rows, "sampler", "claim_ddim_steps.png", "DDIM steps vs DDPM-1000", wall=True)
     save_result("ddim_steps", {"run": str(args.run[0]), "rows": rows})
 
 
@@ -108,7 +109,35 @@ def claim_compare(args) -> None:
                      train_steps=cfg.training.max_steps)
             print(json.dumps({k: m[k] for k in m if not isinstance(m[k], (list, dict))}))
             rows.append(m)
-    save_result(args.key, {"rows": rows, "sampler": args.sampler})
+    _plot_quality(rows, "label", f"claim_{args.key}.png", f"same training budget, {args.sampler} sampling")
+    save_result(args.key, {"rows": rows, "sampler": args.sampler, "runs": args.run, "num": args.num})
+
+
+def _plot_quality(rows: list[dict], group: str, name: str, title: str, wall: bool = False) -> None:
+    """Fréchet ratio and class-consistency against sampling steps, one line per ``group``
+    (and, with ``wall``, the wall time of each setting) into docs/img/``name``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [("frechet_ratio", "Fréchet / floor (1 = real)"), ("class_consistency", "class-consistency")]
+    if wall:
+        panels.append(("wall_s", "wall time (s)"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4))
+    for key in dict.fromkeys(r[group] for r in rows):
+        mine = sorted((r for r in rows if r[group] == key), key=lambda r: r["steps"])
+        for ax, (metric, label) in zip(axes, panels):
+            ax.plot([r["steps"] for r in mine], [r.get(metric, float("nan")) for r in mine], "o-", label=str(key))
+            ax.set(xscale="log", xlabel="sampling steps", ylabel=label)
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend()
+    axes[0].set_title(title, fontsize=9, loc="left")
+    fig.tight_layout()
+    IMG.mkdir(parents=True, exist_ok=True)
+    fig.savefig(IMG / name, dpi=90)
+    plt.close(fig)
 
 
 # -------------------------------------------------------------- (e) interpolation
@@ -173,10 +202,51 @@ QUALITY = [
 ]
 
 
+RUNS_NOTE = """Claims (b)-(e) use digits models trained with the same budget (the image-unet recipe's U-Net,
+optimiser, batch and data; 800 steps, about 15 CPU-minutes each), differing only in what the
+claim is about:
+
+```bash
+diffcore train --plugin image-unet --out runs/claims-eps  --max-steps 800 --set diffusion.schedule=cosine --set diffusion.prediction=eps
+diffcore train --plugin image-unet --out runs/claims-x0   --max-steps 800 --set diffusion.schedule=cosine --set diffusion.prediction=x0
+diffcore train --plugin image-unet --out runs/claims-flow --max-steps 800 --set diffusion.schedule=flow --set diffusion.prediction=velocity
+```
+
+Quality is the image domain's own metrics (`diffcore evaluate`): class-consistency (a classifier
+trained on real digits agrees with the requested class) and the Fréchet distance of its
+features to held-out digits over the real-vs-real floor at the same sample size (1 is perfect).
+"""
+
+
+def _compare_verdict(key: str, rows: list[dict]) -> str:
+    """(c): flow at 20 steps within 1.25x of its own 50-step Fréchet ratio, and no worse than
+    the DDPM-trained model under DDIM at 20 and 50 steps. (d): eps has the lower Fréchet ratio
+    at every step count, its class-consistency no more than 0.03 lower."""
+    by = {(r["label"], r["steps"]): r for r in rows}
+    labels = list(dict.fromkeys(r["label"] for r in rows))
+    steps = sorted({r["steps"] for r in rows})
+    fr = lambda lab, n: by[(lab, n)].get("frechet_ratio", float("inf"))  # noqa: E731
+    cc = lambda lab, n: by[(lab, n)].get("class_consistency", 0.0)  # noqa: E731
+    if key == "prediction":
+        eps, other = labels[0], labels[1]
+        ok = all(fr(eps, n) < fr(other, n) and cc(eps, n) >= cc(other, n) - 0.03 for n in steps)
+        detail = "; ".join(f"{n} steps: Fréchet ratio {fr(eps, n):.2f} ({eps}) vs {fr(other, n):.2f} ({other})" for n in steps)
+        return f"**{'held' if ok else 'did not hold'}** — {detail}."
+    base, flow = labels[0], labels[1]
+    few, many = (20, 50) if {20, 50} <= set(steps) else (steps[0], steps[-1])
+    converged = fr(flow, few) <= 1.25 * fr(flow, many)
+    beats = all(fr(flow, n) <= fr(base, n) for n in (few, many))
+    detail = (f"{flow} at {few} steps: Fréchet ratio {fr(flow, few):.2f} vs {fr(flow, many):.2f} at {many} "
+              f"({'within' if converged else 'not within'} 1.25x); {base} under the same sampler: "
+              + ", ".join(f"{fr(base, n):.2f} at {n}" for n in (few, many)))
+    return f"**{'held' if converged and beats else 'did not hold'}** — {detail}."
+
+
 def render(res: dict) -> None:
     parts = ["# The theory's claims, reproduced\n",
              "Each claim: the command that reproduces it, what was measured on this machine (2-core CPU), and a verdict. "
-             "Generated by `examples/claims.py` from `docs/claims/results.json`.\n"]
+             "Generated by `examples/claims.py` from `docs/claims/results.json`.\n",
+             RUNS_NOTE]
     if "schedules" in res:
         r = res["schedules"]
         lin, cos = r["linear"], r["cosine"]
@@ -214,6 +284,8 @@ Command: `python examples/claims.py ddim-steps --run {res['ddim_steps']['run']}`
 
 {_table(rows, [("sampler", lambda r: r['sampler']), ("steps", lambda r: str(r['steps'])), *QUALITY, ("wall time (s)", lambda r: _fmt(r['wall_s'], 1)), ("samples", lambda r: str(r['num']))])}
 
+![DDIM steps](img/claim_ddim_steps.png)
+
 Verdict: **{'held' if held else 'did not hold'}** — the fewest DDIM steps within 0.03 class-consistency and
 1.25x the Fréchet ratio of DDPM-{ref['steps']}: {fewest if fewest else 'none'}{f' ({ref["steps"] / fewest:.0f}x fewer)' if fewest else ''}.
 """)
@@ -230,11 +302,14 @@ Verdict: **{'held' if held else 'did not hold'}** — the fewest DDIM steps with
 
 Claim: {claim}
 
-Command: `python examples/claims.py compare --key {key} --sampler {res[key]['sampler']} --run LABEL=RUN ...`
+Command: `python examples/claims.py compare --key {key} --sampler {res[key]['sampler']} {' '.join('--run ' + r for r in res[key].get('runs', ['LABEL=RUN']))} --steps {' '.join(str(n) for n in sorted({r['steps'] for r in rows}))} --num {res[key].get('num', 300)}`
+(quality from `num` samples, classes in turn, with the run's own guidance and x0 clamp)
 
 {_table(rows, [("model", lambda r: r['label']), ("schedule", lambda r: r['schedule']), ("prediction", lambda r: r['prediction']), ("train steps", lambda r: str(r['train_steps'])), ("sampling steps", lambda r: str(r['steps'])), *QUALITY])}
 
-Verdict: see the note below the table.
+![{key}](img/claim_{key}.png)
+
+Verdict: {_compare_verdict(key, rows)}
 """)
     if "interpolation" in res:
         r = res["interpolation"]

@@ -68,3 +68,16 @@ def test_conditioning_on_unlabelled_data_is_refused(tmp_path):
     with pytest.raises(UserError, match="no class labels"):
         build(SpecUNet1dOptions(class_conditional=True), d)
     assert build(SpecUNet1dOptions(base_channels=16), d).label_embed is None
+
+
+def test_the_2d_refiner_starts_silent_and_learns():
+    torch.manual_seed(0)
+    plain = SpecUNet1d(16, num_classes=2, **SMALL)
+    torch.manual_seed(0)
+    refined = SpecUNet1d(16, num_classes=2, refiner_channels=8, refiner_blocks=1, **SMALL)
+    x, t, c = torch.randn(3, 16, 9), torch.rand(3), torch.tensor([0, 1, 0])
+    # the 1-D part is built first with the same seed, and the head's output starts at zero
+    assert torch.equal(refined(x, t, c), plain(x, t, c))
+    refined(x, t, c).pow(2).sum().backward()
+    missing = [n for n, p in refined.named_parameters() if p.grad is None]
+    assert not missing and refined.refiner["out"][-1].weight.grad.abs().sum() > 0
