@@ -54,7 +54,7 @@ class SpecUNet1dOptions(Options):
     class_conditional: bool | None = Field(None, description="Condition on the class label; null: when the data has labels (the embedded notes: yes).")
     label_drop_prob: float = Field(0.1, ge=0, lt=1, description="Probability of the null label in training, for classifier-free guidance.")
     input_skip: bool = Field(True, description="Add a time-gated per-frame linear path from the input spectrogram to the output (starts as the identity).")
-    refiner_channels: int = Field(0, ge=0, description="Channels of a small 2-D residual head over (mel, time) after the 1-D U-Net (0: none); it sees each bin's neighbours, which the 1-D network mixes into its channels.")
+    refiner_channels: int = Field(16, ge=0, description="Channels of a small 2-D residual head over (mel, time) after the 1-D U-Net (0: none); it sees each bin's neighbours, which the 1-D network mixes into its channels.")
     refiner_blocks: int = Field(2, ge=1, description="Residual blocks of the 2-D head (with refiner_channels > 0).")
 
 

@@ -9,7 +9,7 @@ from .network import SpecUNet1dOptions, build
 
 RECIPE_DEFAULTS = {
     "diffusion": {"schedule": "cosine", "prediction": "v", "weighting": "uniform"},
-    "training": {"max_steps": 3000, "batch_size": 32, "lr": 1e-3, "warmup_steps": 100, "ema_decay": 0.999,
+    "training": {"max_steps": 3000, "batch_size": 32, "lr": 1e-3, "warmup_steps": 100, "lr_schedule": "cosine", "ema_decay": 0.999,
                  "checkpoint_every": 1000, "preview_num": 16, "log_every": 50},
     "sampling": {"sampler": "ddim", "steps": 50, "guidance": 1.0, "clip_x0": 1.0, "batch_size": 64},
 }
@@ -24,7 +24,7 @@ def diffcore_register_domains(register):
 def diffcore_register_backbones(register):
     register(BackboneSpec(
         name="spec-unet1d", domain="audio", build=build, Options=SpecUNet1dOptions,
-        description="1-D U-Net over time with the mel bins as channels (diffcore.nn blocks), optional class conditioning.",
+        description="1-D U-Net over time with the mel bins as channels, plus a small 2-D head over (mel, time) (diffcore.nn blocks); optional class conditioning.",
     ))
 
 
