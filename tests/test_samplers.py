@@ -178,3 +178,18 @@ def test_registry_extension_and_bad_input():
         diffcore.generate(lambda x, t: x, torch.randn(2, 2), "vp", sampler="dpm-solver", steps=3)
     for name in STEPS:
         assert name in str(e.value)
+
+
+def test_ddim_on_the_flow_schedule_is_euler_on_its_ode():
+    # alpha = 1 - t, sigma = t: x_s = alpha_s x0_hat + sigma_s eps_hat = x_t + (s - t) v
+    torch.manual_seed(0)
+    w = torch.randn(3, 3, dtype=torch.float64) * 0.5
+
+    def model(x, t):
+        return torch.tanh(x @ w) * (1 + torch.as_tensor(t, dtype=x.dtype).reshape(-1, 1))
+
+    z = torch.randn(16, 3, dtype=torch.float64)
+    s = diffcore.schedules.get("flow")
+    a = diffcore.generate(model, z, s, sampler="ddim", steps=7, prediction="velocity")
+    b = diffcore.generate(model, z, s, sampler="euler", steps=7, prediction="velocity")
+    assert torch.allclose(a, b, atol=1e-10)
