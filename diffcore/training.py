@@ -93,9 +93,14 @@ class DiffusionModule(L.LightningModule):
     def configure_optimizers(self):
         t = self.cfg.training
         opt = torch.optim.AdamW(self.backbone.parameters(), lr=t.lr, weight_decay=t.weight_decay)
-        if t.warmup_steps <= 0 and t.lr_schedule == "constant":
-            return opt
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_factor(step, t))
+        # The factor follows the trainer's global step, not the scheduler's own counter: a run
+        # resumed from a checkpoint without scheduler state (or with another lr_schedule) then
+        # continues at the right place instead of restarting its warm-up or cosine.
+        def factor(_: int) -> float:
+            trainer = getattr(self, "_trainer", None)
+            return lr_factor(trainer.global_step if trainer is not None else 0, t)
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 
@@ -142,14 +147,21 @@ class RunCSVLogger(CSVLogger):
 # -------------------------------------------------------------------- callbacks
 def write_previews(module: DiffusionModule, run_dir: Path, tag: str) -> list[Path]:
     """EMA samples under RUN/previews/<tag>/ through the domain's writer."""
-    cfg = module.cfg
-    s = cfg.sampling
-    num = cfg.training.preview_num
+    num = module.cfg.training.preview_num
     if num <= 0:
         return []
     net = module.ema
     was_training = net.training
     net.eval()
+    try:
+        return _write_previews(module, net, run_dir, tag, num)
+    finally:
+        net.train(was_training)
+
+
+def _write_previews(module: DiffusionModule, net: nn.Module, run_dir: Path, tag: str, num: int) -> list[Path]:
+    cfg = module.cfg
+    s = cfg.sampling
     out = run_dir / runs.PREVIEWS / tag
     out.mkdir(parents=True, exist_ok=True)
     # fork_rng: previews must not change the training's random stream (same weights with or
@@ -164,9 +176,7 @@ def write_previews(module: DiffusionModule, run_dir: Path, tag: str) -> list[Pat
                 spacing=s.spacing, generator=gen, device=module.device,
             )
             results.append((x.float().cpu(), batch))
-        paths = module.domain.write_samples(results, out)
-    net.train(was_training)
-    return paths
+        return module.domain.write_samples(results, out)
 
 
 def safe_previews(module: DiffusionModule, run_dir: Path, tag: str) -> list[Path]:

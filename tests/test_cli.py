@@ -213,3 +213,17 @@ def test_cosine_learning_rate_reaches_its_final_fraction(toy_plugin, tmp_path):
     assert res.exit_code == 0, res.output
     lr = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["optimizer_states"][0]["param_groups"][0]["lr"]
     assert lr == pytest.approx(0.01 * 0.25)
+
+
+def test_resume_switching_to_cosine_continues_from_the_global_step(toy_plugin, tmp_path):
+    # 4 constant steps (no scheduler state saved with warm-up 0), then resume to 8 with cosine:
+    # the decay must follow the global step and end at its final fraction, not restart at 0
+    run = tmp_path / "run"
+    res = invoke("train", "--plugin", "toy", "--out", str(run), *TINY, "--set", "training.lr=0.01", "--set", "training.warmup_steps=0")
+    assert res.exit_code == 0, res.output
+    res = invoke("train", "--out", str(run), "--resume", "--max-steps", "8", "--no-progress",
+                 "--set", "training.lr_schedule=cosine", "--set", "training.lr_final_fraction=0.5")
+    assert res.exit_code == 0, res.output
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["global_step"] == 8
+    assert ckpt["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx(0.01 * 0.5)
