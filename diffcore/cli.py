@@ -211,7 +211,7 @@ def sample(
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Weights to use instead of RUN/ema.safetensors: a .safetensors file or a Lightning .ckpt (loaded without executing code)."),
     sampler: Optional[str] = typer.Option(None, "--sampler", help="ddpm, ddim, euler, heun, dpm-solver++, dpm-solver++3m, euler-maruyama, pc, langevin, or a plugin's [default: the run's sampling.sampler]."),
     steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Sampling steps [default: sampling.steps]."),
-    num: int = typer.Option(16, "--num", "-n", min=1, help="Number of samples."),
+    num: Optional[int] = typer.Option(None, "--num", "-n", min=1, help="Number of samples [default: sampling.num]."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Samples per batch [default: sampling.batch_size]."),
     seed: int = typer.Option(0, "--seed", help="Seed of the noise: the same seed gives the same samples."),
     guidance: Optional[float] = typer.Option(None, "--guidance", min=0.0, help="Classifier-free guidance scale w (1: plain conditional) [default: sampling.guidance]."),
@@ -237,7 +237,7 @@ def sample(
         out = _fresh_dir(run / "samples")
     elif out.exists() and (not out.is_dir() or any(out.iterdir())):
         fail(f"--out {out} exists and is not an empty folder; choose a new one (nothing is overwritten)")
-    results = runs.sample(r, num, batch_size, sampler, steps, seed, guidance, class_ or None, options, eta=eta)
+    results = runs.sample(r, num or r.config.sampling.num, batch_size, sampler, steps, seed, guidance, class_ or None, options, eta=eta)
     out.mkdir(parents=True, exist_ok=True)
     paths = r.domain.write_samples(results, out)
     typer.echo(f"wrote {len(paths)} file(s) to {out}")

@@ -102,6 +102,7 @@ class SamplingConfig(Section):
     guidance: float = Field(1.0, ge=0, description="Classifier-free guidance scale w (1: plain conditional model; > 1 sharpens the condition).")
     clip_x0: float | None = Field(None, gt=0, description="Clamp predicted x0 to [-v, v] during sampling (e.g. 1.0 for images in [-1, 1]); null: no clamp.")
     batch_size: int = Field(64, ge=1, description="Samples generated per batch.")
+    num: int = Field(16, ge=1, description="Samples `diffcore sample` writes when --num is not given.")
     spacing: Literal[SPACINGS] | None = Field(None, description="Where the sampling steps go: linspace (from the noisiest step to the least noisy), trailing, leading (discrete schedules only), logsnr (evenly in log-SNR); null: the sampler's default (logsnr for dpm-solver++ and langevin, else linspace).")
 
 

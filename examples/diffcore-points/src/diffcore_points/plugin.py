@@ -27,7 +27,7 @@ POINTS_DEFAULTS = {
     "diffusion": {"schedule": "sigmoid", "prediction": "eps", "weighting": "uniform"},
     "training": {"max_steps": 3000, "batch_size": 256, "lr": 2e-3, "warmup_steps": 100, "ema_decay": 0.995,
                  "checkpoint_every": 0, "preview_num": 2000, "log_every": 50},
-    "sampling": {"sampler": "dpm-solver++2s", "steps": 10, "batch_size": 2000},
+    "sampling": {"sampler": "dpm-solver++2s", "steps": 10, "batch_size": 2000, "num": 2000},
 }
 
 # The built-in image domain (embedded digits, 16 x 16) with an MLP instead of the U-Net.
