@@ -227,3 +227,13 @@ def test_resume_switching_to_cosine_continues_from_the_global_step(toy_plugin, t
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
     assert ckpt["global_step"] == 8
     assert ckpt["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx(0.01 * 0.5)
+
+
+def test_sample_count_defaults_to_the_runs_sampling_num(toy_plugin, tmp_path):
+    run = tmp_path / "run"
+    assert invoke("train", "--plugin", "toy", "--out", str(run), *TINY, "--set", "sampling.num=7").exit_code == 0
+    for args, n in (([], 7), (["--num", "3"], 3)):
+        out = tmp_path / f"s{n}"
+        res = invoke("sample", "--run", str(run), "--steps", "2", "--out", str(out), *args)
+        assert res.exit_code == 0, res.output
+        assert len((out / "samples.csv").read_text().strip().splitlines()) == 1 + n
