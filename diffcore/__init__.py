@@ -11,7 +11,7 @@ The CLI, configs, Lightning training and plugins build on it (``diffcore --help`
 """
 
 from . import forward, guidance, likelihood, nn, sampling, schedules, sde, testing  # noqa: F401
-from .domain import Domain, NoOptions, Options
+from .domain import Domain, NoOptions, Options, cycle_classes
 from .errors import UserError
 from .forward import q_sample
 from .guidance import classifier_free
@@ -25,6 +25,6 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BackboneSpec", "DiffusionLoss", "Domain", "NoOptions", "Options", "Recipe", "SDE", "UserError",
-    "bits_per_dim", "classifier_free", "ddim_invert", "forward", "generate", "guidance", "hookimpl",
+    "bits_per_dim", "classifier_free", "cycle_classes", "ddim_invert", "forward", "generate", "guidance", "hookimpl",
     "likelihood", "log_likelihood", "nn", "q_sample", "sampling", "schedules", "sde", "slerp", "testing",
 ]

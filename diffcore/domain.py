@@ -38,6 +38,18 @@ from torch.utils.data import Dataset, default_collate
 Batch = dict[str, Any]
 
 
+def cycle_classes(num: int, classes: Sequence[int] | None, num_labels: int | None) -> list[int] | None:
+    """The class id of each of ``num`` samples: ``classes`` (from ``--class``) cycled over the
+    samples, else every class in turn (sample i gets class i mod ``num_labels``), so that samples
+    cover the classes evenly; ``None`` for unlabelled data (``num_labels`` None or 0). The
+    convention of every built-in domain's :meth:`Domain.sample_batches`."""
+    if classes:
+        return [int(classes[i % len(classes)]) for i in range(num)]
+    if num_labels:
+        return [i % num_labels for i in range(num)]
+    return None
+
+
 class Options(BaseModel):
     """Base class for plugin option models: unknown keys are refused."""
 
@@ -136,7 +148,8 @@ class Domain(abc.ABC):
         """What to generate: yields sampling batches (``shape``, optional ``cond`` and
         ``mask``, plus whatever :meth:`write_samples` needs) covering ``num`` samples in
         batches of at most ``batch_size``. ``classes`` are class ids requested with
-        ``--class`` (cycled over the samples); ``options`` is a validated ``SampleOptions``."""
+        ``--class`` (cycled over the samples: :func:`cycle_classes`); ``options`` is a validated
+        ``SampleOptions``."""
 
     @abc.abstractmethod
     def write_samples(self, results: list[tuple[torch.Tensor, Batch]], out_dir: Path) -> list[Path]:

@@ -17,7 +17,7 @@ import torch
 from pydantic import Field, field_validator, model_validator
 from torch.utils.data import Dataset
 
-from diffcore import Domain, Options, UserError
+from diffcore import Domain, Options, UserError, cycle_classes
 
 from . import synth
 from .spectrogram import MelCodec
@@ -194,10 +194,8 @@ class AudioDomain(Domain):
 
     # ------------------------------------------------------------- sampling
     def _requests(self, num: int, classes: Sequence[int] | None) -> list[int | None]:
-        if self._labels is None:
-            return [None] * num
-        ids = list(classes) if classes else list(range(len(self._labels)))
-        return [ids[i % len(ids)] for i in range(num)]
+        ids = cycle_classes(num, classes if self._labels is not None else None, len(self._labels) if self._labels else None)
+        return [None] * num if ids is None else ids
 
     def sample_batches(self, num: int, batch_size: int, classes: Sequence[int] | None = None, options=None) -> Iterable[dict]:
         """Batches of ``shape [b, n_mels, frames]``, ``cond`` (class ids) and ``labels``

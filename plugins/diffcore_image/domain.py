@@ -13,7 +13,7 @@ from typing import Any, Literal
 import torch
 from pydantic import BaseModel, Field
 
-from diffcore import Domain, Options, UserError
+from diffcore import Domain, Options, UserError, cycle_classes
 
 from . import data as _data
 from .metrics import FEATURES, MetricModel, image_metrics
@@ -110,12 +110,7 @@ class ImageDomain(Domain):
         through every class of labelled data: sample i gets class i mod K); ``None`` for
         unlabelled data. An unconditional backbone ignores ``cond``."""
         r, c, labels = self.options.resolution, self.channels, self.labels
-        if classes:
-            ids = [int(classes[i % len(classes)]) for i in range(num)]
-        elif labels:
-            ids = [i % len(labels) for i in range(num)]
-        else:
-            ids = None
+        ids = cycle_classes(num, classes, len(labels) if labels else None)
         for start in range(0, num, batch_size):
             stop = min(num, start + batch_size)
             batch = {"shape": (stop - start, c, r, r), "index": list(range(start, stop))}

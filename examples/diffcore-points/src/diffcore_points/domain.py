@@ -134,12 +134,7 @@ class PointsDomain(diffcore.Domain):
         (``--class``), or through every class, so that the samples cover the classes evenly,
         as the data do."""
         labels = self.labels
-        if classes:
-            ids = [int(classes[i % len(classes)]) for i in range(num)]
-        elif labels:
-            ids = [i % len(labels) for i in range(num)]
-        else:
-            ids = None
+        ids = diffcore.cycle_classes(num, classes, len(labels) if labels else None)
         for start in range(0, num, batch_size):
             stop = min(num, start + batch_size)
             batch: dict[str, Any] = {"shape": (stop - start, 2), "options": options}
