@@ -54,9 +54,9 @@ def cli_env(site: Path | None = None, **extra: str) -> dict[str, str]:
 
 
 def run_cli(args: list[str], site: Path | None = None, cwd: Path | None = None, timeout: float = 300, **env) -> subprocess.CompletedProcess:
-    """``python -m diffcore.cli ARGS`` in a subprocess (DDP re-launches exactly this)."""
+    """``python -m diffcore.platform.cli ARGS`` in a subprocess (DDP re-launches exactly this)."""
     return subprocess.run(
-        [sys.executable, "-m", "diffcore.cli", *args],
+        [sys.executable, "-m", "diffcore.platform.cli", *args],
         capture_output=True, text=True, cwd=cwd, env=cli_env(site, **env), timeout=timeout,
     )
 

@@ -77,11 +77,11 @@ import torch
 from pydantic import BaseModel, ValidationError
 from torch import nn
 
-from . import sampling as _sampling
-from . import schedules as _schedules
-from .domain import Domain
-from .errors import UserError
-from .hookspecs import PROJECT, BackboneSpec, DiffcoreHookspecs, Recipe
+from ..math import sampling as _sampling
+from ..math import schedules as _schedules
+from ..contract.domain import Domain
+from ..contract.errors import UserError
+from ..contract.hooks import PROJECT, BackboneSpec, DiffcoreHookspecs, Recipe
 
 __all__ = [
     "ConformanceError", "Report", "check_backbone", "check_domain", "check_options_model",
@@ -608,8 +608,8 @@ def _perturbed(net: nn.Module, seed: int = 0) -> nn.Module:
 
 
 def _backbone_checks(ck, rep, spec, domain, options) -> None:
-    from . import runs
-    from .losses import DiffusionLoss
+    from ..platform import runs
+    from ..math.losses import DiffusionLoss
 
     if not isinstance(spec, BackboneSpec):
         ck.fail(f"{spec!r} is not a diffcore.BackboneSpec", "register BackboneSpec(name=..., domain=..., build=..., Options=...)")
@@ -722,7 +722,7 @@ _GM = None
 def _mixture():
     global _GM
     if _GM is None:
-        from .testing import GaussianMixture
+        from .targets import GaussianMixture
 
         _GM = GaussianMixture.default()
     return _GM
@@ -769,8 +769,8 @@ def check_sampler(
 
 
 def _sampler_checks(ck, fn, name, schedules, steps, num, prediction) -> None:
-    from . import generate
-    from .testing import energy_distance
+    from ..math.sampling import generate
+    from .targets import energy_distance
 
     if not callable(fn):
         ck.fail(f"{fn!r} is not callable", "register a function fn(denoiser, x, ts, *, generator=None, callback=None, noise_fn=None, **options)")
@@ -867,9 +867,9 @@ def _t(v: float) -> torch.Tensor:
 
 
 def _schedule_checks(ck, factory, options, num) -> None:
-    from . import generate
-    from .losses import DiffusionLoss
-    from .testing import energy_distance
+    from ..math.sampling import generate
+    from ..math.losses import DiffusionLoss
+    from .targets import energy_distance
 
     if isinstance(factory, _schedules.Schedule):
         s = factory
@@ -1028,7 +1028,7 @@ def check_plugin(
     _check_registrations(ck, got)
 
     # ---- names already taken (by diffcore, or by another installed plugin)
-    from .registry import get_registry
+    from ..platform.registry import get_registry
 
     installed = get_registry()
     _check_clashes(ck, got, installed, name)
@@ -1133,8 +1133,8 @@ def _provisional(got: _Collected) -> Iterator[None]:
 
 
 def _check_recipes(ck: _Checker, got: _Collected, installed) -> None:
-    from .config import resolve
-    from .registry import Registry
+    from ..platform.config import resolve
+    from ..platform.registry import Registry
 
     reg = Registry(
         recipes={**installed.recipes, **{r.name: r for r in got.recipes if isinstance(r, Recipe)}},

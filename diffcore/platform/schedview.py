@@ -13,8 +13,8 @@ from pathlib import Path
 
 import torch
 
-from . import schedules as _schedules
-from .errors import UserError
+from ..math import schedules as _schedules
+from ..contract.errors import UserError
 
 NOISE_FLOOR = -5.0  # log-SNR below which a step sees (almost) only noise
 

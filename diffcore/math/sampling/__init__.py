@@ -4,7 +4,7 @@ Built in: "ddpm", "ddim", "euler", "heun", "dpm-solver++", "dpm-solver++3m", "eu
 "pc", "langevin". Plugins add more through the ``diffcore_register_samplers`` hook.
 """
 
-from . import ddim, ddpm, dpm_solver, dpm_solver_3m, langevin, ode, sde  # noqa: F401  (registers the samplers)
+from . import ddim, ddpm, dpm_solver, dpm_solver_3m, langevin, ode, reverse_sde  # noqa: F401  (registers the samplers)
 from .base import Denoiser, generate, get, names, noise_source, register, slerp, timesteps, unregister
 from .ddim import ddim_invert
 

@@ -28,11 +28,11 @@ from typing import Any
 
 import pluggy
 
-from . import sampling as _sampling
-from . import schedules as _schedules
-from .domain import Domain
-from .errors import UserError
-from .hookspecs import PROJECT, BackboneSpec, DiffcoreHookspecs, Recipe
+from ..math import sampling as _sampling
+from ..math import schedules as _schedules
+from ..contract.domain import Domain
+from ..contract.errors import UserError
+from ..contract.hooks import PROJECT, BackboneSpec, DiffcoreHookspecs, Recipe
 
 STRICT_ENV = "DIFFCORE_STRICT_PLUGINS"
 KINDS = ("recipes", "domains", "backbones", "samplers", "schedules")

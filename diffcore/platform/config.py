@@ -37,13 +37,13 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import PydanticUndefined
 
-from . import schedules as _schedules
-from .domain import Domain
-from .errors import UserError
-from .forward import PREDICTIONS
-from .hookspecs import BackboneSpec, Recipe
-from .losses import WEIGHTINGS
-from .sampling.base import SPACINGS
+from diffcore.math import schedules as _schedules
+from diffcore.contract.domain import Domain
+from diffcore.contract.errors import UserError
+from diffcore.math.forward import PREDICTIONS
+from diffcore.contract.hooks import BackboneSpec, Recipe
+from diffcore.math.losses import WEIGHTINGS
+from diffcore.math.sampling.base import SPACINGS
 
 PRECISIONS = ("32-true", "32", "16-mixed", "bf16-mixed", "bf16-true", "16-true", "64-true", "64")
 
@@ -230,7 +230,7 @@ def resolve(
     ``base``: a saved, complete run config (``--resume``, loading a run): it replaces the
     recipe's defaults.
     """
-    from .registry import get_registry
+    from diffcore.platform.registry import get_registry
 
     registry = registry if registry is not None else get_registry()
     layers: list[tuple[str, dict]] = []
@@ -304,7 +304,7 @@ def check_diffusion(cfg: RunConfig) -> _schedules.Schedule:
 def check_sampling(cfg: RunConfig, sampler: str, steps: int, spacing: str | None, key: str = "sampling") -> None:
     """The sampler exists and ``steps``/``spacing`` suit the run's schedule. Errors name
     ``key.sampler`` etc., or the command-line option (``--sampler``) when ``key="cli"``."""
-    from . import sampling
+    from diffcore.math import sampling
 
     def name(f: str) -> str:
         return f"--{f}" if key == "cli" else f"{key}.{f}"

@@ -32,11 +32,11 @@ import torch
 from pydantic import BaseModel
 from torch import nn
 
-from . import sampling as _sampling
+from ..math import sampling as _sampling
 from .config import Resolved, check_sampling, load_yaml, resolve
-from .domain import Batch, Domain
-from .errors import UserError
-from .guidance import classifier_free
+from ..contract.domain import Batch, Domain
+from ..contract.errors import UserError
+from ..math.guidance import classifier_free
 
 CONFIG = "config.yaml"
 DOMAIN_STATE = "domain_state.json"
@@ -240,7 +240,7 @@ def generate_batch(
     device: torch.device | str = "cpu",
 ) -> torch.Tensor:
     """Generate ``x`` for one sampling batch of ``domain`` with ``net(x_t, t, cond)``."""
-    from . import generate
+    from ..math.sampling import generate
 
     b = _to(batch, device)
     like = torch.empty(tuple(b["shape"]), device=device)

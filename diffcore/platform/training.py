@@ -32,9 +32,9 @@ from torch.utils.data import DataLoader
 
 from . import runs
 from .config import Resolved, RunConfig, write_yaml
-from .domain import Domain
-from .errors import UserError
-from .losses import DiffusionLoss
+from ..contract.domain import Domain
+from ..contract.errors import UserError
+from ..math.losses import DiffusionLoss
 
 def global_rank() -> int:
     """This process's rank, known before the Trainer exists (from the launcher's env vars)."""

@@ -18,9 +18,9 @@ from collections.abc import Sequence
 
 import torch
 
-from . import schedules as _schedules
-from .forward import from_x0_eps
-from .schedules import Schedule
+from ..math import schedules as _schedules
+from ..math.forward import from_x0_eps
+from ..math.schedules import Schedule
 
 
 class GaussianMixture:
@@ -111,8 +111,3 @@ def energy_distance(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     y = y.flatten(1).to(torch.float64)
     return 2 * torch.cdist(x, y).mean() - torch.cdist(x, x).mean() - torch.cdist(y, y).mean()
 
-
-# The plugin conformance kit (diffcore/conformance.py), for plugin authors' tests.
-from .conformance import (  # noqa: E402
-    ConformanceError, Report, check_backbone, check_domain, check_options_model, check_plugin, check_sampler, check_schedule,
-)

@@ -18,7 +18,7 @@ from typing import Any, Optional
 import typer
 from pydantic import BaseModel, ValidationError
 
-from .errors import UserError
+from diffcore.contract.errors import UserError
 
 app = typer.Typer(
     name="diffcore",
@@ -76,7 +76,7 @@ def _main(
     `diffcore train --plugin NAME --out RUN` and `diffcore sample --run RUN`.
     """
     if strict_plugins:
-        from .registry import STRICT_ENV, reset_registry
+        from diffcore.platform.registry import STRICT_ENV, reset_registry
 
         os.environ[STRICT_ENV] = "1"  # also seen by the processes DDP re-launches
         reset_registry()
@@ -105,8 +105,8 @@ def train(
     the flags above. The run directory receives config.yaml (resolved), checkpoints/,
     ema.safetensors, metrics.csv and previews/.
     """
-    from . import config as cfgmod
-    from . import runs
+    from diffcore.platform import config as cfgmod
+    from diffcore.platform import runs
 
     flags: dict[str, Any] = {}
     for key, value in (("max_steps", max_steps), ("seed", seed), ("accelerator", accelerator), ("devices", devices), ("strategy", strategy), ("precision", precision)):
@@ -128,7 +128,7 @@ def train(
         resolved = cfgmod.resolve(plugin, config, set_, flags)
         if out is None:
             out = Path("runs") / f"{resolved.recipe.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    from . import training  # Lightning: imported once the config is known to be valid
+    from diffcore.platform import training  # Lightning: imported once the config is known to be valid
 
     if rank == 0:
         training.prepare_run_dir(resolved, out, resume=resume)
@@ -225,7 +225,7 @@ def sample(
     Domains may accept extra options (e.g. molecules: --smiles CCO, repeatable, and
     --smiles-file FILE); `diffcore sample --run RUN --domain-help` lists them.
     """
-    from . import runs
+    from diffcore.platform import runs
 
     r = runs.load_run(run, checkpoint)
     model = r.domain.SampleOptions
@@ -256,7 +256,7 @@ def evaluate(
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Weights to evaluate instead of RUN/ema.safetensors."),
 ) -> None:
     """Compute the domain's quality metrics; merge them into RUN/metrics.json and print them."""
-    from . import runs
+    from diffcore.platform import runs
 
     r = runs.load_run(run, checkpoint)
     metrics = runs.evaluate(r, num, sampler=sampler, steps=steps, seed=seed, guidance=guidance)
@@ -269,7 +269,7 @@ def evaluate(
 def plugins(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
     """List the installed plugins: what each provides, its package and version, and its
     status (a plugin that failed to load is shown with its error and skipped)."""
-    from .registry import get_registry
+    from diffcore.platform.registry import get_registry
 
     reg = get_registry()
     if as_json:
@@ -307,8 +307,8 @@ def schedule(
 ) -> None:
     """Compare noise schedules: where each passes given noise levels, and how many of its
     steps are spent at log-SNR < -5 (almost pure noise)."""
-    from . import schedview
-    from .registry import get_registry
+    from diffcore.platform import schedview
+    from diffcore.platform.registry import get_registry
 
     get_registry()  # plugin schedules too
     table = schedview.crossings(names, steps, alpha_bar, log_snr)

@@ -1,0 +1,16 @@
+"""The plugin contract: what a plugin imports. Imports the mathematics only (and pydantic,
+pluggy for the option models and the hook markers).
+
+- :mod:`.domain`: :class:`Domain`, :class:`Options`, :data:`Batch`, :func:`cycle_classes`;
+- :mod:`.hooks`: the hook specifications, ``hookimpl``, :class:`BackboneSpec`, :class:`Recipe`;
+- :mod:`.errors`: :class:`UserError`, the error a user can fix.
+"""
+
+from .domain import Batch, Domain, NoOptions, Options, cycle_classes
+from .errors import UserError
+from .hooks import PROJECT, BackboneSpec, DiffcoreHookspecs, Recipe, hookimpl, hookspec
+
+__all__ = [
+    "PROJECT", "BackboneSpec", "Batch", "DiffcoreHookspecs", "Domain", "NoOptions", "Options", "Recipe", "UserError",
+    "cycle_classes", "hookimpl", "hookspec",
+]

@@ -1,0 +1,28 @@
+"""The kit, for tests, benchmarks and plugin authors. Nothing in the library imports it.
+
+- :mod:`.targets`: exact targets, the Gaussian mixture with its exact denoiser under any
+  schedule, and the energy distance (torch only);
+- :mod:`.conformance`: the plugin conformance checks (``check_plugin``, ``check_domain``,
+  ``check_backbone``, ``check_sampler``, ``check_schedule``, ``check_options_model``), which
+  load plugins through the platform's one loader. Imported on first use, so that
+  ``from diffcore.testing import GaussianMixture`` stays plain torch.
+"""
+
+from __future__ import annotations
+
+from .targets import GaussianMixture, energy_distance
+
+_KIT = (
+    "ConformanceError", "Report", "check_backbone", "check_domain", "check_options_model", "check_plugin",
+    "check_sampler", "check_schedule",
+)
+
+__all__ = ["GaussianMixture", "energy_distance", *_KIT]
+
+
+def __getattr__(name: str):
+    if name in _KIT:
+        from . import conformance
+
+        return getattr(conformance, name)
+    raise AttributeError(f"module 'diffcore.testing' has no attribute {name!r}")
