@@ -21,6 +21,7 @@ MOVED = {
     "diffcore.sde": "diffcore.math.sde",
     "diffcore.sampling": "diffcore.math.sampling",
     "diffcore.sampling.sde": "diffcore.math.sampling.reverse_sde",
+    "diffcore.sampling.base": "diffcore.math.sampling",  # split into table, grid, plan, denoiser
     "diffcore.domain": "diffcore.contract.domain",
     "diffcore.hookspecs": "diffcore.contract.hooks",
     "diffcore.errors": "diffcore.contract.errors",

@@ -15,6 +15,7 @@ from collections.abc import Callable
 import torch
 
 from .forward import check_prediction, solve_x0_eps
+from .sde import drift_diffusion
 from .schedules import Schedule
 
 
@@ -56,7 +57,7 @@ class Denoiser:
             self._coef[t] = tuple(c)
 
     def coef(self, t: float | None) -> tuple[float, float]:
-        """(alpha_t, sigma_t) as floats; ``t=None`` is the clean end (1, 0)."""
+        """(alpha_t, sigma_t) as floats; ``t=None`` is the clean end (1, 0) of a time grid."""
         if t is None:
             return 1.0, 0.0
         return self._coefs(t)[:2]
@@ -64,6 +65,10 @@ class Denoiser:
     def d_coef(self, t: float) -> tuple[float, float]:
         """(d alpha / dt, d sigma / dt) as floats."""
         return self._coefs(t)[2:]
+
+    def sde(self, t: float) -> tuple[float, float]:
+        """(f(t), g(t)^2) of the forward SDE (:func:`diffcore.sde.drift_diffusion`) as floats."""
+        return drift_diffusion(*self._coefs(t))
 
     def __call__(self, x: torch.Tensor, t: float) -> tuple[torch.Tensor, torch.Tensor]:
         a, s, da, ds = self._coefs(t)
@@ -74,6 +79,14 @@ class Denoiser:
             x0 = x0.clamp(-self.clip_x0, self.clip_x0)
             eps = (x - a * x0) / s
         return x0, eps
+
+    def velocity(self, x: torch.Tensor, t: float) -> torch.Tensor:
+        """dx/dt of the probability-flow ODE, f x - g^2 score / 2 (Song et al. 2021, eq. 13),
+        written as alpha' x0_hat + sigma' eps_hat (the same quantity, substituting
+        x = alpha x0_hat + sigma eps_hat and score = -eps_hat / sigma)."""
+        da, ds = self.d_coef(t)
+        x0, eps = self(x, t)
+        return da * x0 + ds * eps
 
     def score(self, x: torch.Tensor, t: float) -> tuple[torch.Tensor, torch.Tensor]:
         """(score, x0_hat) at (x, t): score = -eps / sigma."""

@@ -21,6 +21,8 @@ Each one determines (x0, eps) given x_t: :func:`to_x0_eps`, and back: :func:`fro
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from .schedules import Schedule
@@ -34,7 +36,7 @@ def check_prediction(prediction: str) -> str:
     return prediction
 
 
-def _bcast(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+def bcast(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """A per-example (or scalar) float64 coefficient cast to ``like``'s dtype/device and
     shaped to broadcast over its trailing dimensions."""
     v = v.to(device=like.device, dtype=like.dtype)
@@ -46,7 +48,7 @@ def _bcast(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 def coefficients(schedule: Schedule, t: torch.Tensor, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(alpha_t, sigma_t) cast and broadcast to ``like``."""
     t = t.detach().cpu()
-    return _bcast(schedule.alpha(t), like), _bcast(schedule.sigma(t), like)
+    return bcast(schedule.alpha(t), like), bcast(schedule.sigma(t), like)
 
 
 def q_sample(schedule: Schedule, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
@@ -57,18 +59,34 @@ def q_sample(schedule: Schedule, x0: torch.Tensor, t: torch.Tensor, noise: torch
     return alpha * x0 + sigma * noise
 
 
+def posterior_coefficients(a_t, s_t, a_s, s_s):
+    """(c_x, c_x0, std) of q(x_s | x_t, x_0) = N(c_x x_t + c_x0 x_0, std^2) from the path
+    coefficients at t and s (floats, or float64 tensors); see the module docstring. The one
+    place the posterior is written: DDPM, DDIM's eta and :func:`posterior` use it. Raises
+    ValueError where the path is not a diffusion between the two times (the SNR grows)."""
+    a_ts = a_t / a_s
+    var_ts = s_t**2 - a_ts**2 * s_s**2
+    if torch.is_tensor(var_ts):
+        bad = bool((var_ts < -1e-12 * (s_t**2).clamp(min=1e-30)).any())
+        var_ts, sqrt = var_ts.clamp(min=0.0), torch.sqrt
+    else:
+        bad = var_ts < -1e-12 * max(s_t**2, 1e-30)
+        var_ts, sqrt = max(var_ts, 0.0), math.sqrt
+    if bad:
+        raise ValueError(
+            "this schedule's signal-to-noise ratio does not decrease between two sampling times, "
+            "so q(x_s | x_t, x_0) does not exist; use a deterministic sampler ('euler', 'heun', 'dpm-solver++')"
+        )
+    return a_ts * s_s**2 / s_t**2, a_s * var_ts / s_t**2, sqrt(var_ts * s_s**2) / s_t
+
+
 def posterior(schedule: Schedule, x_t: torch.Tensor, x0: torch.Tensor, t, s) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean and variance of q(x_s | x_t, x_0) for s < t (see the module docstring).
     For a discrete schedule with s = t - 1/T this is DDPM's eq. 7 (beta-tilde variance)."""
     t = torch.as_tensor(t, dtype=torch.float64)
     s = torch.as_tensor(s, dtype=torch.float64)
-    a_t, sig_t = schedule.alpha(t), schedule.sigma(t)
-    a_s, sig_s = schedule.alpha(s), schedule.sigma(s)
-    a_ts = a_t / a_s
-    var_ts = sig_t**2 - a_ts**2 * sig_s**2
-    mean = _bcast(a_ts * sig_s**2 / sig_t**2, x_t) * x_t + _bcast(a_s * var_ts / sig_t**2, x_t) * x0
-    var = _bcast(var_ts * sig_s**2 / sig_t**2, x_t)
-    return mean, var
+    c_x, c_x0, std = posterior_coefficients(schedule.alpha(t), schedule.sigma(t), schedule.alpha(s), schedule.sigma(s))
+    return bcast(c_x, x_t) * x_t + bcast(c_x0, x_t) * x0, bcast(std**2, x_t)
 
 
 def solve_x0_eps(prediction: str, out: torch.Tensor, x_t: torch.Tensor, a, s, da=None, ds=None):
@@ -96,10 +114,10 @@ def to_x0_eps(prediction: str, out: torch.Tensor, x_t: torch.Tensor, t: torch.Te
     """(x0, eps) implied by a network output ``out`` of kind ``prediction`` at (x_t, t).
     Coefficients are computed in float64 and cast at the edge."""
     t64 = t.detach().cpu().to(torch.float64)
-    a, s = _bcast(schedule.alpha(t64), x_t), _bcast(schedule.sigma(t64), x_t)
+    a, s = bcast(schedule.alpha(t64), x_t), bcast(schedule.sigma(t64), x_t)
     da = ds = None
     if prediction == "velocity":
-        da, ds = _bcast(schedule.d_alpha(t64), x_t), _bcast(schedule.d_sigma(t64), x_t)
+        da, ds = bcast(schedule.d_alpha(t64), x_t), bcast(schedule.d_sigma(t64), x_t)
     return solve_x0_eps(prediction, out, x_t, a, s, da, ds)
 
 
@@ -112,11 +130,11 @@ def from_x0_eps(prediction: str, x0: torch.Tensor, eps: torch.Tensor, t: torch.T
         return x0
     a, s = schedule.alpha(t64), schedule.sigma(t64)
     if prediction == "score":
-        return -eps / _bcast(s, eps)
+        return -eps / bcast(s, eps)
     if prediction == "v":
-        return _bcast(a, eps) * eps - _bcast(s, eps) * x0
+        return bcast(a, eps) * eps - bcast(s, eps) * x0
     if prediction == "velocity":
-        return _bcast(schedule.d_alpha(t64), x0) * x0 + _bcast(schedule.d_sigma(t64), eps) * eps
+        return bcast(schedule.d_alpha(t64), x0) * x0 + bcast(schedule.d_sigma(t64), eps) * eps
     check_prediction(prediction)
     raise AssertionError  # unreachable
 

@@ -24,20 +24,9 @@ from collections.abc import Callable
 import torch
 
 from . import schedules as _schedules
-from .forward import check_prediction, solve_x0_eps
+from .denoiser import Denoiser
+from .forward import check_prediction
 from .schedules import Schedule
-
-
-def _velocity(model, schedule: Schedule, prediction: str) -> Callable:
-    def v(x: torch.Tensor, t: float) -> torch.Tensor:
-        tt = torch.tensor(t, dtype=torch.float64)
-        a, s = float(schedule.alpha(tt)), float(schedule.sigma(tt))
-        da, ds = float(schedule.d_alpha(tt)), float(schedule.d_sigma(tt))
-        out = model(x, torch.full((x.shape[0],), t, dtype=x.dtype, device=x.device))
-        x0, eps = solve_x0_eps(prediction, out, x, a, s, da, ds)
-        return da * x0 + ds * eps
-
-    return v
 
 
 def _div(v: Callable, x: torch.Tensor, t: float, probes: list[torch.Tensor] | None):
@@ -81,7 +70,7 @@ def log_likelihood(
     if t_min is None:
         t_min = schedule.t_min if schedule.discrete else 1e-5
     t_max = schedule.t_max
-    v = _velocity(model, schedule, prediction)
+    v = Denoiser(model, schedule, prediction).velocity  # the probability-flow ODE, f x - g^2 score / 2
     grid = [t_min + (t_max - t_min) * (k / steps) ** 2 for k in range(steps + 1)]
     # Fixed probes across the integration (Grathwohl et al. 2019): one estimator of the
     # integral rather than a new one at every evaluation.

@@ -32,7 +32,7 @@ from collections.abc import Callable
 
 import torch
 
-from .forward import _bcast, check_prediction, from_x0_eps, q_sample, x0_error_scale
+from .forward import bcast, check_prediction, from_x0_eps, q_sample, x0_error_scale
 from .schedules import Schedule
 from . import schedules as _schedules
 
@@ -97,7 +97,7 @@ class DiffusionLoss:
         out = model(x_t, t) if cond is None else model(x_t, t, cond)
         target = from_x0_eps(self.prediction, x0, eps, t, self.schedule)
         err = (out - target) ** 2
-        w = _bcast(self.weight(t), err)
+        w = bcast(self.weight(t), err)
         if mask is None:
             return (w * err).mean()
         m = mask.to(err.dtype).expand_as(err)

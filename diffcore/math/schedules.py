@@ -304,6 +304,13 @@ def unregister(name: str) -> None:
     _REGISTRY.pop(name, None)
 
 
+def factory(name: str) -> Callable[..., Schedule]:
+    """The factory registered under ``name``."""
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown schedule {name!r}; valid names: {', '.join(names())}")
+    return _REGISTRY[name]
+
+
 def get(name: str | Schedule, **options) -> Schedule:
     """The schedule called ``name`` built with ``options`` (e.g. ``get("linear",
     num_steps=500)``). A :class:`Schedule` instance is returned as is."""

@@ -18,8 +18,17 @@ from collections.abc import Callable
 import torch
 
 from . import schedules as _schedules
-from .forward import _bcast, convert
+from .forward import bcast, convert
 from .schedules import Schedule
+
+
+def drift_diffusion(a, s, da, ds):
+    """(f, g^2) of the forward SDE from the path coefficients alpha, sigma and their time
+    derivatives (floats or tensors): f = alpha' / alpha, g^2 = 2 sigma sigma' - 2 f sigma^2.
+    The one place these are written: :class:`SDE`, the Euler-Maruyama sampler (through
+    ``Denoiser.sde``) and the likelihood's probability-flow velocity use it."""
+    f = da / a
+    return f, 2 * s * ds - 2 * f * s**2
 
 
 class SDE:
@@ -32,14 +41,11 @@ class SDE:
         """(f(t), g(t)^2) in float64."""
         s = self.schedule
         t = torch.as_tensor(t, dtype=torch.float64)
-        f = s.d_log_alpha(t)
-        sig = s.sigma(t)
-        g2 = 2 * sig * s.d_sigma(t) - 2 * f * sig**2
-        return f, g2
+        return drift_diffusion(s.alpha(t), s.sigma(t), s.d_alpha(t), s.d_sigma(t))
 
     def drift(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         f, _ = self.coefficients(t)
-        return _bcast(f, x) * x
+        return bcast(f, x) * x
 
     def diffusion(self, t) -> torch.Tensor:
         """g(t) (float64)."""
@@ -58,7 +64,7 @@ class SDE:
         as d x / d t (to be integrated backwards in t)."""
         f, g2 = self.coefficients(t)
         k = 0.5 if probability_flow else 1.0
-        return _bcast(f, x) * x - k * _bcast(g2, x) * score_fn(x, t)
+        return bcast(f, x) * x - k * bcast(g2, x) * score_fn(x, t)
 
     def ode_velocity(self, score_fn: Callable) -> Callable:
         """v(x, t) = dx/dt of the probability-flow ODE."""

@@ -139,6 +139,31 @@ def train(
 
 
 # ---------------------------------------------------------------------- sample
+def _builtin_samplers() -> list[str]:
+    from diffcore.math import sampling
+
+    return sampling.names()
+
+
+def _sampler_options(items: list[str], eta: float | None) -> dict[str, Any]:
+    """``--option KEY=VALUE`` items (values parsed as YAML, like --set) and the ``--eta``
+    shorthand, as the options of a sampling plan."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip() or "." in key:
+            fail(f"--option {item!r}: expected KEY=VALUE, e.g. --option eta=0.5")
+        try:
+            out[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            fail(f"--option {item!r}: the value is not valid YAML")
+    if eta is not None:
+        out["eta"] = eta
+    return out
+
+
 def parse_extra_options(args: list[str], model: type[BaseModel] | None, domain_name: str) -> BaseModel | None:
     """``--key value`` pairs left over by typer, validated by the domain's SampleOptions.
     Dashes become underscores; a repeated key (or a list field) gives a list; a key without
@@ -209,14 +234,15 @@ def sample(
     ctx: typer.Context,
     run: Path = typer.Option(..., "--run", "-r", help="Run directory written by `diffcore train`."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Weights to use instead of RUN/ema.safetensors: a .safetensors file or a Lightning .ckpt (loaded without executing code)."),
-    sampler: Optional[str] = typer.Option(None, "--sampler", help="ddpm, ddim, euler, heun, dpm-solver++, dpm-solver++3m, euler-maruyama, pc, langevin, or a plugin's [default: the run's sampling.sampler]."),
+    sampler: Optional[str] = typer.Option(None, "--sampler", help=f"{', '.join(_builtin_samplers())}, or a plugin's [default: the run's sampling.sampler]."),
     steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Sampling steps [default: sampling.steps]."),
     num: Optional[int] = typer.Option(None, "--num", "-n", min=1, help="Number of samples [default: sampling.num]."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Samples per batch [default: sampling.batch_size]."),
     seed: int = typer.Option(0, "--seed", help="Seed of the noise: the same seed gives the same samples."),
     guidance: Optional[float] = typer.Option(None, "--guidance", min=0.0, help="Classifier-free guidance scale w (1: plain conditional) [default: sampling.guidance]."),
     class_: list[str] = typer.Option([], "--class", help="Class label (name or index) to generate; repeatable (cycled over the samples)."),
-    eta: Optional[float] = typer.Option(None, "--eta", min=0.0, help="DDIM eta [default: sampling.eta]."),
+    option: list[str] = typer.Option([], "--option", help="A sampler option, KEY=VALUE (repeatable), e.g. --option eta=0.5 for ddim, --option corrector_steps=2 for pc; checked against the sampler's table entry (docs/samplers.md) [default: sampling.options]."),
+    eta: Optional[float] = typer.Option(None, "--eta", min=0.0, help="Shorthand for --option eta=ETA (DDIM's eta)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (must be new or empty) [default: RUN/samples/<date>-<time>]."),
     domain_help: bool = typer.Option(False, "--domain-help", help="List the extra options this run's domain accepts, and exit."),
 ) -> None:
@@ -225,6 +251,7 @@ def sample(
     Domains may accept extra options (e.g. molecules: --smiles CCO, repeatable, and
     --smiles-file FILE); `diffcore sample --run RUN --domain-help` lists them.
     """
+    from diffcore.platform import config as cfgmod
     from diffcore.platform import runs
 
     r = runs.load_run(run, checkpoint)
@@ -237,7 +264,10 @@ def sample(
         out = _fresh_dir(run / "samples")
     elif out.exists() and (not out.is_dir() or any(out.iterdir())):
         fail(f"--out {out} exists and is not an empty folder; choose a new one (nothing is overwritten)")
-    results = runs.sample(r, num or r.config.sampling.num, batch_size, sampler, steps, seed, guidance, class_ or None, options, eta=eta)
+    plan = cfgmod.sampling_plan(r.config, key="cli", sampler=sampler, steps=steps, guidance=guidance,
+                                options=_sampler_options(option, eta))
+    results = runs.sample(r, plan, num or r.config.sampling.num, batch_size=batch_size, seed=seed,
+                          classes=class_ or None, options=options)
     out.mkdir(parents=True, exist_ok=True)
     paths = r.domain.write_samples(results, out)
     typer.echo(f"wrote {len(paths)} file(s) to {out}")
@@ -256,10 +286,12 @@ def evaluate(
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Weights to evaluate instead of RUN/ema.safetensors."),
 ) -> None:
     """Compute the domain's quality metrics; merge them into RUN/metrics.json and print them."""
+    from diffcore.platform import config as cfgmod
     from diffcore.platform import runs
 
     r = runs.load_run(run, checkpoint)
-    metrics = runs.evaluate(r, num, sampler=sampler, steps=steps, seed=seed, guidance=guidance)
+    plan = cfgmod.sampling_plan(r.config, key="cli", sampler=sampler, steps=steps, guidance=guidance)
+    metrics = runs.evaluate(r, plan, num, seed=seed)
     typer.echo(json.dumps(metrics, indent=2, sort_keys=True))
 
 
@@ -310,7 +342,7 @@ def schedule(
     from diffcore.platform import schedview
     from diffcore.platform.registry import get_registry
 
-    get_registry()  # plugin schedules too
+    get_registry()  # load the plugins: their schedules join the schedule table
     table = schedview.crossings(names, steps, alpha_bar, log_snr)
     typer.echo(table)
     if plot is not None:

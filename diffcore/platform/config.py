@@ -43,8 +43,17 @@ from diffcore.contract.errors import UserError
 from diffcore.math.forward import PREDICTIONS
 from diffcore.contract.hooks import BackboneSpec, Recipe
 from diffcore.math.losses import WEIGHTINGS
-from diffcore.math.sampling.base import SPACINGS
+from diffcore.math import sampling as _sampling
+from diffcore.math.sampling import SPACINGS, SamplingPlan
 
+def _default_spacings() -> str:
+    by: dict[str, list[str]] = {}
+    for spec in _sampling.specs():
+        by.setdefault(spec.default_spacing, []).append(spec.name)
+    return "; ".join(f"{sp} for {', '.join(n)}" for sp, n in sorted(by.items(), key=lambda kv: kv[0] != "logsnr"))
+
+
+_DEFAULT_SPACINGS = _default_spacings()  # from the sampler table, never typed by hand
 PRECISIONS = ("32-true", "32", "16-mixed", "bf16-mixed", "bf16-true", "16-true", "64-true", "64")
 
 
@@ -96,14 +105,17 @@ class TrainingConfig(Section):
 class SamplingConfig(Section):
     """Defaults of `diffcore sample` / `evaluate` and of training previews."""
 
-    sampler: str = Field("ddim", description="Sampler: ddpm, ddim, euler, heun, dpm-solver++, dpm-solver++3m, euler-maruyama, pc, langevin, or one a plugin registers.")
+    sampler: str = Field("ddim", description=f"Sampler: {', '.join(_sampling.names())}, or one a plugin registers (docs/samplers.md lists them with their options).")
     steps: int = Field(50, ge=1, description="Number of sampling steps: the model times, from the noise end to the data end.")
-    eta: float = Field(0.0, ge=0, description="DDIM's eta (0: deterministic DDIM, 1: DDPM-like); used by samplers that take it.")
+    options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The sampler's own options, checked against its entry in the sampler table (docs/samplers.md), e.g. `eta: 0.5` for ddim, `corrector_steps: 2` for pc. A layer that changes `sampling.sampler` drops the options of the layers below.",
+    )
     guidance: float = Field(1.0, ge=0, description="Classifier-free guidance scale w (1: plain conditional model; > 1 sharpens the condition).")
     clip_x0: float | None = Field(None, gt=0, description="Clamp predicted x0 to [-v, v] during sampling (e.g. 1.0 for images in [-1, 1]); null: no clamp.")
     batch_size: int = Field(64, ge=1, description="Samples generated per batch.")
     num: int = Field(16, ge=1, description="Samples `diffcore sample` writes when --num is not given.")
-    spacing: Literal[SPACINGS] | None = Field(None, description="Where the sampling steps go: linspace (from the noisiest step to the least noisy), trailing, leading (discrete schedules only), logsnr (evenly in log-SNR); null: the sampler's default (logsnr for dpm-solver++ and langevin, else linspace).")
+    spacing: Literal[SPACINGS] | None = Field(None, description=f"Where the sampling steps go: linspace (from the noisiest step to the least noisy), trailing, leading (discrete schedules only), logsnr (evenly in log-SNR); null: the sampler's default ({_DEFAULT_SPACINGS}).")
 
 
 class RunConfig(Section):
@@ -130,6 +142,7 @@ class Resolved:
     backbone_spec: BackboneSpec
     data_options: BaseModel
     backbone_options: BaseModel
+    plan: SamplingPlan  # the config's sampling section, resolved (previews; `diffcore sample` without flags)
 
     def schedule(self) -> _schedules.Schedule:
         d = self.config.diffusion
@@ -211,7 +224,25 @@ def merge(base: dict, over: dict) -> dict:
     if isinstance(bd, dict) and isinstance(od, dict) and "schedule" in od and od["schedule"] != bd.get("schedule"):
         # Another schedule: the options below were meant for the old one.
         out["diffusion"]["schedule_options"] = copy.deepcopy(od.get("schedule_options", {}))
+    bs, os_ = base.get("sampling"), over.get("sampling")
+    if isinstance(bs, dict) and isinstance(os_, dict) and "sampler" in os_ and os_["sampler"] != bs.get("sampler"):
+        # Another sampler: the options below were meant for the old one.
+        out["sampling"]["options"] = copy.deepcopy(os_.get("options", {}))
     return out
+
+
+def upgrade(merged: dict[str, Any]) -> dict[str, Any]:
+    """Configs written before the sampler table had ``sampling.eta`` (DDIM's, ignored by every
+    other sampler): it becomes ``sampling.options.eta`` where the sampler takes it, and is
+    dropped where it does not (it had no effect there)."""
+    s = merged.get("sampling")
+    if isinstance(s, dict) and "eta" in s:
+        eta = s.pop("eta")
+        name = s.get("sampler", SamplingConfig.model_fields["sampler"].default)
+        if isinstance(name, str) and name in _sampling.names() and "eta" in _sampling.get(name).options:
+            opts = s.get("options")
+            s["options"] = {**({"eta": eta}), **(opts if isinstance(opts, dict) else {})}
+    return merged
 
 
 # ------------------------------------------------------------------ validation
@@ -260,6 +291,7 @@ def resolve(
     if base is None:
         defaults = copy.deepcopy(recipe.defaults)
         merged = merge(defaults, merged)
+    merged = upgrade(merged)
 
     try:
         cfg = RunConfig.model_validate(merged)
@@ -271,9 +303,8 @@ def resolve(
     data_options = validate_section(domain_cls.Options, cfg.data, "data")
     backbone_options = validate_section(spec.Options, cfg.backbone, "backbone")
     cfg = cfg.model_copy(update={"data": data_options.model_dump(mode="json"), "backbone": backbone_options.model_dump(mode="json")})
-    check_diffusion(cfg)
-    check_sampling(cfg, cfg.sampling.sampler, cfg.sampling.steps, cfg.sampling.spacing, key="sampling")
-    return Resolved(cfg, recipe, domain_cls, spec, data_options, backbone_options)
+    plan = sampling_plan(cfg, key="sampling")
+    return Resolved(cfg, recipe, domain_cls, spec, data_options, backbone_options, plan)
 
 
 def _keyed(key: str, lookup, name):
@@ -301,22 +332,44 @@ def check_diffusion(cfg: RunConfig) -> _schedules.Schedule:
         raise UserError(f"diffusion.schedule_options: {e}") from None
 
 
-def check_sampling(cfg: RunConfig, sampler: str, steps: int, spacing: str | None, key: str = "sampling") -> None:
-    """The sampler exists and ``steps``/``spacing`` suit the run's schedule. Errors name
-    ``key.sampler`` etc., or the command-line option (``--sampler``) when ``key="cli"``."""
-    from diffcore.math import sampling
+def sampling_plan(
+    cfg: RunConfig,
+    *,
+    key: str = "sampling",
+    sampler: str | None = None,
+    steps: int | None = None,
+    spacing: str | None = None,
+    options: dict[str, Any] | None = None,
+    guidance: float | None = None,
+    clip_x0: float | None = None,
+) -> SamplingPlan:
+    """The one place a sampling run is decided: the run's ``sampling:`` section, overridden by
+    whatever is given (the command line's flags), resolved into a :class:`SamplingPlan` that
+    the samplers execute as it is. A different ``sampler`` than the config's starts from its
+    own option defaults (the config's options were meant for the config's sampler). Errors
+    name ``key.sampler`` etc., or the command-line option (``--sampler``) when ``key="cli"``."""
 
     def name(f: str) -> str:
-        return f"--{f}" if key == "cli" else f"{key}.{f}"
+        flag = {"options": "option"}.get(f, f)
+        return f"--{flag}" if key == "cli" else f"{key}.{f}"
 
-    valid = sampling.names()
-    if sampler not in valid:
-        raise UserError(f"{name('sampler')}: unknown sampler {sampler!r}; valid: {', '.join(valid)}" + _did_you_mean(sampler, valid))
+    s = cfg.sampling
+    chosen = sampler or s.sampler
+    valid = _sampling.names()
+    if chosen not in valid:
+        raise UserError(f"{name('sampler')}: unknown sampler {chosen!r}; valid: {', '.join(valid)}" + _did_you_mean(chosen, valid))
+    opts = {**(s.options if chosen == s.sampler else {}), **(options or {})}
     schedule = check_diffusion(cfg)
     try:
-        sampling.timesteps(schedule, steps, spacing)
+        return SamplingPlan.make(
+            schedule, chosen, s.steps if steps is None else steps, s.spacing if spacing is None else spacing, opts,
+            prediction=cfg.diffusion.prediction, clip_x0=s.clip_x0 if clip_x0 is None else clip_x0,
+            guidance=s.guidance if guidance is None else guidance,
+        )
     except ValueError as e:
-        raise UserError(f"{name('spacing' if 'spacing' in str(e) else 'steps')}: {e}") from None
+        msg = str(e)
+        field = "options" if "option" in msg else "spacing" if "spacing" in msg else "steps"
+        raise UserError(f"{name(field)}: {msg}") from None
 
 
 # ---------------------------------------------------------------- error text

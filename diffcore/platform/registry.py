@@ -18,6 +18,7 @@ plugin object for the duration of one test with :func:`registered_plugin`.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import difflib
 import importlib.metadata as md
 import os
@@ -69,8 +70,21 @@ class Registry:
     recipes: dict[str, Recipe] = field(default_factory=dict)
     domains: dict[str, type[Domain]] = field(default_factory=dict)
     backbones: dict[str, BackboneSpec] = field(default_factory=dict)
-    samplers: dict[str, Callable[..., Any]] = field(default_factory=dict)  # plugin-provided only
-    schedules: dict[str, Callable[..., Any]] = field(default_factory=dict)  # plugin-provided only
+
+    # Samplers and schedules live in the mathematics' own tables (diffcore.sampling.get,
+    # diffcore.schedules.get), where the loader puts the plugins' ones; these are views.
+    @property
+    def samplers(self) -> dict[str, _sampling.SamplerSpec]:
+        """The plugins' samplers (entries of the sampler table), by name."""
+        return {n: _sampling.get(n) for n in self._provided("samplers") if n in _sampling.names()}
+
+    @property
+    def schedules(self) -> dict[str, Callable[..., Any]]:
+        """The plugins' schedule factories, by name."""
+        return {n: _schedules.factory(n) for n in self._provided("schedules") if n in _schedules.names()}
+
+    def _provided(self, kind: str) -> list[str]:
+        return [n for p in self.plugins.values() if p.ok for n in p.provides[kind]]
 
     # ---------------------------------------------------------------- lookups
     def recipe(self, name: str) -> Recipe:
@@ -180,10 +194,20 @@ class _Staging:
             raise TypeError(f"register() expects a Recipe, got {recipe!r}")
         self.add("recipes", recipe.name, recipe)
 
-    def sampler(self, name, fn) -> None:
+    def sampler(self, spec, fn=None) -> None:
+        """``register(SamplerSpec(...))``, or ``register(name, fn)`` for a bare function of the
+        first convention (wrapped by :func:`diffcore.sampling.from_function`)."""
+        if isinstance(spec, _sampling.SamplerSpec) and fn is None:
+            self.add("samplers", spec.name, dataclasses.replace(spec, owner=self.plugin))
+            return
+        if isinstance(fn, _sampling.SamplerSpec):  # register("new-name", another entry)
+            self.add("samplers", spec, dataclasses.replace(fn, name=spec, owner=self.plugin))
+            return
         if not callable(fn):
-            raise TypeError(f"sampler {name!r}: expected a function, got {fn!r}")
-        self.add("samplers", name, fn)
+            raise TypeError(f"sampler {spec!r}: expected register(SamplerSpec(...)) or register(name, function), got {fn!r}")
+        if not isinstance(spec, str):
+            raise ValueError(f"sampler name must be a non-empty string, got {spec!r}")
+        self.add("samplers", spec, _sampling.from_function(spec, fn, owner=self.plugin))
 
     def schedule(self, name, factory) -> None:
         if not callable(factory):
@@ -262,19 +286,20 @@ def _fail(info: PluginInfo, exc: BaseException | None, strict: bool) -> None:
 
 def _commit(reg: Registry, info: PluginInfo, staging: _Staging) -> None:
     for kind, items in staging.items.items():
-        getattr(reg, kind).update(items)
+        if kind in ("recipes", "domains", "backbones"):
+            getattr(reg, kind).update(items)
         info.provides[kind] = sorted(items)
-    for name, fn in staging.items["samplers"].items():
-        _sampling.register(name, fn)
+    for spec in staging.items["samplers"].values():
+        _sampling.register(spec)
     for name, factory in staging.items["schedules"].items():
         _schedules.register(name, factory)
 
 
 def release(reg: Registry) -> None:
-    """Take a registry's plugin samplers and schedules out of the core's registries."""
-    for name in reg.samplers:
+    """Take a registry's plugin samplers and schedules out of the mathematics' tables."""
+    for name in reg._provided("samplers"):
         _sampling.unregister(name)
-    for name in reg.schedules:
+    for name in reg._provided("schedules"):
         _schedules.unregister(name)
 
 

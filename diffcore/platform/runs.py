@@ -32,11 +32,11 @@ import torch
 from pydantic import BaseModel
 from torch import nn
 
-from ..math import sampling as _sampling
-from .config import Resolved, check_sampling, load_yaml, resolve
+from .config import Resolved, load_yaml, resolve
 from ..contract.domain import Batch, Domain
 from ..contract.errors import UserError
 from ..math.guidance import classifier_free
+from ..math.sampling import SamplingPlan
 
 CONFIG = "config.yaml"
 DOMAIN_STATE = "domain_state.json"
@@ -173,6 +173,17 @@ def pick_device(device: str | None = None) -> torch.device:
     return torch.device(device)
 
 
+def build_model(resolved: Resolved, run_dir: Path, *, state: dict[str, Any] | None = None) -> tuple[Domain, nn.Module]:
+    """The run's domain and backbone, built through the plugins: the domain is set up from its
+    data (training, ``state=None``) or restored from its saved ``state`` (sampling a run)."""
+    domain = resolved.domain_cls(resolved.data_options, workdir=Path(run_dir) / CACHE)
+    if state is None:
+        domain.setup()
+    else:
+        domain.load_state_dict(state)
+    return domain, resolved.backbone_spec.build(resolved.backbone_options, domain)
+
+
 def load_run(run_dir: str | Path, checkpoint: str | Path | None = None, *, device: str | None = None) -> Run:
     """Rebuild a run's domain and backbone through the plugins and load its weights
     (``ema.safetensors``, or ``checkpoint``)."""
@@ -184,15 +195,14 @@ def load_run(run_dir: str | Path, checkpoint: str | Path | None = None, *, devic
         resolved = resolve(base=base)
     except UserError as e:
         raise UserError(f"{run_dir / CONFIG}: {e}") from None
-    domain = resolved.domain_cls(resolved.data_options, workdir=run_dir / CACHE)
     state_file = run_dir / DOMAIN_STATE
+    state = None
     if state_file.is_file():
         try:
             state = json.loads(state_file.read_text(encoding="utf-8"))
         except (OSError, ValueError) as e:
             raise UserError(f"{state_file} is not valid JSON: {e}") from None
-        domain.load_state_dict(state)
-    net = resolved.backbone_spec.build(resolved.backbone_options, domain)
+    domain, net = build_model(resolved, run_dir, state=state)
     weights = Path(checkpoint) if checkpoint is not None else run_dir / EMA_WEIGHTS
     if checkpoint is None and not weights.is_file():
         last = run_dir / LAST_CKPT
@@ -215,43 +225,23 @@ def _to(obj, device):
     return obj
 
 
-def sampler_options(sampler: str, eta: float | None) -> dict[str, Any]:
-    """Sampler-specific options from the config: ``eta`` goes to samplers that take it."""
-    import inspect
-
-    params = inspect.signature(_sampling.get(sampler)).parameters
-    return {"eta": eta} if eta is not None and "eta" in params else {}
-
-
 def generate_batch(
     net: Callable,
-    schedule,
-    prediction: str,
+    plan: SamplingPlan,
     domain: Domain,
     batch: Batch,
     *,
-    sampler: str,
-    steps: int,
-    guidance: float = 1.0,
-    eta: float | None = None,
-    clip_x0: float | None = None,
-    spacing: str | None = None,
     generator: torch.Generator | None = None,
     device: torch.device | str = "cpu",
 ) -> torch.Tensor:
-    """Generate ``x`` for one sampling batch of ``domain`` with ``net(x_t, t, cond)``."""
-    from ..math.sampling import generate
-
+    """Generate ``x`` for one sampling batch of ``domain`` with ``net(x_t, t, cond)`` as
+    ``plan`` says (its guidance scale is applied here, where the condition is known)."""
     b = _to(batch, device)
     like = torch.empty(tuple(b["shape"]), device=device)
     noise = domain.noise(like, b, generator=generator)
     # classifier_free(net, None, w) is net(x, t, None): the unconditional model.
-    model = classifier_free(net, b.get("cond"), guidance)
-    x = generate(
-        model, noise, schedule, sampler=sampler, steps=steps, prediction=prediction, generator=generator,
-        spacing=spacing, clip_x0=clip_x0, noise_fn=lambda z: domain.noise(z, b, generator=generator),
-        **sampler_options(sampler, eta),
-    )
+    model = classifier_free(net, b.get("cond"), plan.guidance)
+    x = plan.run(model, noise, generator=generator, noise_fn=lambda z: domain.noise(z, b, generator=generator))
     mask = b.get("mask")
     return x * mask.to(x.dtype) if mask is not None else x
 
@@ -277,75 +267,41 @@ def class_ids(domain: Domain, classes: Sequence[str | int] | None) -> list[int] 
 
 def sample(
     run: Run,
+    plan: SamplingPlan,
     num: int,
+    *,
     batch_size: int | None = None,
-    sampler: str | None = None,
-    steps: int | None = None,
     seed: int = 0,
-    guidance: float | None = None,
     classes: Sequence[str | int] | None = None,
     options: BaseModel | None = None,
-    *,
-    eta: float | None = None,
-    clip_x0: float | None = None,
-    spacing: str | None = None,
 ) -> list[tuple[torch.Tensor, Batch]]:
-    """Generate ``num`` samples from a run: ``[(x, batch)]`` for ``domain.write_samples``.
-    Unset arguments take the run's ``sampling:`` section."""
-    s = run.config.sampling
-    sampler = sampler or s.sampler
-    steps = steps or s.steps
-    spacing = spacing if spacing is not None else s.spacing
-    check_sampling(run.config, sampler, steps, spacing, key="cli")
+    """Generate ``num`` samples from a run as ``plan`` says (:func:`diffcore.platform.config.
+    sampling_plan`): ``[(x, batch)]`` for ``domain.write_samples``."""
     gen = torch.Generator(device=run.device).manual_seed(seed)
-    make = sample_fn(run, sampler=sampler, steps=steps, guidance=guidance, generator=gen, eta=eta, clip_x0=clip_x0, spacing=spacing)
+    make = sample_fn(run, plan, gen)
     ids = class_ids(run.domain, classes)
     results = []
-    for batch in run.domain.sample_batches(num, batch_size or s.batch_size, classes=ids, options=options):
+    for batch in run.domain.sample_batches(num, batch_size or run.config.sampling.batch_size, classes=ids, options=options):
         results.append((make(batch).cpu(), batch))
     return results
 
 
-def sample_fn(
-    run: Run,
-    *,
-    sampler: str | None = None,
-    steps: int | None = None,
-    guidance: float | None = None,
-    generator: torch.Generator | None = None,
-    eta: float | None = None,
-    clip_x0: float | None = None,
-    spacing: str | None = None,
-) -> Callable[[Batch], torch.Tensor]:
+def sample_fn(run: Run, plan: SamplingPlan, generator: torch.Generator | None = None) -> Callable[[Batch], torch.Tensor]:
     """A function from a sampling batch to generated ``x`` (what ``Domain.evaluate`` takes)."""
-    s = run.config.sampling
-    schedule = run.schedule()
-    kw = dict(
-        sampler=sampler or s.sampler,
-        steps=steps or s.steps,
-        guidance=s.guidance if guidance is None else guidance,
-        eta=s.eta if eta is None else eta,
-        clip_x0=s.clip_x0 if clip_x0 is None else clip_x0,
-        spacing=s.spacing if spacing is None else spacing,
-    )
-    pred = run.config.diffusion.prediction
 
     def fn(batch: Batch) -> torch.Tensor:
         with torch.no_grad():
-            return generate_batch(run.net, schedule, pred, run.domain, batch, generator=generator, device=run.device, **kw)
+            return generate_batch(run.net, plan, run.domain, batch, generator=generator, device=run.device)
 
     return fn
 
 
-def evaluate(run: Run, num: int, *, sampler: str | None = None, steps: int | None = None, seed: int = 0, guidance: float | None = None) -> dict[str, Any]:
+def evaluate(run: Run, plan: SamplingPlan, num: int, *, seed: int = 0) -> dict[str, Any]:
     """The domain's metrics for this run, merged into ``RUN/metrics.json`` (earlier keys that
     this evaluation does not recompute are kept)."""
-    sampler = sampler or run.config.sampling.sampler
-    steps = steps or run.config.sampling.steps
-    check_sampling(run.config, sampler, steps, run.config.sampling.spacing, key="cli")
     torch.manual_seed(seed)  # a domain may draw from the global RNG (e.g. which classes)
     gen = torch.Generator(device=run.device).manual_seed(seed)
-    fn = sample_fn(run, sampler=sampler, steps=steps, guidance=guidance, generator=gen)
+    fn = sample_fn(run, plan, gen)
     out_dir = run.dir / "eval"
     out_dir.mkdir(parents=True, exist_ok=True)
     metrics = dict(run.domain.evaluate(fn, num, out_dir))
@@ -359,7 +315,10 @@ def evaluate(run: Run, num: int, *, sampler: str | None = None, steps: int | Non
             path.replace(path.with_suffix(".json.bad"))
             merged = {}
     merged.update(metrics)
-    merged["evaluated_with"] = {"sampler": sampler, "steps": steps, "num": num, "seed": seed, "weights": str(run.weights)}
+    merged["evaluated_with"] = {
+        "sampler": plan.sampler, "steps": plan.steps, "options": dict(plan.options), "guidance": plan.guidance,
+        "num": num, "seed": seed, "weights": str(run.weights),
+    }
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(merged, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     tmp.replace(path)

@@ -26,7 +26,6 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import rank_zero_experiment
-from lightning.pytorch.utilities import rank_zero_only
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -35,11 +34,7 @@ from .config import Resolved, RunConfig, write_yaml
 from ..contract.domain import Domain
 from ..contract.errors import UserError
 from ..math.losses import DiffusionLoss
-
-def global_rank() -> int:
-    """This process's rank, known before the Trainer exists (from the launcher's env vars)."""
-    return int(getattr(rank_zero_only, "rank", 0) or 0)
-
+from ..math.sampling import SamplingPlan
 
 # ----------------------------------------------------------------------- module
 class DiffusionModule(L.LightningModule):
@@ -51,7 +46,7 @@ class DiffusionModule(L.LightningModule):
     config.yaml is the source of truth.
     """
 
-    def __init__(self, backbone: nn.Module, schedule, config: RunConfig, domain: Domain):
+    def __init__(self, backbone: nn.Module, schedule, config: RunConfig, domain: Domain, plan: SamplingPlan):
         super().__init__()
         self.backbone = backbone
         # EMA of the weights (Polyak averaging; DDPM samples with decay 0.9999). A copy that
@@ -62,6 +57,7 @@ class DiffusionModule(L.LightningModule):
         self.schedule = schedule
         self.cfg = config
         self.domain = domain
+        self.plan = plan  # previews sample as the config's sampling section says
 
     def forward(self, x_t, t, cond=None):
         return self.backbone(x_t, t, cond)
@@ -91,30 +87,30 @@ class DiffusionModule(L.LightningModule):
             e.copy_(b)
 
     def configure_optimizers(self):
-        t = self.cfg.training
-        opt = torch.optim.AdamW(self.backbone.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+        tc = self.cfg.training
+        opt = torch.optim.AdamW(self.backbone.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
         # The factor follows the trainer's global step, not the scheduler's own counter: a run
         # resumed from a checkpoint without scheduler state (or with another lr_schedule) then
         # continues at the right place instead of restarting its warm-up or cosine.
         def factor(_: int) -> float:
             trainer = getattr(self, "_trainer", None)
-            return lr_factor(trainer.global_step if trainer is not None else 0, t)
+            return lr_factor(trainer.global_step if trainer is not None else 0, tc)
 
         sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 
-def lr_factor(step: int, t) -> float:
+def lr_factor(step: int, tc) -> float:
     """The learning rate at optimiser step ``step`` (0-based) as a fraction of ``training.lr``:
     a linear warm-up over ``warmup_steps``, then constant, or half a cosine down to
     ``lr_final_fraction`` at ``max_steps`` (Loshchilov & Hutter 2017, without restarts)."""
-    if step < t.warmup_steps:
-        return (step + 1) / t.warmup_steps
-    if t.lr_schedule == "constant":
+    if step < tc.warmup_steps:
+        return (step + 1) / tc.warmup_steps
+    if tc.lr_schedule == "constant":
         return 1.0
-    span = max(1, t.max_steps - t.warmup_steps)
-    progress = min(1.0, (step - t.warmup_steps) / span)
-    return t.lr_final_fraction + (1 - t.lr_final_fraction) * 0.5 * (1 + math.cos(math.pi * progress))
+    span = max(1, tc.max_steps - tc.warmup_steps)
+    progress = min(1.0, (step - tc.warmup_steps) / span)
+    return tc.lr_final_fraction + (1 - tc.lr_final_fraction) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 # ---------------------------------------------------------------------- logging
@@ -161,7 +157,6 @@ def write_previews(module: DiffusionModule, run_dir: Path, tag: str) -> list[Pat
 
 def _write_previews(module: DiffusionModule, net: nn.Module, run_dir: Path, tag: str, num: int) -> list[Path]:
     cfg = module.cfg
-    s = cfg.sampling
     out = run_dir / runs.PREVIEWS / tag
     out.mkdir(parents=True, exist_ok=True)
     # fork_rng: previews must not change the training's random stream (same weights with or
@@ -169,12 +164,8 @@ def _write_previews(module: DiffusionModule, net: nn.Module, run_dir: Path, tag:
     with torch.random.fork_rng(devices=[]), torch.no_grad():
         gen = torch.Generator(device=module.device).manual_seed(cfg.training.seed)
         results = []
-        for batch in module.domain.sample_batches(num, min(num, s.batch_size)):
-            x = runs.generate_batch(
-                net, module.schedule, cfg.diffusion.prediction, module.domain, batch,
-                sampler=s.sampler, steps=s.steps, guidance=s.guidance, eta=s.eta, clip_x0=s.clip_x0,
-                spacing=s.spacing, generator=gen, device=module.device,
-            )
+        for batch in module.domain.sample_batches(num, min(num, cfg.sampling.batch_size)):
+            x = runs.generate_batch(net, module.plan, module.domain, batch, generator=gen, device=module.device)
             results.append((x.float().cpu(), batch))
         return module.domain.write_samples(results, out)
 
@@ -249,20 +240,20 @@ def progress_bar() -> Callback:
 
 # ------------------------------------------------------------------------ data
 def make_loader(domain: Domain, config: RunConfig) -> DataLoader:
-    t = config.training
+    tc = config.training
     ds = domain.train_dataset()
     n = len(ds)
     if n == 0:
         raise UserError(f"the {domain.name!r} domain's training set is empty; check the data: section of the config")
     return DataLoader(
         ds,
-        batch_size=t.batch_size,
+        batch_size=tc.batch_size,
         shuffle=True,
         collate_fn=domain.collate,
-        num_workers=t.num_workers,
-        persistent_workers=t.num_workers > 0,
+        num_workers=tc.num_workers,
+        persistent_workers=tc.num_workers > 0,
         # Full batches only, unless the data set is smaller than one batch.
-        drop_last=n >= t.batch_size,
+        drop_last=n >= tc.batch_size,
     )
 
 
@@ -318,17 +309,15 @@ def train(resolved: Resolved, run_dir: Path, *, resume: bool = False, progress: 
     """Train the resolved config into ``run_dir`` (already prepared by rank 0)."""
     _quiet_lightning()
     cfg = resolved.config
-    t = cfg.training
+    tc = cfg.training
     run_dir = Path(run_dir).resolve()
     os.environ[runs.RUN_DIR_ENV] = str(run_dir)  # inherited by the processes DDP launches
-    L.seed_everything(t.seed, workers=True, verbose=False)
+    L.seed_everything(tc.seed, workers=True, verbose=False)
 
-    domain = resolved.domain_cls(resolved.data_options, workdir=run_dir / runs.CACHE)
-    domain.setup()
-    net = resolved.backbone_spec.build(resolved.backbone_options, domain)
-    module = DiffusionModule(net, resolved.schedule(), cfg, domain)
+    domain, net = runs.build_model(resolved, run_dir)
+    module = DiffusionModule(net, resolved.schedule(), cfg, domain, resolved.plan)
     loader = make_loader(domain, cfg)
-    if global_rank() == 0:
+    if runs.launcher_rank() == 0:
         try:
             state = json.dumps(domain.state_dict(), indent=2)
         except TypeError as e:
@@ -340,16 +329,16 @@ def train(resolved: Resolved, run_dir: Path, *, resume: bool = False, progress: 
     # already checked it the same way, with a clear message for a file it refuses.
     ckpt_path = run_dir / runs.LAST_CKPT if resume else None
 
-    callbacks: list[Callback] = [Previews(run_dir, t.preview_every), FinishRun(run_dir)]
+    callbacks: list[Callback] = [Previews(run_dir, tc.preview_every), FinishRun(run_dir)]
     if progress:
         callbacks.append(progress_bar())
-    if t.checkpoint_every > 0:
+    if tc.checkpoint_every > 0:
         callbacks.append(
             ModelCheckpoint(
                 dirpath=run_dir / runs.CHECKPOINTS,
                 filename="step={step}",
                 auto_insert_metric_name=False,
-                every_n_train_steps=t.checkpoint_every,
+                every_n_train_steps=tc.checkpoint_every,
                 save_top_k=-1,
                 save_last=True,  # keeps last.ckpt fresh in case the run is interrupted
                 enable_version_counter=False,
@@ -362,19 +351,19 @@ def train(resolved: Resolved, run_dir: Path, *, resume: bool = False, progress: 
     try:
         trainer = L.Trainer(
             default_root_dir=run_dir,
-            max_steps=t.max_steps,
+            max_steps=tc.max_steps,
             max_epochs=-1,
-            accelerator=t.accelerator,
-            devices=t.devices,
-            num_nodes=t.num_nodes,
-            strategy=t.strategy,
-            precision=t.precision,
-            gradient_clip_val=t.grad_clip,
-            deterministic="warn" if t.deterministic else None,
-            logger=RunCSVLogger(run_dir, flush_logs_every_n_steps=max(1, t.log_every)),
-            log_every_n_steps=t.log_every,
+            accelerator=tc.accelerator,
+            devices=tc.devices,
+            num_nodes=tc.num_nodes,
+            strategy=tc.strategy,
+            precision=tc.precision,
+            gradient_clip_val=tc.grad_clip,
+            deterministic="warn" if tc.deterministic else None,
+            logger=RunCSVLogger(run_dir, flush_logs_every_n_steps=max(1, tc.log_every)),
+            log_every_n_steps=tc.log_every,
             callbacks=callbacks,
-            enable_checkpointing=t.checkpoint_every > 0,
+            enable_checkpointing=tc.checkpoint_every > 0,
             enable_progress_bar=progress,
             enable_model_summary=False,
             num_sanity_val_steps=0,

@@ -731,11 +731,11 @@ def _mixture():
 @contextlib.contextmanager
 def _as_sampler(fn: Callable, name: str | None) -> Iterator[str]:
     """A registered name for ``fn`` (its own if it is registered under it, else a temporary one)."""
-    if name is not None and name in _sampling.names() and _sampling.get(name) is fn:
+    if name is not None and name in _sampling.names() and fn in (_sampling.get(name), _sampling.get(name).fn):
         yield name
         return
     alias = f"__conformance__{id(fn)}"
-    _sampling.register(alias, fn, replace=True)
+    _sampling.register(alias, fn, replace=True)  # a bare function, or an entry under the alias
     try:
         yield alias
     finally:
@@ -772,11 +772,12 @@ def _sampler_checks(ck, fn, name, schedules, steps, num, prediction) -> None:
     from ..math.sampling import generate
     from .targets import energy_distance
 
-    if not callable(fn):
+    target = fn.fn if isinstance(fn, _sampling.SamplerSpec) else fn
+    if not callable(target):
         ck.fail(f"{fn!r} is not callable", "register a function fn(denoiser, x, ts, *, generator=None, callback=None, noise_fn=None, **options)")
         raise _Stop()
     try:
-        params = inspect.signature(fn).parameters
+        params = inspect.signature(target).parameters
     except (TypeError, ValueError):
         params = {}
     if params:

@@ -1,11 +1,21 @@
-"""Samplers, one calling convention (see :mod:`diffcore.sampling.base`).
+"""Sampling: one table of samplers (:mod:`.table`), the time grid (:mod:`.grid`), the sampling
+plan and ``generate`` (:mod:`.plan`), and one file per sampler family, each citing the paper
+it implements.
 
 Built in: "ddpm", "ddim", "euler", "heun", "dpm-solver++", "dpm-solver++3m", "euler-maruyama",
-"pc", "langevin". Plugins add more through the ``diffcore_register_samplers`` hook.
+"pc", "langevin" (:func:`names` lists them with the plugins' ones; ``diffcore samplers`` prints
+the table). Plugins add more through the ``diffcore_register_samplers`` hook.
 """
 
-from . import ddim, ddpm, dpm_solver, dpm_solver_3m, langevin, ode, reverse_sde  # noqa: F401  (registers the samplers)
-from .base import Denoiser, generate, get, names, noise_source, register, slerp, timesteps, unregister
-from .ddim import ddim_invert
+from . import ddim, ddpm, dpm_solver, dpm_solver_3m, langevin, ode, reverse_sde  # noqa: F401  (fill the table)
+from ..denoiser import Denoiser, prior_scale
+from .ddim import ddim_invert, slerp
+from .grid import CLEAN, MIN_LOG_SNR, SPACINGS, grid, start_time, timesteps
+from .plan import DEFAULT_STEPS, SamplingPlan, generate
+from .table import Option, SamplerSpec, from_function, get, names, noise_source, register, sampler, specs, unregister
 
-__all__ = ["Denoiser", "generate", "get", "names", "noise_source", "register", "unregister", "slerp", "timesteps", "ddim_invert"]
+__all__ = [
+    "CLEAN", "DEFAULT_STEPS", "Denoiser", "MIN_LOG_SNR", "Option", "SPACINGS", "SamplerSpec", "SamplingPlan", "ddim_invert",
+    "from_function", "generate", "get", "grid", "names", "noise_source", "prior_scale", "register", "sampler", "slerp",
+    "specs", "start_time", "timesteps", "unregister",
+]

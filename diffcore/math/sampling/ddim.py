@@ -1,4 +1,4 @@
-"""DDIM (Song, Meng & Ermon 2021): sampling, deterministic inversion.
+"""DDIM (Song, Meng & Ermon 2021): sampling, deterministic inversion, latent interpolation.
 
 Step from t to s < t (eq. 12 of the paper, written for any Gaussian path):
     x_s = alpha_s x0_hat + sqrt(sigma_s^2 - c^2) eps_hat + c z,
@@ -14,29 +14,26 @@ import math
 
 import torch
 
-from .base import Denoiser, noise_source, prior_scale, register, timesteps
-from .ddpm import posterior_coefficients
 from .. import schedules as _schedules
+from ..denoiser import Denoiser, prior_scale
+from ..forward import posterior_coefficients
+from .grid import timesteps
+from .table import Option, noise_source, sampler
 
 
-@register("ddim")
+@sampler("ddim", order=1, evals="N", nfe=lambda n, o: n, reference="Song, Meng & Ermon 2021, eq. 12",
+         options={"eta": Option(0.0, float, ge=0.0, description="0: deterministic DDIM; 1: DDPM's ancestral sampler")})
 def sample_ddim(den, x, ts, *, generator=None, callback=None, noise_fn=None, eta: float = 0.0):
     """DDIM (Song et al. 2021, eq. 12); ``eta`` in [0, 1] interpolates to DDPM."""
-    if not 0.0 <= eta:
-        raise ValueError("eta must be >= 0")
     noise = noise_source(noise_fn, generator)
-    n = len(ts)
-    for i, t in enumerate(ts):
+    n = len(ts) - 1
+    for i, (t, s) in enumerate(zip(ts, ts[1:])):
         x0, eps = den(x, t)
-        s = ts[i + 1] if i + 1 < n else None
-        if s is None:
-            x = x0
-        else:
-            a_s, s_s = den.coef(s)
-            c = eta * posterior_coefficients(*den.coef(t), a_s, s_s)[2] if eta > 0 else 0.0
-            x = a_s * x0 + math.sqrt(max(s_s**2 - c**2, 0.0)) * eps
-            if c > 0:
-                x = x + c * noise(x)
+        a_s, s_s = den.coef(s)
+        c = eta * posterior_coefficients(*den.coef(t), a_s, s_s)[2] if eta > 0 else 0.0
+        x = a_s * x0 + math.sqrt(max(s_s**2 - c**2, 0.0)) * eps
+        if c > 0:
+            x = x + c * noise(x)
         if callback is not None:
             callback(i, n, x, x0)
     return x
@@ -78,3 +75,17 @@ def ddim_invert(
                 x_q = (a_q / a_p) * (x - k * eps)
             x, prev = x_q, q
     return x / prior_scale(den, ts[-1])
+
+
+def slerp(z0: torch.Tensor, z1: torch.Tensor, alpha: float | torch.Tensor) -> torch.Tensor:
+    """Spherical linear interpolation between noises (Shoemake 1985; DDIM, Song et al. 2021,
+    sec. 5.3): keeps the norm of Gaussian noise, which linear interpolation shrinks."""
+    a = torch.as_tensor(alpha, dtype=z0.dtype, device=z0.device)
+    flat0, flat1 = z0.flatten(1), z1.flatten(1)
+    cos = (flat0 * flat1).sum(1) / (flat0.norm(dim=1) * flat1.norm(dim=1))
+    theta = torch.arccos(cos.clamp(-1.0, 1.0))
+    sin = torch.sin(theta)
+    shape = (-1,) + (1,) * (z0.ndim - 1)
+    w0 = torch.where(sin > 1e-6, torch.sin((1 - a) * theta) / sin, 1 - a).reshape(shape)
+    w1 = torch.where(sin > 1e-6, torch.sin(a * theta) / sin, a).reshape(shape)
+    return w0 * z0 + w1 * z1

@@ -35,43 +35,38 @@ from __future__ import annotations
 
 import math
 
-from .base import register
+from .dpm_solver import half_log_snr
+from .table import sampler
 
 
-@register("dpm-solver++3m")
+@sampler("dpm-solver++3m", order=3, evals="N", nfe=lambda n, o: n, default_spacing="logsnr",  # Lu et al.'s spacing
+         reference="Lu et al. 2022, DPM-Solver++, sec. 4 (third-order multistep, as diffusers)")
 def sample_dpm_solver_pp_3m(den, x, ts, *, generator=None, callback=None, noise_fn=None):
     """DPM-Solver++(3M), Lu et al. (2022): third-order multistep in data prediction."""
-    n = len(ts)
+    n = len(ts) - 1
     hist: list = []  # (lambda, x0_hat) at the last (up to) three model times
-    for i, t in enumerate(ts):
+    for i, (t, s) in enumerate(zip(ts, ts[1:])):
         a_t, s_t = den.coef(t)
         x0, _ = den(x, t)
-        if i + 1 == n:
-            x = x0
-        else:
-            a_s, s_s = den.coef(ts[i + 1])
-            lam_t = math.log(a_t / s_t)
-            h = math.log(a_s / s_s) - lam_t
-            hist = (hist + [(lam_t, x0)])[-3:]
-            phi1 = math.expm1(-h)
-            x = (s_s / s_t) * x - (a_s * phi1) * x0
-            if len(hist) >= 2:
-                r0 = (lam_t - hist[-2][0]) / h
-                d1_0 = (x0 - hist[-2][1]) / r0
-                if len(hist) == 2:  # DPM-Solver++(2M), Lu et al. (2022), Algorithm 2
-                    x = x - (0.5 * a_s * phi1) * d1_0
-                else:
-                    r1 = (hist[-2][0] - hist[-3][0]) / h
-                    d1_1 = (hist[-2][1] - hist[-3][1]) / r1
-                    d1 = d1_0 + (r0 / (r0 + r1)) * (d1_0 - d1_1)
-                    d2 = (1.0 / (r0 + r1)) * (d1_0 - d1_1)
-                    phi2 = phi1 / h + 1.0
-                    phi3 = phi2 / h - 0.5
-                    x = x + (a_s * phi2) * d1 - (a_s * phi3) * d2
+        a_s, s_s = den.coef(s)
+        lam_t = math.log(a_t / s_t)
+        h = half_log_snr(a_s, s_s) - lam_t
+        hist = (hist + [(lam_t, x0)])[-3:]
+        phi1 = math.expm1(-h)
+        x = (s_s / s_t) * x - (a_s * phi1) * x0  # first order; exactly x0_hat on the step to sigma = 0
+        if len(hist) >= 2 and s_s > 0:
+            r0 = (lam_t - hist[-2][0]) / h
+            d1_0 = (x0 - hist[-2][1]) / r0
+            if len(hist) == 2:  # DPM-Solver++(2M), Lu et al. (2022), Algorithm 2
+                x = x - (0.5 * a_s * phi1) * d1_0
+            else:
+                r1 = (hist[-2][0] - hist[-3][0]) / h
+                d1_1 = (hist[-2][1] - hist[-3][1]) / r1
+                d1 = d1_0 + (r0 / (r0 + r1)) * (d1_0 - d1_1)
+                d2 = (1.0 / (r0 + r1)) * (d1_0 - d1_1)
+                phi2 = phi1 / h + 1.0
+                phi3 = phi2 / h - 0.5
+                x = x + (a_s * phi2) * d1 - (a_s * phi3) * d2
         if callback is not None:
             callback(i, n, x, x0)
     return x
-
-
-# Steps evenly spaced in log-SNR, as Lu et al. (2022) recommend for this solver.
-sample_dpm_solver_pp_3m.default_spacing = "logsnr"

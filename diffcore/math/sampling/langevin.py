@@ -19,18 +19,26 @@ from __future__ import annotations
 
 import math
 
-from .base import noise_source, register
+from .table import Option, noise_source, sampler
 
 
-@register("langevin")
+@sampler(
+    "langevin", evals="N steps_each + 1", nfe=lambda n, o: n * o["steps_each"] + 1, stochastic=True,
+    default_spacing="logsnr",  # noise levels evenly spaced in log-SNR: SMLD's geometric sigmas
+    reference="Song & Ermon 2019, Algorithm 1, with the final denoising step",
+    options={
+        "steps_each": Option(5, int, ge=1, description="Langevin steps per noise level"),
+        "step_size": Option(None, float, gt=0.0, nullable=True, description="the paper's eps (step at the smallest level); null: 0.2 tau_L^2"),
+        "adaptive": Option(True, bool, description="grow a level's step until the chain keeps up with few, far-apart levels"),
+    },
+)
 def sample_langevin(
     den, x, ts, *, generator=None, callback=None, noise_fn=None, steps_each: int = 5, step_size: float | None = None,
     adaptive: bool = True,
 ):
     """Annealed Langevin dynamics (Song & Ermon 2019, Algorithm 1) + final denoising."""
-    if steps_each < 1:
-        raise ValueError("langevin needs steps_each >= 1")
     noise = noise_source(noise_fn, generator)
+    ts = ts[:-1]  # the noise levels; the chain ends with the denoising step x0_hat(x, t_L)
     n = len(ts)
     a_last, s_last = den.coef(ts[-1])
     tau_last = s_last / a_last
@@ -58,6 +66,3 @@ def sample_langevin(
     x0, _ = den(a_last * y, ts[-1])
     return x0
 
-
-# Noise levels evenly spaced in log-SNR: SMLD's geometric sequence of sigmas.
-sample_langevin.default_spacing = "logsnr"

@@ -21,7 +21,8 @@ import math
 
 import torch
 
-from .base import noise_source, register
+from .grid import CLEAN
+from .table import Option, noise_source, sampler
 
 
 def _mean_norm(v: torch.Tensor) -> torch.Tensor:
@@ -29,21 +30,19 @@ def _mean_norm(v: torch.Tensor) -> torch.Tensor:
     return v.flatten(1).norm(dim=1).mean()
 
 
-@register("euler-maruyama")
+@sampler("euler-maruyama", order=1, evals="N", nfe=lambda n, o: n, stochastic=True,
+         reference="Song et al. 2021, eq. 6 (EulerMaruyamaPredictor), with the final denoising step")
 def sample_euler_maruyama(den, x, ts, *, generator=None, callback=None, noise_fn=None):
     """Euler-Maruyama on the reverse-time SDE (Song et al. 2021, eq. 6)."""
     noise = noise_source(noise_fn, generator)
-    n = len(ts)
-    for i, t in enumerate(ts):
+    n = len(ts) - 1
+    for i, (t, s) in enumerate(zip(ts, ts[1:])):
         score, x0 = den.score(x, t)
-        s = ts[i + 1] if i + 1 < n else None
-        if s is None:
-            x = x0
+        if s is CLEAN:
+            x = x0  # the method's last move: the denoising step to sigma = 0 (Tweedie)
         else:
-            a, sig = den.coef(t)
-            da, dsig = den.d_coef(t)
-            f = da / a
-            g2 = max(2 * sig * dsig - 2 * f * sig**2, 0.0)
+            f, g2 = den.sde(t)
+            g2 = max(g2, 0.0)
             dt = s - t  # negative
             x = x + (f * x - g2 * score) * dt + math.sqrt(g2 * -dt) * noise(x)
         if callback is not None:
@@ -62,24 +61,28 @@ def langevin_step(den, x, t, noise, snr: float, alpha_scale: float = 1.0):
     return x + step * score + math.sqrt(2 * step) * z
 
 
-@register("pc")
+@sampler(
+    "pc", order=1, evals="N (1 + corrector_steps)", nfe=lambda n, o: n * (1 + o["corrector_steps"]), stochastic=True,
+    reference="Song et al. 2021, Algorithms 2-3 and 5 (reverse-diffusion predictor, Langevin corrector)",
+    options={
+        "snr": Option(0.16, float, gt=0.0, description="signal-to-noise ratio that sets the corrector's step size"),
+        "corrector_steps": Option(1, int, ge=0, description="Langevin corrector steps before each predictor step"),
+    },
+)
 def sample_pc(den, x, ts, *, generator=None, callback=None, noise_fn=None, snr: float = 0.16, corrector_steps: int = 1):
     """Predictor-corrector sampling: Langevin corrector + reverse-diffusion predictor
     (Song et al. 2021, Algorithms 2-3). ``snr`` sets the corrector's step size."""
-    if corrector_steps < 0 or snr <= 0:
-        raise ValueError("pc needs corrector_steps >= 0 and snr > 0")
     noise = noise_source(noise_fn, generator)
-    n = len(ts)
-    for i, t in enumerate(ts):
-        s = ts[i + 1] if i + 1 < n else None
+    n = len(ts) - 1
+    for i, (t, s) in enumerate(zip(ts, ts[1:])):
         a_t, s_t = den.coef(t)
         a_s, s_s = den.coef(s)
         a = a_t / a_s
         for _ in range(corrector_steps):
-            x = langevin_step(den, x, t, noise, snr, alpha_scale=a**2 if s is not None else 1.0)
+            x = langevin_step(den, x, t, noise, snr, alpha_scale=a**2 if s is not CLEAN else 1.0)
         score, x0 = den.score(x, t)
-        if s is None:
-            x = x0
+        if s is CLEAN:
+            x = x0  # the method's last move: the denoising step to sigma = 0 (Tweedie)
         else:
             b2 = max(s_t**2 - a**2 * s_s**2, 0.0)
             x = (2 - a) * x + b2 * score + math.sqrt(b2) * noise(x)

@@ -15,7 +15,7 @@ from diffcore.cli import app
 from diffcore.config import RunConfig, resolve
 from diffcore.registry import get_registry
 
-CONFIG = Path(__file__).parents[1] / "configs" / "image-unet.yaml"
+CONFIG = Path(__file__).parents[2] / "configs" / "image-unet.yaml"
 
 
 def test_registered_through_its_entry_point():

@@ -1,43 +1,26 @@
-"""The calling convention shared by every sampler, and the registry.
+"""The time grid a sampler walks: N model times, noisiest first, then the clean end.
 
-A sampler is a plain function
-
-    fn(denoiser, x, ts, *, generator=None, callback=None, noise_fn=None, **options) -> x0
-
-``denoiser`` (:class:`Denoiser`) wraps the user's ``model(x_t, t)`` -- whatever it predicts --
-into ``denoiser(x, t) -> (x0_hat, eps_hat)`` (the k-diffusion idea: one wrapper at the edge
-instead of a branch per prediction in every sampler) and gives the path coefficients
-``denoiser.coef(t) -> (alpha, sigma)`` as Python floats computed once in float64.
-``x`` is the starting point already scaled to the prior at ``ts[0]``; ``ts`` are the N model
-times, descending. Every sampler ends on the clean data (alpha = 1, sigma = 0) after ``ts[-1]``:
-the last step of each one lands there exactly (the "last step to sigma = 0" that diffusers'
-history shows is easy to get wrong). ``noise_fn(like)`` draws fresh noise for stochastic
-samplers (the domain's noise, e.g. zero centre of mass); ``callback(i, n, x, x0_hat)`` is called
-after each step.
+``grid(schedule, steps, spacing)`` is ``timesteps(schedule, steps, spacing) + [CLEAN]``: the
+model times followed by the clean end (alpha = 1, sigma = 0), k-diffusion's ``append_zero``.
+Every sampler steps from one entry to the next, so the final step to the data is an ordinary
+step of the method (``Denoiser.coef(CLEAN) == (1.0, 0.0)``) rather than a special branch.
+The clean end is ``None`` rather than t = 0 because t = 0 is not noise-free on every path
+(the VE schedule has sigma(0) = sigma_min).
 """
 
 from __future__ import annotations
 
-import inspect
-import math
-from collections.abc import Callable
-
 import torch
 
-from .. import schedules as _schedules
-from ..denoiser import Denoiser, prior_scale
 from ..schedules import Schedule
 
 SPACINGS = ("linspace", "trailing", "leading", "logsnr")
+CLEAN = None  # the clean end of a grid: alpha = 1, sigma = 0
 
 
-def randn_like(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    return torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-
-
-def noise_source(noise_fn, generator) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The noise function a stochastic sampler calls: the domain's, or i.i.d. normal."""
-    return noise_fn if noise_fn is not None else (lambda like: randn_like(like, generator))
+def grid(schedule: Schedule, steps: int, spacing: str | None = None) -> list[float | None]:
+    """The model times of :func:`timesteps`, then :data:`CLEAN`."""
+    return timesteps(schedule, steps, spacing) + [CLEAN]
 
 
 def timesteps(schedule: Schedule, steps: int, spacing: str | None = None) -> list[float]:
@@ -139,92 +122,3 @@ def _unique_descending(idx: list[int], top: int) -> list[int]:
         i = min(i, top if not out else out[-1] - 1)
         out.append(max(i, n - k))
     return out
-
-
-# ------------------------------------------------------------------------------ registry
-_SAMPLERS: dict[str, Callable] = {}
-
-
-def register(name: str, fn: Callable | None = None, *, replace: bool = False):
-    """Register a sampler under ``name`` (also usable as a decorator)."""
-
-    def deco(f):
-        if name in _SAMPLERS and not replace and _SAMPLERS[name] is not f:
-            raise ValueError(f"a sampler named {name!r} is already registered")
-        _SAMPLERS[name] = f
-        return f
-
-    return deco(fn) if fn is not None else deco
-
-
-def unregister(name: str) -> None:
-    _SAMPLERS.pop(name, None)
-
-
-def names() -> list[str]:
-    return sorted(_SAMPLERS)
-
-
-def get(name: str) -> Callable:
-    if name not in _SAMPLERS:
-        raise ValueError(f"unknown sampler {name!r}; valid names: {', '.join(names())}")
-    return _SAMPLERS[name]
-
-
-_COMMON = {"generator", "callback", "noise_fn"}
-
-
-def generate(
-    model: Callable,
-    noise: torch.Tensor,
-    schedule: Schedule | str,
-    *,
-    sampler: str = "ddim",
-    steps: int | None = None,
-    prediction: str = "eps",
-    generator: torch.Generator | None = None,
-    spacing: str | None = None,
-    clip_x0: float | None = None,
-    callback: Callable | None = None,
-    noise_fn: Callable | None = None,
-    **options,
-) -> torch.Tensor:
-    """Generate samples: ``model(x_t, t)`` returns ``prediction`` ("eps", "x0", "v", "score"
-    or "velocity"); ``noise`` is standard normal shaped like the data and is scaled here to
-    the schedule's prior at the first time (by sqrt(alpha^2 + sigma^2), the std of x_t for
-    standardised data); ``steps`` model times (default: every step of a
-    discrete schedule for "ddpm", else 50); ``spacing`` places them (see :func:`timesteps`;
-    default: the sampler's ``default_spacing`` attribute, else "linspace"). Sampler-specific ``options`` (e.g. ``eta`` for
-    DDIM) are checked against the sampler's signature."""
-    schedule = _schedules.get(schedule)
-    fn = get(sampler)
-    if steps is None:
-        steps = round(start_time(schedule) * schedule.num_steps) if (sampler == "ddpm" and schedule.discrete) else 50
-    allowed = {p.name for p in inspect.signature(fn).parameters.values() if p.kind is p.KEYWORD_ONLY} - _COMMON
-    unknown = set(options) - allowed
-    if unknown:
-        raise ValueError(
-            f"sampler {sampler!r} does not take option(s) {', '.join(sorted(unknown))}; "
-            f"its options: {', '.join(sorted(allowed)) or 'none'}"
-        )
-    ts = timesteps(schedule, steps, spacing or getattr(fn, "default_spacing", None))
-    den = Denoiser(model, schedule, prediction, clip_x0)
-    den.prefetch(ts)
-    x = noise * prior_scale(den, ts[0])
-    with torch.no_grad():
-        return fn(den, x, ts, generator=generator, callback=callback, noise_fn=noise_fn, **options)
-
-
-def slerp(z0: torch.Tensor, z1: torch.Tensor, alpha: float | torch.Tensor) -> torch.Tensor:
-    """Spherical linear interpolation between noises (Shoemake 1985; DDIM, Song et al. 2021,
-    sec. 5.3): keeps the norm of Gaussian noise, which linear interpolation shrinks."""
-    a = torch.as_tensor(alpha, dtype=z0.dtype, device=z0.device)
-    flat0, flat1 = z0.flatten(1), z1.flatten(1)
-    cos = (flat0 * flat1).sum(1) / (flat0.norm(dim=1) * flat1.norm(dim=1))
-    theta = torch.arccos(cos.clamp(-1.0, 1.0))
-    sin = torch.sin(theta)
-    shape = (-1,) + (1,) * (z0.ndim - 1)
-    w0 = torch.where(sin > 1e-6, torch.sin((1 - a) * theta) / sin, 1 - a).reshape(shape)
-    w1 = torch.where(sin > 1e-6, torch.sin(a * theta) / sin, a).reshape(shape)
-    return w0 * z0 + w1 * z1
-

@@ -13,7 +13,7 @@ from diffcore import config
 from diffcore.cli import app
 from diffcore.errors import UserError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _error(**kw) -> str:

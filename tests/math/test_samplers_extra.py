@@ -73,7 +73,7 @@ def _polynomial_case(c2):
         ts.append(0.5 * (lo + hi))
     den = sampling.Denoiser(model, s, "x0")
     seen = {}
-    sampling.get(NAME)(den, torch.full((1, 1), 0.8, dtype=F64), ts, callback=lambda i, n, x, x0: seen.setdefault(i, x.clone()))
+    sampling.get(NAME).fn(den, torch.full((1, 1), 0.8, dtype=F64), ts + [sampling.CLEAN], callback=lambda i, n, x, x0: seen.setdefault(i, x.clone()))
     l0, l1 = float(lam_of(ts[0])), float(lam_of(ts[-1]))
     sig0, sig1 = (float(s.sigma(torch.tensor(t, dtype=F64))) for t in (ts[0], ts[-1]))
     return float(seen[len(ts) - 2]), (sig1 / sig0) * 0.8 + sig1 * (G(l1) - G(l0))
@@ -105,10 +105,10 @@ def test_matches_diffusers_third_order_multistep():
         eps = model(x, torch.full((256,), (int(k) + 1) / 1000, dtype=F64))
         x = ref.step(eps, k, x).prev_sample
     ts = [(int(k) + 1) / 1000 for k in ref.timesteps]
-    ours = sampling.get(NAME)(sampling.Denoiser(model, s), noise.clone(), ts)
+    ours = sampling.get(NAME).fn(sampling.Denoiser(model, s), noise.clone(), ts + [sampling.CLEAN])
     # diffusers keeps its sigmas in float32: agreement to ~1e-6, not 1e-12
     assert float((ours - x).abs().max()) < 1e-4
-    far = sampling.get("dpm-solver++")(sampling.Denoiser(model, s), noise.clone(), ts)
+    far = sampling.get("dpm-solver++").fn(sampling.Denoiser(model, s), noise.clone(), ts + [sampling.CLEAN])
     assert float((far - x).abs().max()) > 1e-3  # the comparison can tell 2M from 3M
 
 

@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-CORE = Path(__file__).resolve().parents[1] / "diffcore"
+CORE = Path(__file__).resolve().parents[2] / "diffcore"
 FORBIDDEN = ("torchaudio", "rdkit", "PIL", "sklearn", "soundfile")
 
 

@@ -136,7 +136,7 @@ def test_config_file_lists_every_option_with_its_default_value():
     from diffcore.config import RunConfig, resolve
     from diffcore.registry import get_registry
 
-    path = Path(__file__).parents[1] / "configs" / "audio-spectrogram.yaml"
+    path = Path(__file__).parents[2] / "configs" / "audio-spectrogram.yaml"
     recipe = get_registry().recipe("audio-spectrogram")
     assert (recipe.domain, recipe.backbone) == ("audio", "spec-unet1d")
     text = path.read_text()

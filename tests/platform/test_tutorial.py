@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from conftest import run_cli
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "plugins.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "plugins.md"
 BLOCK = re.compile(r"^```[a-z]*\n(.*?)^```", re.S | re.M)
 FILE = re.compile(r"^# file: (\S+)( \(append\))?\n")
 

@@ -98,7 +98,7 @@ def test_config_file_lists_exactly_the_recipe_defaults():
 
     from diffcore import config
 
-    path = Path(__file__).resolve().parents[1] / "configs" / "molecule-coords.yaml"
+    path = Path(__file__).resolve().parents[2] / "configs" / "molecule-coords.yaml"
     from_file = config.resolve(config_file=path).config.model_dump()
     defaults = config.resolve(plugin="molecule-coords").config.model_dump()
     assert from_file == defaults

@@ -25,7 +25,7 @@ import diffcore
 import diffcore.testing as dt
 from diffcore import schedules
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "diffcore-points"
 SRC = EXAMPLE / "src"
 

@@ -1,0 +1,120 @@
+"""The sampling plan: every choice of a sampling run, resolved once, then executed.
+
+``SamplingPlan.make(schedule, sampler, steps, spacing, options, ...)`` fills in the defaults
+(the sampler's own spacing; every step of a discrete schedule for "ddpm", else 50 steps; the
+sampler's option defaults), checks everything against the sampler table and computes the time
+grid. :func:`generate` executes a plan; nothing downstream chooses a default again. The CLI and
+the run config resolve into the same plan (``diffcore.platform.config.sampling_plan``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from .. import schedules as _schedules
+from ..denoiser import Denoiser, prior_scale
+from ..forward import check_prediction
+from ..schedules import Schedule
+from .grid import grid, start_time
+from .table import get
+
+DEFAULT_STEPS = 50
+
+
+@dataclass(frozen=True)
+class SamplingPlan:
+    """What to run: the schedule, the sampler with its checked options, the time grid ``ts``
+    (model times, then the clean end), what the network predicts, the x0 clamp, and the
+    classifier-free guidance scale (applied by whoever holds the condition: the platform wraps
+    the network with :func:`diffcore.guidance.classifier_free`)."""
+
+    schedule: Schedule
+    sampler: str
+    steps: int
+    spacing: str
+    options: Mapping[str, Any]
+    ts: tuple
+    prediction: str = "eps"
+    clip_x0: float | None = None
+    guidance: float = 1.0
+    nfe: int | None = field(default=None, compare=False)  # model evaluations, where the sampler declares them
+
+    @classmethod
+    def make(
+        cls,
+        schedule: Schedule | str,
+        sampler: str = "ddim",
+        steps: int | None = None,
+        spacing: str | None = None,
+        options: Mapping[str, Any] | None = None,
+        *,
+        prediction: str = "eps",
+        clip_x0: float | None = None,
+        guidance: float = 1.0,
+    ) -> "SamplingPlan":
+        """Resolve and check a plan; raises ValueError naming what is wrong."""
+        schedule = _schedules.get(schedule)
+        spec = get(sampler)
+        if steps is None:
+            discrete_ddpm = sampler == "ddpm" and schedule.discrete
+            steps = round(start_time(schedule) * schedule.num_steps) if discrete_ddpm else DEFAULT_STEPS
+        spacing = spacing or spec.default_spacing
+        opts = spec.check_options(options)
+        ts = tuple(grid(schedule, steps, spacing))
+        if clip_x0 is not None and not clip_x0 > 0:
+            raise ValueError(f"clip_x0 must be > 0 (or None), got {clip_x0!r}")
+        if guidance < 0:
+            raise ValueError(f"guidance must be >= 0, got {guidance!r}")
+        return cls(schedule, sampler, steps, spacing, opts, ts, check_prediction(prediction), clip_x0, float(guidance),
+                   spec.evaluations(steps, opts))
+
+    def run(
+        self,
+        model: Callable,
+        noise: torch.Tensor,
+        *,
+        generator: torch.Generator | None = None,
+        callback: Callable | None = None,
+        noise_fn: Callable | None = None,
+    ) -> torch.Tensor:
+        """Execute the plan: ``model(x_t, t)`` returns ``self.prediction``; ``noise`` is standard
+        normal shaped like the data, scaled here to the prior at the first time."""
+        den = Denoiser(model, self.schedule, self.prediction, self.clip_x0)
+        den.prefetch(self.ts)
+        x = noise * prior_scale(den, self.ts[0])
+        with torch.no_grad():
+            return get(self.sampler).fn(den, x, list(self.ts), generator=generator, callback=callback, noise_fn=noise_fn,
+                                        **self.options)
+
+
+def generate(
+    model: Callable,
+    noise: torch.Tensor,
+    schedule: Schedule | str | SamplingPlan,
+    *,
+    sampler: str = "ddim",
+    steps: int | None = None,
+    prediction: str = "eps",
+    generator: torch.Generator | None = None,
+    spacing: str | None = None,
+    clip_x0: float | None = None,
+    callback: Callable | None = None,
+    noise_fn: Callable | None = None,
+    **options,
+) -> torch.Tensor:
+    """Generate samples: ``model(x_t, t)`` returns ``prediction`` ("eps", "x0", "v", "score"
+    or "velocity"); ``noise`` is standard normal shaped like the data and is scaled here to
+    the schedule's prior at the first time (by sqrt(alpha^2 + sigma^2), the std of x_t for
+    standardised data). Either pass a :class:`SamplingPlan` as ``schedule``, or the plan's
+    parts: ``steps`` model times (default: every step of a discrete schedule for "ddpm", else
+    50), ``spacing`` (see :func:`diffcore.sampling.timesteps`; default: the sampler's), and the
+    sampler's own ``options`` (e.g. ``eta=0.5`` for DDIM), checked against its table entry."""
+    if isinstance(schedule, SamplingPlan):
+        plan = schedule
+    else:
+        plan = SamplingPlan.make(schedule, sampler, steps, spacing, options, prediction=prediction, clip_x0=clip_x0)
+    return plan.run(model, noise, generator=generator, callback=callback, noise_fn=noise_fn)
