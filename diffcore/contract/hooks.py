@@ -87,15 +87,27 @@ class DiffcoreHookspecs:
         ``register(Recipe(name="image-unet", domain="image", backbone="unet"))``."""
 
     @hookspec
-    def diffcore_register_samplers(self, register: Callable[[str, Callable[..., Any]], None]) -> None:
-        """Register samplers beside the built-in ones: ``register("my-sampler", fn)``.
+    def diffcore_register_samplers(self, register: Callable[..., None]) -> None:
+        """Register samplers beside the built-in ones, each with its entry in the sampler
+        table (:class:`diffcore.sampling.SamplerSpec`)::
+
+            register(SamplerSpec("my-sampler", fn, default_spacing="logsnr", order=2, evals="2N",
+                                 options={"r": Option(0.5, float, gt=0.0, le=1.0, description="...")},
+                                 reference="Lu et al. 2022, Algorithm 1"))
 
         ``fn(denoiser, x, ts, *, generator=None, callback=None, noise_fn=None, **options)``
-        follows the calling convention of :mod:`diffcore.sampling` (read that module's
-        docstring); it becomes available to :func:`diffcore.generate` and to
-        ``diffcore sample --sampler my-sampler``. Set ``fn.default_spacing = "logsnr"`` (or
-        another spacing of :func:`diffcore.sampling.timesteps`) to choose where its steps go
-        when the user does not; use :func:`diffcore.sampling.noise_source` for fresh noise."""
+        follows the calling convention of :mod:`diffcore.sampling.table` (read its docstring):
+        ``ts`` are the model times followed by the clean end, so the loop walks
+        ``zip(ts, ts[1:])``. The entry's options are what ``sampling.options`` and
+        ``--option KEY=VALUE`` accept, checked against their types and ranges before ``fn`` runs;
+        the sampler becomes available to :func:`diffcore.generate`, ``sampling.sampler`` and
+        ``diffcore sample --sampler my-sampler``. Use :func:`diffcore.sampling.noise_source` for
+        fresh noise.
+
+        The first form, ``register("my-sampler", fn)`` with ``fn.default_spacing`` and ``ts``
+        holding the model times only (the last step returning x0_hat), still works: the function
+        is wrapped at the edge (:func:`diffcore.sampling.from_function`) and its keyword
+        options are read from its signature, without ranges."""
 
     @hookspec
     def diffcore_register_schedules(self, register: Callable[[str, Callable[..., Any]], None]) -> None:

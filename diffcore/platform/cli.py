@@ -284,13 +284,15 @@ def evaluate(
     guidance: Optional[float] = typer.Option(None, "--guidance", min=0.0, help="Classifier-free guidance scale [default: sampling.guidance]."),
     seed: int = typer.Option(0, "--seed", help="Seed of the sampling noise."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Weights to evaluate instead of RUN/ema.safetensors."),
+    option: list[str] = typer.Option([], "--option", help="A sampler option, KEY=VALUE (repeatable), as for `diffcore sample` [default: sampling.options]."),
 ) -> None:
     """Compute the domain's quality metrics; merge them into RUN/metrics.json and print them."""
     from diffcore.platform import config as cfgmod
     from diffcore.platform import runs
 
     r = runs.load_run(run, checkpoint)
-    plan = cfgmod.sampling_plan(r.config, key="cli", sampler=sampler, steps=steps, guidance=guidance)
+    plan = cfgmod.sampling_plan(r.config, key="cli", sampler=sampler, steps=steps, guidance=guidance,
+                                options=_sampler_options(option, None))
     metrics = runs.evaluate(r, plan, num, seed=seed)
     typer.echo(json.dumps(metrics, indent=2, sort_keys=True))
 

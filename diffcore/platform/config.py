@@ -26,16 +26,12 @@ what is allowed; nothing is written before the whole config is valid.
 from __future__ import annotations
 
 import copy
-import difflib
-import types
-import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from pydantic_core import PydanticUndefined
 
 from diffcore.math import schedules as _schedules
 from diffcore.contract.domain import Domain
@@ -44,6 +40,7 @@ from diffcore.math.forward import PREDICTIONS
 from diffcore.contract.hooks import BackboneSpec, Recipe
 from diffcore.math.losses import WEIGHTINGS
 from diffcore.math import sampling as _sampling
+from diffcore.platform.messages import _did_you_mean, format_errors
 from diffcore.math.sampling import SPACINGS, SamplingPlan
 
 def _default_spacings() -> str:
@@ -372,72 +369,6 @@ def sampling_plan(
         raise UserError(f"{name(field)}: {msg}") from None
 
 
-# ---------------------------------------------------------------- error text
-def _did_you_mean(name, valid) -> str:
-    close = difflib.get_close_matches(str(name), [str(v) for v in valid], n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-def _sub_model(annotation) -> type[BaseModel] | str | None:
-    """The model a field holds (also inside ``X | None``), "container" for dicts and lists,
-    None for a leaf value."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType):
-        found = [_sub_model(a) for a in typing.get_args(annotation) if a is not type(None)]
-        models = [f for f in found if isinstance(f, type)]
-        if models:
-            return models[0]
-        return "container" if "container" in found else None
-    if origin in (dict, list, tuple, set, frozenset) or annotation in (dict, list, tuple):
-        return "container"
-    return None
-
-
-def _walk(model: type[BaseModel], loc: tuple) -> tuple[list[str], type[BaseModel] | None]:
-    """pydantic's error location without its union/validator tags, and the model that holds
-    the last key (for listing the allowed keys)."""
-    path: list[str] = []
-    cur: Any = model
-    parent: type[BaseModel] | None = model
-    for part in loc:
-        if isinstance(cur, type) and issubclass(cur, BaseModel):
-            parent = cur
-            path.append(str(part))
-            field = cur.model_fields.get(part) if isinstance(part, str) else None
-            cur = _sub_model(field.annotation) if field is not None else None
-        elif cur == "container":
-            path.append(str(part))
-            cur = "container-item"
-        elif cur == "container-item":
-            path.append(str(part))
-        else:
-            break  # a leaf's union tag ('int', "literal['auto']"): not part of the key
-    return path, parent
-
-
-def format_errors(err: ValidationError, model: type[BaseModel], prefix: str = "") -> str:
-    """One line per problem: ``key.path: what is wrong``."""
-    lines: list[str] = []
-    for e in err.errors():
-        path, parent = _walk(model, e["loc"])
-        key = ".".join(([prefix] if prefix else []) + path) or (prefix or "config")
-        if e["type"] == "extra_forbidden":
-            allowed = list(parent.model_fields) if parent is not None else []
-            line = f"unknown key '{key}' (allowed: {', '.join(allowed) or 'none'})" + _did_you_mean(path[-1] if path else "", allowed)
-        elif e["type"] == "missing":
-            line = f"{key}: required key is missing"
-        else:
-            line = f"{key}: {e['msg']}"
-            if e["type"] not in ("model_type", "dict_type") and not isinstance(e.get("input"), (dict, list)):
-                line += f" (got {e.get('input')!r})"
-        if line not in lines:  # a union reports each alternative; one line per key is enough
-            lines.append(line)
-    head = "invalid configuration:" if len(lines) > 1 else ""
-    return "\n  ".join([head] + lines) if head else lines[0]
-
-
 # ------------------------------------------------------------------- output
 def to_yaml(cfg: RunConfig) -> str:
     """The resolved config as YAML, sections in a fixed order."""
@@ -450,111 +381,7 @@ def write_yaml(cfg: RunConfig, path: str | Path) -> None:
     Path(path).write_text(to_yaml(cfg), encoding="utf-8")
 
 
-def _type_str(annotation) -> str:
-    origin = typing.get_origin(annotation)
-    if origin is Literal:
-        return " \\| ".join(repr(a).replace("'", "") if a is not None else "null" for a in typing.get_args(annotation))
-    if origin in (typing.Union, types.UnionType):
-        return " \\| ".join("null" if a is type(None) else _type_str(a) for a in typing.get_args(annotation))
-    if origin is not None:
-        args = ", ".join(_type_str(a) for a in typing.get_args(annotation))
-        return f"{origin.__name__}[{args}]"
-    if annotation is typing.Any:
-        return "any"
-    return getattr(annotation, "__name__", str(annotation))
+if __name__ == "__main__":  # `python -m diffcore.config`, as before: the configuration reference
+    from diffcore.platform.reference import render_reference
 
-
-def _bounds(field) -> str:
-    out = []
-    for m in field.metadata:
-        for attr, sym in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<=")):
-            v = getattr(m, attr, None)
-            if v is not None:
-                out.append(f"{sym} {v}")
-    return ", ".join(out)
-
-
-def _default_str(field) -> str:
-    if field.default is PydanticUndefined:
-        if field.default_factory is not None:
-            value = field.default_factory()
-            if isinstance(value, BaseModel):
-                return "(section)"
-            return f"`{yaml.safe_dump(value, default_flow_style=True).strip()}`"
-        return "required"
-    return f"`{yaml.safe_dump(field.default, default_flow_style=True).strip().removesuffix(chr(10) + '...')}`"
-
-
-def render_options(model: type[BaseModel], prefix: str, *, heading: str = "###") -> str:
-    """A markdown table of a model's fields (plugins can use it for their sections too)."""
-    doc = (model.__doc__ or "").strip().splitlines()
-    lines = [f"{heading} `{prefix}`", ""]
-    if doc and model.__doc__ != BaseModel.__doc__:
-        lines += [doc[0], ""]
-    lines += ["| key | type | default | description |", "|---|---|---|---|"]
-    for name, field in model.model_fields.items():
-        typ = _type_str(field.annotation)
-        bounds = _bounds(field)
-        if bounds:
-            typ += f" ({bounds})"
-        lines.append(f"| `{prefix}.{name}` | {typ} | {_default_str(field)} | {field.description or ''} |")
-    return "\n".join(lines) + "\n"
-
-
-REFERENCE_INTRO = """# Configuration reference
-
-<!-- Generated by `python -m diffcore.config > docs/configuration.md`; a test checks that it
-matches the models in diffcore/config.py. Edit the models, not this file. -->
-
-A run is configured by one YAML document with the sections below. `diffcore train` resolves
-it from these layers, lowest to highest priority:
-
-1. the core's defaults (the tables below);
-2. the recipe's defaults (chosen by the plugin for its domain: `--plugin NAME`);
-3. `--config FILE` (YAML);
-4. each `--set a.b=value` in order; the value is parsed as YAML
-   (`--set training.lr=1e-3`, `--set data.classes=[0,1]`, `--set sampling.clip_x0=null`);
-5. the dedicated flags of `diffcore train` (`--max-steps`, `--seed`, `--accelerator`,
-   `--devices`, `--strategy`, `--precision`).
-
-Mappings are merged key by key; any other value replaces the one below it. A layer that
-changes `diffusion.schedule` drops the `diffusion.schedule_options` of the layers below
-(they were meant for another schedule); its own options, if any, apply.
-
-Unknown keys are refused, and every error names the key path and what is allowed, e.g.
-
-```
-$ diffcore train --plugin image-unet --set training.lrr=1e-3
-error: unknown key 'training.lrr' (allowed: max_steps, batch_size, lr, ...) (did you mean 'lr'?)
-$ diffcore train --plugin image-unet --set training.lr=-1
-error: training.lr: Input should be greater than 0 (got -1)
-```
-
-The resolved config (every key, plugin sections included) is written to `RUN_DIR/config.yaml`;
-`diffcore sample` and `diffcore train --resume` read it back. Each built-in recipe's
-`configs/<recipe>.yaml` lists all of its options with a comment.
-
-The `data` and `backbone` sections belong to the plugin: they are validated by the domain's
-and the backbone's own pydantic models (unknown keys refused there too), and documented in
-the plugin's config file and docs.
-"""
-
-
-def render_reference() -> str:
-    """The markdown configuration reference (docs/configuration.md)."""
-    parts = [REFERENCE_INTRO, "## Sections\n"]
-    top = ["| key | type | description |", "|---|---|---|"]
-    for name, field in RunConfig.model_fields.items():
-        sub = _sub_model(field.annotation)
-        typ = "section" if isinstance(sub, type) else _type_str(field.annotation)
-        top.append(f"| `{name}` | {typ} | {field.description} |")
-    parts.append("\n".join(top) + "\n")
-    for name, field in RunConfig.model_fields.items():
-        sub = _sub_model(field.annotation)
-        if isinstance(sub, type):
-            parts.append(render_options(sub, name))
-    return "\n".join(parts)
-
-
-if __name__ == "__main__":
     print(render_reference(), end="")

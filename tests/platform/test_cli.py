@@ -136,6 +136,27 @@ def test_sample_options_and_refusals(tiny_run, tmp_path):
     assert len(list((tiny_run / "samples").iterdir())) == 2
 
 
+def test_sampler_options_from_the_cli(tiny_run, tmp_path):
+    """--option KEY=VALUE reaches the sampler (DDIM with eta = 1 is stochastic: another seed
+    gives other samples, eta = 0 does not depend on the sampler's noise), --eta is its
+    shorthand, and a wrong option is one clear line."""
+    def csv_of(name, *args):
+        res = invoke("sample", "--run", str(tiny_run), "--num", "4", "--steps", "5", "--sampler", "ddim", "--out", str(tmp_path / name), *args)
+        assert res.exit_code == 0, res.output
+        return (tmp_path / name / "samples.csv").read_text()
+
+    stochastic = csv_of("a", "--option", "eta=1.0")
+    assert stochastic == csv_of("b", "--eta", "1.0")
+    assert stochastic != csv_of("c", "--option", "eta=0")
+    res = invoke("sample", "--run", str(tiny_run), "--sampler", "ddim", "--option", "eta=-2")
+    assert res.exit_code == 2 and res.stderr == "error: --option: option eta must be >= 0.0, got -2.0\n"
+    res = invoke("sample", "--run", str(tiny_run), "--sampler", "heun", "--option", "eta=1")
+    assert res.exit_code == 2 and "sampler 'heun' does not take option(s) eta; its options: none" in res.stderr
+    res = invoke("sample", "--run", str(tiny_run), "--option", "eta")
+    assert res.exit_code == 2 and "expected KEY=VALUE" in res.stderr
+    assert "Traceback" not in res.output
+
+
 def test_every_sampler_runs_from_the_cli(tiny_run, tmp_path):
     from diffcore import sampling
 

@@ -10,10 +10,17 @@ from conftest import run_cli
 from typer.testing import CliRunner
 
 from diffcore import config
+from diffcore.platform import reference
 from diffcore.cli import app
 from diffcore.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def _yaml(tmp_path, text: str) -> Path:
+    f = tmp_path / "layer.yaml"
+    f.write_text(text)
+    return f
 
 
 def _error(**kw) -> str:
@@ -122,7 +129,44 @@ def test_cli_error_in_subprocess_prints_no_traceback(toy_site, tmp_path):
 
 def test_reference_docs_match_the_models():
     doc = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
-    assert doc == config.render_reference(), "regenerate: python -m diffcore.config > docs/configuration.md"
+    assert doc == reference.render_reference(), "regenerate: python -m diffcore.platform.reference config > docs/configuration.md"
     for section in (config.DiffusionConfig, config.TrainingConfig, config.SamplingConfig):
         for name, field in section.model_fields.items():
             assert field.description, f"{section.__name__}.{name} has no description"
+
+
+def test_sampler_reference_matches_the_table():
+    from diffcore import sampling
+
+    doc = (ROOT / "docs" / "samplers.md").read_text(encoding="utf-8")
+    assert doc == reference.render_samplers(), "regenerate: python -m diffcore.platform.reference samplers > docs/samplers.md"
+    for spec in sampling.specs():
+        assert f"| `{spec.name}` |" in doc and spec.reference, spec.name
+        for key, option in spec.options.items():
+            assert option.description, f"{spec.name}.{key} has no description"
+
+
+def test_old_configs_with_eta_still_resolve(toy_plugin, tmp_path):
+    """Configs written before the sampler table had sampling.eta: it becomes DDIM's option where
+    the sampler takes it, and is dropped where it never had an effect."""
+    f = tmp_path / "old.yaml"
+    f.write_text("plugin: toy\nsampling:\n  sampler: ddim\n  eta: 0.5\n")
+    r = config.resolve(config_file=f)
+    assert r.config.sampling.options == {"eta": 0.5} and r.plan.options == {"eta": 0.5}
+    f.write_text("plugin: toy\nsampling:\n  sampler: heun\n  eta: 0.0\n")
+    r = config.resolve(config_file=f)
+    assert r.config.sampling.options == {} and r.plan.sampler == "heun"
+
+
+def test_sampler_options_are_validated_and_dropped_with_another_sampler(toy_plugin, tmp_path):
+    assert _error(plugin="toy", sets=["sampling.options.eta=-1"]).startswith("sampling.options: option eta must be >= 0.0")
+    assert "does not take option(s) etaa" in _error(plugin="toy", sets=["sampling.options.etaa=1"])
+    r = config.resolve(plugin="toy", sets=["sampling.options.eta=0.3"])
+    assert r.plan.options == {"eta": 0.3}
+    # a layer that changes the sampler drops the options meant for the old one
+    r = config.resolve(plugin="toy", config_file=_yaml(tmp_path, "sampling:\n  options: {eta: 0.3}\n"), sets=["sampling.sampler=pc"])
+    assert r.plan.sampler == "pc" and r.plan.options == {"snr": 0.16, "corrector_steps": 1}
+    plan = config.sampling_plan(r.config, key="cli", sampler="ddim", options={"eta": 1.0}, steps=7)
+    assert (plan.sampler, plan.steps, dict(plan.options)) == ("ddim", 7, {"eta": 1.0})
+    with pytest.raises(UserError, match="^--option: "):
+        config.sampling_plan(r.config, key="cli", sampler="ddim", options={"eta": "x"})

@@ -1,0 +1,139 @@
+"""The conventions every sampler in the table keeps, parametrised over the table itself, so
+registering a sampler tests it: it ends on sigma = 0, keeps the dtype, is reproducible with
+its generator, calls the callback once per step, costs the model evaluations its entry
+declares, and its options are checked against the entry (defaults accepted, out of range and
+unknown refused). Exactness on the Gaussian-mixture target: tests/math/test_samplers.py."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import diffcore
+from diffcore import sampling, schedules
+from diffcore.testing import GaussianMixture
+
+F64 = torch.float64
+GM = GaussianMixture.default()
+NAMES = sampling.names()
+
+
+def _run(name, schedule="linear", steps=6, dtype=F64, seed=0, **kw):
+    s = schedules.get(schedule)
+    noise = torch.randn(64, 2, generator=torch.Generator().manual_seed(11), dtype=dtype)
+    return diffcore.generate(GM.predictor(s), noise, s, sampler=name, steps=steps,
+                             generator=torch.Generator().manual_seed(seed), **kw)
+
+
+def test_the_table_holds_the_built_in_samplers():
+    builtin = {s.name for s in sampling.specs() if s.owner is None}
+    assert {"ddpm", "ddim", "euler", "heun", "dpm-solver++", "dpm-solver++3m", "euler-maruyama", "pc", "langevin"} <= builtin
+    assert sampling.get("ddim").options["eta"].default == 0.0  # eta belongs to DDIM's entry
+    assert all("eta" not in s.options for s in sampling.specs() if s.name != "ddim")
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("schedule", ["linear", "ve", "flow"])
+def test_ends_on_sigma_zero(name, schedule):
+    """A constant x0 prediction c comes back as c, and the result is the last x0_hat seen by the
+    callback: the last step goes to sigma = 0, with no leftover noise."""
+    c = torch.tensor([0.25, -0.5], dtype=F64)
+    seen = []
+    x = diffcore.generate(lambda x, t: c.expand_as(x), torch.randn(16, 2, dtype=F64), schedule, sampler=name, steps=5,
+                          prediction="x0", generator=torch.Generator().manual_seed(0),
+                          callback=lambda i, n, x, x0: seen.append(x0))
+    assert torch.allclose(x, c.expand_as(x), atol=1e-10)
+    assert torch.allclose(x, seen[-1], atol=1e-10)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_keeps_dtype_and_is_reproducible_with_its_generator(name):
+    a, b = _run(name, seed=1), _run(name, seed=1)
+    assert a.dtype == F64 and torch.equal(a, b)
+    assert _run(name, dtype=torch.float32).dtype == torch.float32
+    if sampling.get(name).stochastic:
+        assert not torch.equal(a, _run(name, seed=2))  # the noise really comes from the generator
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_callback_once_per_step_and_declared_evaluations(name):
+    s = schedules.get("vp")
+    calls, evals = [], [0]
+    model = GM.predictor(s)
+
+    def counted(x, t):
+        evals[0] += 1
+        return model(x, t)
+
+    diffcore.generate(counted, torch.randn(8, 2, dtype=F64), s, sampler=name, steps=7,
+                      callback=lambda i, n, x, x0: calls.append((i, n)))
+    assert calls == [(i, 7) for i in range(7)]
+    declared = sampling.get(name).evaluations(7)
+    if declared is not None:
+        assert evals[0] == declared, f"{name}: {evals[0]} model evaluations, its entry says {declared}"
+
+
+def _bad_values(option):
+    if option.type is bool:
+        return [2, "maybe"]
+    bad = ["abc", float("nan")]
+    if option.type is int:
+        bad.append(1.5)
+    if option.ge is not None:
+        bad.append(option.ge - 1)
+    if option.gt is not None:
+        bad.append(option.gt)
+    if option.le is not None:
+        bad.append(option.le + 1)
+    return bad
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_options_are_checked_against_the_entry(name):
+    spec = sampling.get(name)
+    plan = sampling.SamplingPlan.make("linear", name, 5)
+    assert dict(plan.options) == {k: o.default for k, o in spec.options.items()}
+    with pytest.raises(ValueError, match="does not take option"):
+        sampling.SamplingPlan.make("linear", name, 5, options={"no_such_option": 1})
+    for key, option in spec.options.items():
+        sampling.SamplingPlan.make("linear", name, 5, options={key: option.default})
+        for bad in _bad_values(option):
+            with pytest.raises(ValueError, match=f"option {key}"):
+                sampling.SamplingPlan.make("linear", name, 5, options={key: bad})
+
+
+def test_a_plan_is_resolved_once_and_executed_as_is():
+    plan = sampling.SamplingPlan.make("cosine", "dpm-solver++", 8, options=None)
+    assert plan.spacing == "logsnr" and plan.steps == 8 and len(plan.ts) == 9 and plan.ts[-1] is sampling.CLEAN
+    assert plan.ts[:-1] == tuple(sampling.timesteps(schedules.get("cosine"), 8, "logsnr"))
+    noise = torch.randn(32, 2, generator=torch.Generator().manual_seed(3), dtype=F64)
+    model = GM.predictor(plan.schedule)
+    assert torch.equal(diffcore.generate(model, noise, plan),
+                       diffcore.generate(model, noise, "cosine", sampler="dpm-solver++", steps=8))
+    ddpm = sampling.SamplingPlan.make("linear", "ddpm")
+    assert ddpm.steps == 1000 and sampling.SamplingPlan.make("linear", "ddim").steps == sampling.DEFAULT_STEPS
+    with pytest.raises(ValueError, match="steps"):
+        sampling.SamplingPlan.make("linear", "ddim", 0)
+
+
+def test_a_first_convention_function_still_registers():
+    """A bare function (model times only, ``default_spacing`` attribute, keyword options) is
+    wrapped at the edge: the example plugin's sampler keeps working unchanged."""
+
+    def mine(den, x, ts, *, generator=None, callback=None, noise_fn=None, scale: float = 1.0):
+        for t in ts:
+            assert t is not None  # never sees the clean end
+            x0, _ = den(x, t)
+        return scale * x0
+
+    mine.default_spacing = "logsnr"
+    spec = sampling.register("test-bare", mine)
+    try:
+        assert spec.default_spacing == "logsnr" and set(spec.options) == {"scale"}
+        out = diffcore.generate(lambda x, t: torch.ones_like(x), torch.randn(3, 2), "vp", sampler="test-bare", steps=4,
+                                prediction="x0", scale=2.0)
+        assert torch.allclose(out, torch.full((3, 2), 2.0))
+        with pytest.raises(ValueError, match="option scale"):
+            sampling.SamplingPlan.make("vp", "test-bare", 4, options={"scale": "big"})
+    finally:
+        sampling.unregister("test-bare")
