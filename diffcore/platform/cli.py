@@ -83,6 +83,16 @@ def _main(
 
 
 # ----------------------------------------------------------------------- train
+TRAINING_FLAGS = ("max_steps", "seed", "accelerator", "devices", "strategy", "precision")
+
+
+def _training_flag(key: str) -> str:
+    """A train flag's help: the config field's own description (one text, not a copy)."""
+    from diffcore.platform.config import TrainingConfig
+
+    return f"{TrainingConfig.model_fields[key].description} Same as --set training.{key}=VALUE."
+
+
 @app.command()
 @friendly
 def train(
@@ -90,12 +100,12 @@ def train(
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config file, applied over the recipe's defaults."),
     set_: list[str] = typer.Option([], "--set", "-s", help="Override one key: --set training.lr=1e-3 (value parsed as YAML). Repeatable; later ones win."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run directory to create [default: runs/<plugin>-<date>-<time>]. Refused if it already holds a run, unless --resume."),
-    max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Same as --set training.max_steps=N."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Same as --set training.seed=N."),
-    accelerator: Optional[str] = typer.Option(None, "--accelerator", help="cpu, gpu or auto (training.accelerator)."),
-    devices: Optional[int] = typer.Option(None, "--devices", help="Number of devices/processes (training.devices)."),
-    strategy: Optional[str] = typer.Option(None, "--strategy", help="Lightning strategy, e.g. ddp (training.strategy)."),
-    precision: Optional[str] = typer.Option(None, "--precision", help="32-true, 16-mixed, bf16-mixed, ... (training.precision)."),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", help=_training_flag("max_steps")),
+    seed: Optional[int] = typer.Option(None, "--seed", help=_training_flag("seed")),
+    accelerator: Optional[str] = typer.Option(None, "--accelerator", help=_training_flag("accelerator")),
+    devices: Optional[int] = typer.Option(None, "--devices", help=_training_flag("devices")),
+    strategy: Optional[str] = typer.Option(None, "--strategy", help=_training_flag("strategy")),
+    precision: Optional[str] = typer.Option(None, "--precision", help=_training_flag("precision")),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from checkpoints/last.ckpt; the step count continues (raise --max-steps)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show Lightning's progress bar."),
 ) -> None:
@@ -109,7 +119,8 @@ def train(
     from diffcore.platform import runs
 
     flags: dict[str, Any] = {}
-    for key, value in (("max_steps", max_steps), ("seed", seed), ("accelerator", accelerator), ("devices", devices), ("strategy", strategy), ("precision", precision)):
+    given = dict(zip(TRAINING_FLAGS, (max_steps, seed, accelerator, devices, strategy, precision)))
+    for key, value in given.items():
         if value is not None:
             flags[key] = value
     flags = {"training": flags} if flags else {}
