@@ -33,14 +33,14 @@ from pathlib import Path
 import torch
 
 import diffcore
-from diffcore import schedules
-from diffcore.sampling.base import start_time
+from diffcore import sampling, schedules
+from diffcore.sampling import start_time
 from diffcore.testing import GaussianMixture, energy_distance
 
 F64 = torch.float64
 GM = GaussianMixture.default()
 SCHEDULES = ["linear", "cosine"]
-OURS = ["ddpm", "ddim", "euler", "heun", "dpm-solver++", "dpm-solver++3m", "euler-maruyama", "pc", "langevin"]
+OURS = [spec.name for spec in sampling.specs() if spec.owner is None]  # the built-in rows of the table
 DIFFUSERS = ["diffusers DDPM", "diffusers DDIM", "diffusers DPM++(2M)", "diffusers DPM++(3M)"]
 DIVERGED = 10.0  # |x| above this, or non-finite: diverged (target draws lie within |x| < 2.5, prior noise within 5)
 
@@ -54,14 +54,14 @@ def our_steps(sampler: str, nfe: int, schedule) -> tuple[int, dict]:
     sampler: one per step. Discrete schedules cap steps at the schedule's usable steps
     (cosine: 996 of 1000, see diffcore.sampling.start_time)."""
     top = round(start_time(schedule) * schedule.num_steps) if schedule.discrete else 10**9
-    if sampler == "heun":
-        return min((nfe + 1) // 2, top), {}
-    if sampler == "pc":
-        return min(max(nfe // 2, 1), top), {}
+    spec = sampling.get(sampler)
+    options = {}
     if sampler == "langevin":
         levels = max(1, (nfe - 1) // 5)
-        return min(levels, top), {"steps_each": max(1, min(5, (nfe - 1) // levels))}
-    return min(nfe, top), {}
+        options = {"steps_each": max(1, min(5, (nfe - 1) // levels))}
+    # the evaluations a run costs come from the sampler's entry in the table
+    fits = [n for n in range(1, min(nfe, top) + 1) if (spec.evaluations(n, options) or n) <= nfe]
+    return (fits[-1] if fits else 1), options
 
 
 class Counted:
