@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from conftest import TINY, run_cli
 from safetensors.torch import load_file
 from typer.testing import CliRunner
@@ -155,6 +156,24 @@ def test_sampler_options_from_the_cli(tiny_run, tmp_path):
     res = invoke("sample", "--run", str(tiny_run), "--option", "eta")
     assert res.exit_code == 2 and "expected KEY=VALUE" in res.stderr
     assert "Traceback" not in res.output
+
+
+def test_a_run_written_before_the_sampler_table_still_samples(tiny_run, tmp_path):
+    """Old run directories have `sampling.eta` and no `sampling.options` in config.yaml: they
+    load, sample exactly as a new run with the same eta, and resume."""
+    cfg_file = tiny_run / "config.yaml"
+    cfg = yaml.safe_load(cfg_file.read_text())
+    new = invoke("sample", "--run", str(tiny_run), "--num", "4", "--sampler", "ddim", "--eta", "1", "--out", str(tmp_path / "new"))
+    assert new.exit_code == 0, new.output
+    cfg["sampling"].pop("options")
+    cfg["sampling"].update(sampler="ddim", eta=1.0)
+    cfg_file.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    old = invoke("sample", "--run", str(tiny_run), "--num", "4", "--out", str(tmp_path / "old"))
+    assert old.exit_code == 0, old.output
+    assert (tmp_path / "old" / "samples.csv").read_text() == (tmp_path / "new" / "samples.csv").read_text()
+    res = invoke("train", "--out", str(tiny_run), "--resume", "--max-steps", "5", "--no-progress")
+    assert res.exit_code == 0, res.output
+    assert yaml.safe_load(cfg_file.read_text())["sampling"]["options"] == {"eta": 1.0}
 
 
 def test_every_sampler_runs_from_the_cli(tiny_run, tmp_path):
