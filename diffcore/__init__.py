@@ -41,10 +41,10 @@ from .math.sde import SDE  # noqa: E402
 __version__ = "0.1.0"
 
 # The contract's names, imported on first use (they need pydantic and pluggy).
-_CONTRACT = ("BackboneSpec", "Domain", "NoOptions", "Options", "Recipe", "UserError", "cycle_classes", "hookimpl")
+_CONTRACT = ("BackboneSpec", "Batch", "Domain", "NoOptions", "Options", "Recipe", "UserError", "cycle_classes", "hookimpl")
 
 __all__ = [
-    "BackboneSpec", "DiffusionLoss", "Domain", "NoOptions", "Options", "Recipe", "SDE", "UserError",
+    "BackboneSpec", "Batch", "DiffusionLoss", "Domain", "NoOptions", "Options", "Recipe", "SDE", "UserError",
     "bits_per_dim", "classifier_free", "cycle_classes", "ddim_invert", "forward", "generate", "guidance", "hookimpl",
     "likelihood", "log_likelihood", "losses", "nn", "q_sample", "sampling", "schedules", "sde", "slerp", "testing",
 ]

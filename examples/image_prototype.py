@@ -24,8 +24,8 @@ import torch
 
 import diffcore
 from diffcore import schedules
+from diffcore_image.backbone import UNetOptions, build_unet
 from diffcore_image.domain import ImageDomain, ImageOptions
-from diffcore_image.plugin import UNetOptions, build_unet
 
 
 def make(args) -> tuple[ImageDomain, torch.nn.Module]:

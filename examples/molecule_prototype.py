@@ -19,8 +19,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins"))
 
 import diffcore  # noqa: E402
+from diffcore_molecule.backbone import EGNN, EGNNOptions  # noqa: E402
 from diffcore_molecule.domain import MoleculeDomain, MoleculeOptions  # noqa: E402
-from diffcore_molecule.egnn import EGNN, EGNNOptions  # noqa: E402
 from diffcore_molecule.metrics import evaluate_model  # noqa: E402
 
 

@@ -12,7 +12,7 @@ If ``DIR`` has subfolders, each subfolder's name is a class label (``DIR/C4/*.wa
 A file is skipped, and reported by name with the reason, when it cannot be decoded
 (corrupt, or not audio though named like audio), when it is silent (peak below
 ``data.silence_db`` dBFS), or when it is shorter than ``data.min_seconds``. A folder with
-nothing usable is a :class:`~diffcore.errors.UserError` naming it.
+nothing usable is a :class:`~diffcore.UserError` naming it.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import soundfile as sf
 import torch
 import torchaudio.functional as AF
 
-from diffcore.errors import UserError
+from diffcore import UserError
 
 AUDIO_EXTENSIONS = (".wav", ".wave", ".flac", ".ogg", ".oga", ".aif", ".aiff", ".aifc", ".mp3", ".au", ".caf", ".w64", ".rf64")
 

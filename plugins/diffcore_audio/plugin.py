@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from diffcore import BackboneSpec, Recipe, hookimpl
 
+from .backbone import SpecUNet1dOptions, build
 from .domain import AudioDomain
-from .network import SpecUNet1dOptions, build
 
 RECIPE_DEFAULTS = {
     "diffusion": {"schedule": "cosine", "prediction": "v", "weighting": "uniform"},

@@ -29,7 +29,7 @@ import math
 import torch
 import torchaudio.transforms as T
 
-from diffcore.errors import UserError
+from diffcore import UserError
 
 
 class MelCodec:

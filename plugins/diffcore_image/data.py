@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from diffcore.errors import UserError
+from diffcore import UserError
 
 log = logging.getLogger("diffcore_image")
 

@@ -16,7 +16,7 @@ def __getattr__(name):  # lazy: importing the package must not import rdkit for 
 
         return MoleculeDomain
     if name == "EGNN":
-        from .egnn import EGNN
+        from .backbone import EGNN
 
         return EGNN
     raise AttributeError(name)

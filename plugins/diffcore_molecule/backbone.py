@@ -40,7 +40,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from diffcore.domain import Options
+from diffcore import Options
 from diffcore.nn import timestep_embedding
 
 
@@ -170,3 +170,8 @@ class EGNN(nn.Module):
         out = (xl - x0 if self.options.output == "displacement" else xl) * mask[..., None]
         com = out.sum(1, keepdim=True) / mask.sum(1).clamp(min=1.0)[:, None, None]
         return (out - com) * mask[..., None]
+
+
+def build_egnn(options: EGNNOptions, domain) -> EGNN:
+    """The EGNN for a set-up molecule domain (its feature sizes fix the input widths)."""
+    return EGNN(domain.atom_dim, domain.pair_dim, options)

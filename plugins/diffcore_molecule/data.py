@@ -28,7 +28,7 @@ import torch
 from rdkit import Chem, RDConfig, RDLogger, rdBase
 from rdkit.Chem import AllChem
 
-from diffcore.errors import UserError
+from diffcore import UserError
 
 log = logging.getLogger("diffcore.molecule")
 

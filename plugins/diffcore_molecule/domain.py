@@ -25,12 +25,12 @@ import torch
 from pydantic import BaseModel, Field, field_validator, model_validator
 from torch.utils.data import Dataset
 
-from diffcore.domain import Batch, Domain, Options
-from diffcore.errors import UserError
+from diffcore import Batch, Domain, Options, UserError
 
 from . import data as D
 
 log = logging.getLogger("diffcore.molecule")
+
 
 
 class MoleculeOptions(Options):

@@ -4,10 +4,9 @@ third-party plugin; rdkit is imported only when the domain is used."""
 
 from __future__ import annotations
 
-import diffcore
-from diffcore import BackboneSpec, Recipe
+from diffcore import BackboneSpec, Recipe, hookimpl
 
-from .egnn import EGNN, EGNNOptions
+from .backbone import EGNNOptions, build_egnn
 
 #: the recipe's defaults (configs/molecule-coords.yaml shows them with comments)
 # prediction x0 with the EGNN's position output, weighted by SNR (so the loss equals DDPM's
@@ -21,25 +20,20 @@ DEFAULTS = {
 }
 
 
-def build_egnn(options: EGNNOptions, domain) -> EGNN:
-    """The EGNN for a set-up molecule domain (its feature sizes fix the input widths)."""
-    return EGNN(domain.atom_dim, domain.pair_dim, options)
-
-
-@diffcore.hookimpl
+@hookimpl
 def diffcore_register_domains(register):
     from .domain import MoleculeDomain
 
     register(MoleculeDomain)
 
 
-@diffcore.hookimpl
+@hookimpl
 def diffcore_register_backbones(register):
     register(BackboneSpec(name="egnn", domain="molecule", build=build_egnn, Options=EGNNOptions,
                           description="E(n)-equivariant graph network (Satorras et al. 2021) over atoms, bonds and distances"))
 
 
-@diffcore.hookimpl
+@hookimpl
 def diffcore_register_recipes(register):
     register(Recipe(name="molecule-coords", domain="molecule", backbone="egnn", defaults=DEFAULTS,
                     description="3D conformers of a given molecule, conditioned on its graph (EGNN, zero-CoM noise)"))

@@ -81,7 +81,7 @@ def compute_grids() -> dict:
 
 def compute_unet() -> dict:
     torch.manual_seed(0)
-    from diffcore_image.unet import UNet
+    from diffcore_image.backbone import UNet
 
     net = UNet(1, base_channels=8, channel_mult=(1, 2), num_res_blocks=1, attention_resolutions=(4,), resolution=8, heads=2, num_classes=3)
     g = torch.Generator().manual_seed(1)

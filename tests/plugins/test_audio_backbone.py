@@ -10,7 +10,7 @@ import torch  # noqa: E402
 
 from diffcore.errors import UserError  # noqa: E402
 from diffcore_audio.domain import AudioDomain, AudioOptions  # noqa: E402
-from diffcore_audio.network import SpecUNet1d, SpecUNet1dOptions, build  # noqa: E402
+from diffcore_audio.backbone import SpecUNet1d, SpecUNet1dOptions, build  # noqa: E402
 
 SMALL = dict(channels=16, channel_mult=(1, 2, 2), num_res_blocks=1, attention_levels=(2,))
 

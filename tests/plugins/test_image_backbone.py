@@ -7,8 +7,7 @@ import torch
 
 from diffcore.errors import UserError
 from diffcore_image.domain import ImageDomain, ImageOptions
-from diffcore_image.plugin import UNetOptions, build_unet
-from diffcore_image.unet import UNet
+from diffcore_image.backbone import UNet, UNetOptions, build_unet
 
 
 def _randomise(net: torch.nn.Module, seed: int = 0) -> torch.nn.Module:

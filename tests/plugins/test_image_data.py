@@ -13,7 +13,7 @@ import diffcore
 from diffcore.errors import UserError
 from diffcore_image.data import load_digits, load_folder, split
 from diffcore_image.domain import ImageDomain, ImageOptions
-from diffcore_image.plugin import UNetOptions, build_unet
+from diffcore_image.backbone import UNetOptions, build_unet
 
 
 def test_digits_shape_range_classes_and_determinism():

@@ -12,7 +12,7 @@ pytest.importorskip("rdkit")
 import diffcore  # noqa: E402
 from diffcore_molecule.data import Rules, from_smiles, to_graph  # noqa: E402
 from diffcore_molecule.domain import pad_graphs, zero_com_noise  # noqa: E402
-from diffcore_molecule.egnn import EGNN, EGNNOptions  # noqa: E402
+from diffcore_molecule.backbone import EGNN, EGNNOptions  # noqa: E402
 
 SMILES = ["CC(=O)O", "c1ccccc1O", "CCN"]  # 8, 13 and 10 atoms with hydrogens: padding is exercised
 
