@@ -12,7 +12,7 @@ Set ``DIFFCORE_STRICT_PLUGINS=1`` (the CLI's ``--strict-plugins``) to turn any s
 into an error, which is what a plugin author wants while developing one.
 
 The registry is built lazily on first use and cached (:func:`get_registry`). Tests add a
-plugin object for the duration of one test with :func:`registered_plugin`.
+plugin object for one test with :func:`registered_plugin`; the conformance kit tries one with :func:`dry_run`.
 """
 
 from __future__ import annotations
@@ -141,11 +141,12 @@ def _entry_point_candidates() -> list[_Candidate]:
     return out
 
 
-def _describe(exc: BaseException) -> str:
-    """``Type: message (file:line)``: the innermost frame says where a plugin author looks."""
+def _describe(exc: BaseException, stack: list | None = None) -> str:
+    """``Type: message (file:line)``: the innermost frame says where a plugin author looks
+    (in the exception's traceback, or in ``stack`` where the exception was caught early)."""
     text = f"{type(exc).__name__}: {exc}"
     frames = [
-        f for f in traceback.extract_tb(exc.__traceback__)
+        f for f in (traceback.extract_tb(exc.__traceback__) if stack is None else stack)
         if f.filename != __file__ and not f.filename.startswith("<") and "importlib" not in f.filename
     ]
     if frames:
@@ -154,11 +155,28 @@ def _describe(exc: BaseException) -> str:
 
 
 class _Staging:
-    """One plugin's registrations, committed only if all its hooks succeed."""
+    """One plugin's registrations, committed only if all its hooks succeed; ``errors`` holds
+    each failure (its status text and exception). With ``keep_going`` (a dry run) a refused
+    ``register()`` call is recorded and the hook goes on."""
 
-    def __init__(self, plugin: str, reg: Registry):
-        self.plugin, self.reg = plugin, reg
+    def __init__(self, plugin: str, reg: Registry, keep_going: bool = False):
+        self.plugin, self.reg, self.keep_going = plugin, reg, keep_going
         self.items: dict[str, dict[str, Any]] = {k: {} for k in KINDS}
+        self.errors: list[tuple[str, BaseException | None]] = []
+        self.hooks: list[str] = []  # the diffcore_* hooks pluggy found on the plugin object
+
+    def callback(self, hook: str) -> Callable[..., None]:  # the `register` handed to `hook`
+        method = getattr(self, _HOOKS[hook])
+        if not self.keep_going:
+            return method
+
+        def register(*args, **kwargs) -> None:
+            try:
+                method(*args, **kwargs)
+            except Exception as exc:  # the caller's line, as if the hook had raised it
+                self.errors.append((f"failed in {hook}: {_describe(exc, traceback.extract_stack())}", exc))
+
+        return register
 
     def _owner(self, kind: str, name: str) -> str | None:
         for p in self.reg.plugins.values():
@@ -240,9 +258,14 @@ def build_registry(candidates: Iterable[_Candidate] | None = None, *, strict: bo
     return reg
 
 
-def _load_all(reg: Registry, candidates: Iterable[_Candidate], strict: bool) -> None:
+def _manager() -> pluggy.PluginManager:
     pm = pluggy.PluginManager(PROJECT)
     pm.add_hookspecs(DiffcoreHookspecs)
+    return pm
+
+
+def _load_all(reg: Registry, candidates: Iterable[_Candidate], strict: bool) -> None:
+    pm = _manager()
     for cand in candidates:
         info = PluginInfo(cand.name, cand.package, cand.version)
         if cand.name in reg.plugins:
@@ -251,32 +274,38 @@ def _load_all(reg: Registry, candidates: Iterable[_Candidate], strict: bool) -> 
             _fail(info, None, strict)
             continue
         reg.plugins[cand.name] = info
-        try:
-            obj = cand.load()
-            pm.register(obj, name=cand.name)
-        except Exception as exc:  # an import error, a hook that does not match its spec...
-            info.status = f"failed to load: {_describe(exc)}"
-            _fail(info, exc, strict)
-            continue
-        unknown = sorted(c.name for c in pm.get_hookcallers(obj) or [] if not c.has_spec())
-        if unknown:  # most likely a typo in a hook's name, which pluggy would ignore silently
-            pm.unregister(obj)
-            info.status = f"failed to load: unknown hook(s) {', '.join(unknown)}; valid: {', '.join(_HOOKS)}"
-            _fail(info, None, strict)
-            continue
-        staging = _Staging(cand.name, reg)
-        try:
-            for hook, method in _HOOKS.items():
-                for impl in getattr(pm.hook, hook).get_hookimpls():
-                    if impl.plugin_name == cand.name:
-                        # Called directly, not through pm.hook, so a raise is this plugin's alone.
-                        impl.function(**{arg: getattr(staging, method) for arg in impl.argnames})
-        except Exception as exc:
-            pm.unregister(obj)
-            info.status = f"failed in {hook}: {_describe(exc)}"
-            _fail(info, exc, strict)
-            continue
-        _commit(reg, info, staging)
+        staging = _stage(pm, cand, _Staging(cand.name, reg))
+        if staging.errors:
+            info.status = staging.errors[0][0]
+            _fail(info, staging.errors[0][1], strict)
+        else:
+            _commit(reg, info, staging)
+
+
+def _stage(pm: pluggy.PluginManager, cand: _Candidate, staging: _Staging) -> _Staging:
+    """Load a plugin and call its hooks into ``staging``; nothing is committed. The loader
+    stops at the first failure; a dry run (``staging.keep_going``) records them all."""
+    try:
+        obj = cand.load()
+        pm.register(obj, name=cand.name)
+    except Exception as exc:  # an import error, a hook that does not match its spec...
+        staging.errors.append((f"failed to load: {_describe(exc)}", exc))
+        return staging
+    callers = pm.get_hookcallers(obj) or []
+    staging.hooks = sorted(c.name for c in callers)
+    unknown = sorted(c.name for c in callers if not c.has_spec())
+    if unknown:  # most likely a typo in a hook's name, which pluggy would ignore silently
+        staging.errors.append((f"failed to load: unknown hook(s) {', '.join(unknown)}; valid: {', '.join(_HOOKS)}", None))
+    for hook in _HOOKS:
+        for impl in getattr(pm.hook, hook).get_hookimpls():
+            if impl.plugin_name == cand.name and (staging.keep_going or not staging.errors):
+                try:  # called directly, not through pm.hook, so a raise is this plugin's alone
+                    impl.function(**{arg: staging.callback(hook) for arg in impl.argnames})
+                except Exception as exc:
+                    staging.errors.append((f"failed in {hook}: {_describe(exc)}", exc))
+    if staging.errors:
+        pm.unregister(obj)
+    return staging
 
 
 def _fail(info: PluginInfo, exc: BaseException | None, strict: bool) -> None:
@@ -297,9 +326,15 @@ def _commit(reg: Registry, info: PluginInfo, staging: _Staging) -> None:
 
 def release(reg: Registry) -> None:
     """Take a registry's plugin samplers and schedules out of the mathematics' tables."""
-    for name in reg._provided("samplers"):
+    for info in reg.plugins.values():
+        if info.ok:
+            _release(info)
+
+
+def _release(info: PluginInfo) -> None:
+    for name in info.provides["samplers"]:
         _sampling.unregister(name)
-    for name in reg._provided("schedules"):
+    for name in info.provides["schedules"]:
         _schedules.unregister(name)
 
 
@@ -340,3 +375,43 @@ def registered_plugin(obj: Any, name: str, *, package: str | None = None, versio
     finally:
         _EXTRA.remove(cand)
         reset_registry()
+
+
+@dataclass
+class DryRun:
+    """One plugin object as :func:`dry_run` loaded it."""
+
+    info: PluginInfo  # its status (the first failure, as ``diffcore plugins`` would show it) and what it provides
+    errors: list[str]  # every failure, in the loader's words
+    hooks: list[str]  # the diffcore_* hooks pluggy found on the object, misspelt ones included
+    items: dict[str, dict[str, Any]]  # what it registered, by kind and name (refused registrations left out)
+    registry: Registry  # the installed plugins with these items added
+
+
+@contextlib.contextmanager
+def dry_run(obj: Any, name: str) -> Iterator[DryRun]:
+    """Load one plugin object as the loader does, against the installed plugins, for the
+    conformance kit: it goes on past a failing hook or a refused ``register()`` call, so that
+    every failure is reported, and adds what did register, whatever failed, to a copy of the
+    installed registry and (while the block runs) its samplers and schedules to the
+    mathematics' tables. An installed plugin called ``name`` is left out for the block (the
+    object stands in for it). Nothing of it stays afterwards."""
+    installed = get_registry()
+    own = installed.plugins.get(name, PluginInfo(name))  # its provides are empty unless it loaded
+    reg = Registry({**installed.plugins, name: PluginInfo(name)},
+                   **{kind: {n: v for n, v in getattr(installed, kind).items() if n not in own.provides[kind]}
+                      for kind in ("recipes", "domains", "backbones")})
+    hidden = [_sampling.get(n) for n in own.provides["samplers"]], [(n, _schedules.factory(n)) for n in own.provides["schedules"]]
+    _release(own)
+    info = reg.plugins[name]
+    try:
+        staging = _stage(_manager(), _Candidate(name, lambda: obj), _Staging(name, reg, keep_going=True))
+        _commit(reg, info, staging)
+        info.status = staging.errors[0][0] if staging.errors else info.status
+        yield DryRun(info, [text for text, _ in staging.errors], staging.hooks, staging.items, reg)
+    finally:
+        _release(info)
+        for spec in hidden[0]:
+            _sampling.register(spec)
+        for n, factory in hidden[1]:
+            _schedules.register(n, factory)

@@ -3,9 +3,11 @@
 - :mod:`.targets`: exact targets, the Gaussian mixture with its exact denoiser under any
   schedule, and the energy distance (torch only);
 - :mod:`.conformance`: the plugin conformance checks (``check_plugin``, ``check_domain``,
-  ``check_backbone``, ``check_sampler``, ``check_schedule``, ``check_options_model``), which
-  load plugins through the platform's one loader. Imported on first use, so that
-  ``from diffcore.testing import GaussianMixture`` stays plain torch.
+  ``check_backbone``, ``check_sampler``, ``check_schedule``, ``check_options_model``), one
+  module per family (:mod:`.plugin`, :mod:`.domain`, :mod:`.backbone`, :mod:`.sampler`,
+  :mod:`.schedule`, :mod:`.options`, with :mod:`.report`); plugins are loaded through the
+  platform's one loader. Imported on first use, so that ``from diffcore.testing import
+  GaussianMixture`` stays plain torch.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The example third-party plugin (examples/diffcore-points) and the plugin conformance kit
-(diffcore/conformance.py, re-exported by diffcore.testing).
+(diffcore/testing/).
 
 - the example plugin passes the kit (in-process), and so do the three built-in plugins;
 - the kit reports every fault of deliberately broken plugins, each with what to fix;
@@ -305,7 +305,7 @@ def test_kit_reports_every_fault_of_a_broken_plugin(broken_module):
         "sampler misses the target": ("sampler 'broken-sampler'", "does not reproduce the target"),
         "sampler uses the global RNG": ("sampler 'broken-sampler'", "same generator seed differ"),
         "sampler skips callback": ("sampler 'broken-sampler'", "callback"),
-        "sampler name taken": ("sampler 'ddim' is already a diffcore built-in",),
+        "sampler name taken": ("failed in diffcore_register_samplers", "sampler 'ddim' is already registered by diffcore"),
         "schedule float32": ("schedule 'backwards'", "alpha(t) is torch.float32", "float64"),
         "schedule log-SNR rises": ("schedule 'backwards'", "log-SNR is not decreasing"),
         "recipe names a missing backbone": ("recipe 'broken-a'", "backbone 'nope'"),
