@@ -380,8 +380,3 @@ def to_yaml(cfg: RunConfig) -> str:
 def write_yaml(cfg: RunConfig, path: str | Path) -> None:
     Path(path).write_text(to_yaml(cfg), encoding="utf-8")
 
-
-if __name__ == "__main__":  # `python -m diffcore.config`, as before: the configuration reference
-    from diffcore.platform.reference import render_reference
-
-    print(render_reference(), end="")
