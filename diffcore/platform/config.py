@@ -20,7 +20,7 @@ layers below, which were meant for another schedule (its own options, if any, ap
 Every problem is reported as a :class:`~diffcore.errors.UserError` naming the key path and
 what is allowed; nothing is written before the whole config is valid.
 
-``python -m diffcore.config`` prints the configuration reference (docs/configuration.md).
+``python -m diffcore.platform.reference config`` prints the configuration reference (docs/configuration.md).
 """
 
 from __future__ import annotations
