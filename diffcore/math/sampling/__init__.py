@@ -7,7 +7,7 @@ Built in: "ddpm", "ddim", "euler", "heun", "dpm-solver++", "dpm-solver++3m", "eu
 the table). Plugins add more through the ``diffcore_register_samplers`` hook.
 """
 
-from . import ddim, ddpm, dpm_solver, dpm_solver_3m, langevin, ode, reverse_sde  # noqa: F401  (fill the table)
+from . import ddim, ddpm, deis, dpm_solver, dpm_solver_3m, ipndm, langevin, ode, reverse_sde, unipc  # noqa: F401  (fill the table)
 from ..denoiser import Denoiser, prior_scale
 from .ddim import ddim_invert, slerp
 from .grid import CLEAN, MIN_LOG_SNR, SPACINGS, grid, start_time, timesteps
