@@ -156,6 +156,21 @@ def _builtin_samplers() -> list[str]:
     return sampling.names()
 
 
+def _times(text: str | None) -> list[float] | None:
+    """``--times 0.999,0.8,0.1`` as floats (checked against the schedule by the plan)."""
+    if text is None:
+        return None
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        fail(f"--times {text!r}: expected comma-separated numbers, e.g. --times 0.999,0.8,0.5,0.2,0.02")
+
+
+def _notes(plan) -> None:
+    for note in plan.notes:
+        typer.echo(f"note: {note}", err=True)
+
+
 def _sampler_options(items: list[str], eta: float | None) -> dict[str, Any]:
     """``--option KEY=VALUE`` items (values parsed as YAML, like --set) and the ``--eta``
     shorthand, as the options of a sampling plan."""
@@ -247,6 +262,8 @@ def sample(
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Weights to use instead of RUN/ema.safetensors: a .safetensors file or a Lightning .ckpt (loaded without executing code)."),
     sampler: Optional[str] = typer.Option(None, "--sampler", help=f"{', '.join(_builtin_samplers())}, or a plugin's [default: the run's sampling.sampler]."),
     steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Sampling steps [default: sampling.steps]."),
+    spacing: Optional[str] = typer.Option(None, "--spacing", help="Where the steps go: linspace, trailing, leading, logsnr, karras [default: sampling.spacing, else the sampler's own]."),
+    times: Optional[str] = typer.Option(None, "--times", help="The model times themselves, comma-separated and decreasing, e.g. 0.999,0.8,0.5,0.2,0.02 (instead of --steps/--spacing)."),
     num: Optional[int] = typer.Option(None, "--num", "-n", min=1, help="Number of samples [default: sampling.num]."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Samples per batch [default: sampling.batch_size]."),
     seed: int = typer.Option(0, "--seed", help="Seed of the noise: the same seed gives the same samples."),
@@ -275,8 +292,9 @@ def sample(
         out = _fresh_dir(run / "samples")
     elif out.exists() and (not out.is_dir() or any(out.iterdir())):
         fail(f"--out {out} exists and is not an empty folder; choose a new one (nothing is overwritten)")
-    plan = cfgmod.sampling_plan(r.config, key="cli", sampler=sampler, steps=steps, guidance=guidance,
-                                options=_sampler_options(option, eta))
+    plan = cfgmod.sampling_plan(r.config, key="cli", sampler=sampler, steps=steps, spacing=spacing, times=_times(times),
+                                guidance=guidance, options=_sampler_options(option, eta))
+    _notes(plan)
     results = runs.sample(r, plan, num or r.config.sampling.num, batch_size=batch_size, seed=seed,
                           classes=class_ or None, options=options)
     out.mkdir(parents=True, exist_ok=True)
@@ -304,6 +322,7 @@ def evaluate(
     r = runs.load_run(run, checkpoint)
     plan = cfgmod.sampling_plan(r.config, key="cli", sampler=sampler, steps=steps, guidance=guidance,
                                 options=_sampler_options(option, None))
+    _notes(plan)
     metrics = runs.evaluate(r, plan, num, seed=seed)
     typer.echo(json.dumps(metrics, indent=2, sort_keys=True))
 

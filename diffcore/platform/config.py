@@ -112,7 +112,8 @@ class SamplingConfig(Section):
     clip_x0: float | None = Field(None, gt=0, description="Clamp predicted x0 to [-v, v] during sampling (e.g. 1.0 for images in [-1, 1]); null: no clamp.")
     batch_size: int = Field(64, ge=1, description="Samples generated per batch.")
     num: int = Field(16, ge=1, description="Samples `diffcore sample` writes when --num is not given.")
-    spacing: Literal[SPACINGS] | None = Field(None, description=f"Where the sampling steps go: linspace (from the noisiest step to the least noisy), trailing, leading (discrete schedules only), logsnr (evenly in log-SNR); null: the sampler's default ({_DEFAULT_SPACINGS}).")
+    spacing: Literal[SPACINGS] | None = Field(None, description=f"Where the sampling steps go: linspace (from the noisiest step to the least noisy), trailing, leading (discrete schedules only), logsnr (evenly in log-SNR), karras (EDM's rho = 7 noise levels); null: the sampler's default ({_DEFAULT_SPACINGS}).")
+    times: list[float] | None = Field(None, description="The model times themselves, strictly decreasing inside the schedule's range (e.g. `[0.999, 0.8, 0.5, 0.2, 0.02]`); they replace `steps` and `spacing`. null: use those.")
 
 
 class RunConfig(Section):
@@ -336,6 +337,7 @@ def sampling_plan(
     sampler: str | None = None,
     steps: int | None = None,
     spacing: str | None = None,
+    times: list[float] | None = None,
     options: dict[str, Any] | None = None,
     guidance: float | None = None,
     clip_x0: float | None = None,
@@ -357,15 +359,18 @@ def sampling_plan(
         raise UserError(f"{name('sampler')}: unknown sampler {chosen!r}; valid: {', '.join(valid)}" + _did_you_mean(chosen, valid))
     opts = {**(s.options if chosen == s.sampler else {}), **(options or {})}
     schedule = check_diffusion(cfg)
+    if times is None and steps is None and spacing is None:
+        times = s.times  # the config's own times, unless the command line asks for steps or a spacing
     try:
         return SamplingPlan.make(
-            schedule, chosen, s.steps if steps is None else steps, s.spacing if spacing is None else spacing, opts,
+            schedule, chosen, None if times is not None else s.steps if steps is None else steps,
+            None if times is not None else s.spacing if spacing is None else spacing, opts, times=times,
             prediction=cfg.diffusion.prediction, clip_x0=s.clip_x0 if clip_x0 is None else clip_x0,
             guidance=s.guidance if guidance is None else guidance,
         )
     except ValueError as e:
         msg = str(e)
-        field = "options" if "option" in msg else "spacing" if "spacing" in msg else "steps"
+        field = "options" if "option" in msg else "times" if msg.startswith("times") else "spacing" if "spacing" in msg else "steps"
         raise UserError(f"{name(field)}: {msg}") from None
 
 

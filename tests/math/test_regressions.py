@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import diffcore
-from diffcore import schedules
+from diffcore import sampling, schedules
 from diffcore.sampling import timesteps
 from diffcore.testing import GaussianMixture, energy_distance
 
@@ -57,7 +57,19 @@ def test_more_steps_than_the_schedule_has():
     with pytest.raises(ValueError, match="more than the 1000 steps"):
         diffcore.generate(lambda x, t: x, torch.randn(2, 2), "linear", sampler="ddpm", steps=1001)
     with pytest.raises(ValueError, match="more than the 996 steps .of 1000; its last 4 lie below log-SNR"):
-        diffcore.generate(lambda x, t: x, torch.randn(2, 2), "cosine", sampler="heun", steps=1000)
+        timesteps(schedules.get("cosine"), 1000)
+    with pytest.raises(ValueError, match="more than the 1000 steps"):
+        diffcore.generate(lambda x, t: x, torch.randn(2, 2), "cosine", sampler="heun", steps=1001)
+
+
+def test_every_step_of_the_schedule_is_honoured_with_a_note():
+    """Asking for the schedule's own T steps is never refused: on cosine, whose last 4 steps
+    lie below log-SNR -10.5, the plan runs the 996 usable ones and says so."""
+    plan = sampling.SamplingPlan.make("cosine", "ddpm", 1000)
+    assert plan.steps == 996 and len(plan.ts) == 997 and "996 usable steps" in plan.notes[0]
+    with pytest.warns(UserWarning, match="996 usable"):
+        diffcore.generate(lambda x, t: torch.zeros_like(x), torch.randn(2, 2), "cosine", sampler="ddim", steps=1000)
+    assert sampling.SamplingPlan.make("linear", "ddpm", 1000).notes == ()
 
 
 def test_unknown_spacing_and_leading_on_continuous():

@@ -137,3 +137,24 @@ def test_a_first_convention_function_still_registers():
             sampling.SamplingPlan.make("vp", "test-bare", 4, options={"scale": "big"})
     finally:
         sampling.unregister("test-bare")
+
+
+def test_custom_times_and_karras_spacing():
+    s = schedules.get("linear")
+    plan = sampling.SamplingPlan.make(s, "dpm-solver++", times=[0.999, 0.6, 0.2, 0.01])
+    assert plan.spacing == "custom" and plan.steps == 4 and plan.ts == (0.999, 0.6, 0.2, 0.01, sampling.CLEAN)
+    for bad, what in (([0.5, 0.7], "decrease strictly"), ([1.5, 0.2], "outside"), ([float("nan")], "outside"), ([], "at least one")):
+        with pytest.raises(ValueError, match=what):
+            sampling.SamplingPlan.make(s, "ddim", times=bad)
+    with pytest.raises(ValueError, match="not both"):
+        sampling.SamplingPlan.make(s, "ddim", 10, "logsnr", times=[0.9, 0.1])
+    # karras: EDM's rho = 7 levels, denser at low noise than log-SNR spacing
+    for name in ("linear", "vp", "ve", "flow"):
+        sch = schedules.get(name)
+        k, l = sampling.timesteps(sch, 12, "karras"), sampling.timesteps(sch, 12, "logsnr")
+        assert k[0] == l[0] and all(a > b for a, b in zip(k, k[1:]))
+        tau = [float((sch.sigma(torch.tensor(t, dtype=F64)) / sch.alpha(torch.tensor(t, dtype=F64)))) for t in k]
+        r = [v ** (1 / 7) for v in tau]
+        steps_r = [a - b for a, b in zip(r, r[1:])]
+        if not sch.discrete:  # evenly spaced in tau^(1/rho), as EDM's eq. 5
+            assert max(steps_r) - min(steps_r) < 1e-3 * (r[0] - r[-1]), name

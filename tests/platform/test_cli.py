@@ -176,6 +176,19 @@ def test_a_run_written_before_the_sampler_table_still_samples(tiny_run, tmp_path
     assert yaml.safe_load(cfg_file.read_text())["sampling"]["options"] == {"eta": 1.0}
 
 
+def test_spacing_times_and_notes_from_the_cli(tiny_run, tmp_path):
+    res = invoke("sample", "--run", str(tiny_run), "--num", "2", "--sampler", "ddim", "--times", "0.9,0.5,0.1", "--out", str(tmp_path / "t"))
+    assert res.exit_code == 0, res.output
+    res = invoke("sample", "--run", str(tiny_run), "--num", "2", "--steps", "4", "--spacing", "karras", "--out", str(tmp_path / "k"))
+    assert res.exit_code == 0, res.output
+    res = invoke("sample", "--run", str(tiny_run), "--times", "0.5,0.9")
+    assert res.exit_code == 2 and res.stderr.startswith("error: --times: times: must decrease strictly")
+    res = invoke("sample", "--run", str(tiny_run), "--times", "0.5,x")
+    assert res.exit_code == 2 and "expected comma-separated numbers" in res.stderr
+    res = invoke("sample", "--run", str(tiny_run), "--spacing", "uniform")
+    assert res.exit_code == 2 and res.stderr.startswith("error: --spacing: unknown spacing 'uniform'")
+
+
 def test_every_sampler_runs_from_the_cli(tiny_run, tmp_path):
     from diffcore import sampling
 

@@ -10,17 +10,40 @@ The clean end is ``None`` rather than t = 0 because t = 0 is not noise-free on e
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from ..schedules import Schedule
 
-SPACINGS = ("linspace", "trailing", "leading", "logsnr")
+SPACINGS = ("linspace", "trailing", "leading", "logsnr", "karras")
+KARRAS_RHO = 7.0  # EDM's rho (Karras et al. 2022, eq. 5)
 CLEAN = None  # the clean end of a grid: alpha = 1, sigma = 0
 
 
 def grid(schedule: Schedule, steps: int, spacing: str | None = None) -> list[float | None]:
     """The model times of :func:`timesteps`, then :data:`CLEAN`."""
     return timesteps(schedule, steps, spacing) + [CLEAN]
+
+
+def usable_steps(schedule: Schedule) -> int | None:
+    """How many steps of a discrete schedule sampling can use (T, less cosine's clipped tail
+    below ``MIN_LOG_SNR``); None for a continuous schedule."""
+    return round(start_time(schedule) * schedule.num_steps) if schedule.discrete else None
+
+
+def check_times(schedule: Schedule, times) -> list[float]:
+    """User-given model times (``spacing="custom"``): finite, strictly decreasing, inside the
+    schedule's [t_min, t_max]; ValueError naming the first bad one."""
+    ts = [float(t) for t in times]
+    if not ts:
+        raise ValueError("times: give at least one time")
+    for i, t in enumerate(ts):
+        if not math.isfinite(t) or not schedule.t_min <= t <= schedule.t_max:
+            raise ValueError(f"times: {t!r} (#{i + 1}) is outside the {schedule.name!r} schedule's [{schedule.t_min:g}, {schedule.t_max:g}]")
+        if i and t >= ts[i - 1]:
+            raise ValueError(f"times: must decrease strictly, but #{i + 1} ({t:g}) follows {ts[i - 1]:g}")
+    return ts
 
 
 def timesteps(schedule: Schedule, steps: int, spacing: str | None = None) -> list[float]:
@@ -36,9 +59,13 @@ def timesteps(schedule: Schedule, steps: int, spacing: str | None = None) -> lis
       ``leading``: i = 1 + k floor(T / N), DDIM's code with diffusers' steps_offset = 1
         (starts below T when N does not divide T);
       ``logsnr``: steps nearest to N log-SNR values evenly spaced between step T and step 1
-        (the spacing DPM-Solver recommends for small data, Lu et al. 2022).
+        (the spacing DPM-Solver recommends for small data, Lu et al. 2022; k-diffusion's
+        "exponential" sigmas);
+      ``karras``: steps nearest to EDM's noise levels (Karras et al. 2022, eq. 5) in
+        tau = sigma / alpha: tau_k = (tau_max^(1/rho) + k / (N - 1) (tau_min^(1/rho) -
+        tau_max^(1/rho)))^rho, rho = 7, between step T and step 1.
     Continuous schedules: N times from t_max to t_min, evenly spaced in t (``linspace``,
-    ``trailing``) or in log-SNR (``logsnr``).
+    ``trailing``), in log-SNR (``logsnr``) or at EDM's levels (``karras``).
     The noisiest time is :func:`start_time`: T (t_max) unless the schedule goes below
     log-SNR -10.5 there (cosine's clipped last steps), see ``MIN_LOG_SNR``."""
     if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
@@ -62,14 +89,14 @@ def timesteps(schedule: Schedule, steps: int, spacing: str | None = None) -> lis
         elif spacing == "linspace":
             idx = [round(top - k * (top - 1) / (steps - 1)) for k in range(steps)]
         else:
-            idx = _unique_descending([round(t * T) for t in _logsnr_times(schedule, hi, lo, steps)], top)
+            idx = _unique_descending([round(t * T) for t in _lambda_times(schedule, hi, lo, steps, spacing)], top)
         return [i / T for i in idx]
     if steps == 1:
         return [hi]
     if spacing == "leading":
         raise ValueError("spacing 'leading' applies to discrete schedules only; use 'linspace' or 'logsnr'")
-    if spacing == "logsnr":
-        return _logsnr_times(schedule, hi, lo, steps)
+    if spacing in ("logsnr", "karras"):
+        return _lambda_times(schedule, hi, lo, steps, spacing)
     return [hi + (lo - hi) * k / (steps - 1) for k in range(steps)]
 
 
@@ -99,13 +126,18 @@ def start_time(schedule: Schedule) -> float:
     return a
 
 
-def _logsnr_times(schedule: Schedule, hi: float, lo: float, steps: int) -> list[float]:
-    """Times at log-SNR values evenly spaced between t = hi and t = lo (bisection on the
-    monotone log-SNR)."""
+def _lambda_times(schedule: Schedule, hi: float, lo: float, steps: int, spacing: str) -> list[float]:
+    """Times at log-SNR values between t = hi and t = lo, evenly spaced (``logsnr``) or at
+    EDM's levels (``karras``), found by interpolation on the monotone log-SNR."""
     lam_hi, lam_lo = (float(schedule.log_snr(torch.tensor(v, dtype=torch.float64))) for v in (hi, lo))
     grid = torch.linspace(0, 1, 4097, dtype=torch.float64) * (hi - lo) + lo
     lam = schedule.log_snr(grid)  # decreasing in t
-    targets = torch.linspace(lam_hi, lam_lo, steps, dtype=torch.float64)
+    if spacing == "karras":  # tau = sigma / alpha = exp(-lambda / 2)
+        r_hi, r_lo = math.exp(-lam_hi / 2) ** (1 / KARRAS_RHO), math.exp(-lam_lo / 2) ** (1 / KARRAS_RHO)
+        taus = (r_hi + torch.linspace(0, 1, steps, dtype=torch.float64) * (r_lo - r_hi)) ** KARRAS_RHO
+        targets = -2 * torch.log(taus)
+    else:
+        targets = torch.linspace(lam_hi, lam_lo, steps, dtype=torch.float64)
     pos = torch.searchsorted(-lam, -targets).clamp(1, len(grid) - 1)
     l0, l1 = lam[pos - 1], lam[pos]
     w = ((l0 - targets) / (l0 - l1)).clamp(0, 1)

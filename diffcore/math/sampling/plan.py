@@ -9,7 +9,8 @@ the run config resolve into the same plan (``diffcore.platform.config.sampling_p
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +20,7 @@ from .. import schedules as _schedules
 from ..denoiser import Denoiser, prior_scale
 from ..forward import check_prediction
 from ..schedules import Schedule
-from .grid import grid, start_time
+from .grid import CLEAN, MIN_LOG_SNR, check_times, grid, usable_steps
 from .table import get
 
 DEFAULT_STEPS = 50
@@ -42,6 +43,7 @@ class SamplingPlan:
     clip_x0: float | None = None
     guidance: float = 1.0
     nfe: int | None = field(default=None, compare=False)  # model evaluations, where the sampler declares them
+    notes: tuple[str, ...] = field(default=(), compare=False)  # what was adjusted, one line each, for the user
 
     @classmethod
     def make(
@@ -52,25 +54,43 @@ class SamplingPlan:
         spacing: str | None = None,
         options: Mapping[str, Any] | None = None,
         *,
+        times: Sequence[float] | None = None,
         prediction: str = "eps",
         clip_x0: float | None = None,
         guidance: float = 1.0,
     ) -> "SamplingPlan":
-        """Resolve and check a plan; raises ValueError naming what is wrong."""
+        """Resolve and check a plan; raises ValueError naming what is wrong. ``times`` gives
+        the model times themselves (``spacing="custom"``; ``steps`` is then their count).
+        Asking for every step of a discrete schedule whose noisiest steps are skipped (cosine:
+        996 of 1000 lie above log-SNR -10.5) runs the usable ones, with a note."""
         schedule = _schedules.get(schedule)
         spec = get(sampler)
-        if steps is None:
-            discrete_ddpm = sampler == "ddpm" and schedule.discrete
-            steps = round(start_time(schedule) * schedule.num_steps) if discrete_ddpm else DEFAULT_STEPS
-        spacing = spacing or spec.default_spacing
         opts = spec.check_options(options)
-        ts = tuple(grid(schedule, steps, spacing))
+        notes: list[str] = []
+        if times is not None:
+            if spacing not in (None, "custom") or (steps is not None and steps != len(times)):
+                raise ValueError("times: give either times or steps/spacing, not both")
+            ts = tuple(check_times(schedule, times)) + (CLEAN,)
+            steps, spacing = len(ts) - 1, "custom"
+        else:
+            usable = usable_steps(schedule)
+            if steps is None:
+                steps = usable if (sampler == "ddpm" and usable is not None) else DEFAULT_STEPS
+            if usable is not None and isinstance(steps, int) and steps > schedule.num_steps:
+                raise ValueError(f"steps={steps} is more than the {schedule.num_steps} steps of the {schedule.name!r} schedule; "
+                                 f"use steps <= {schedule.num_steps}")
+            if usable is not None and isinstance(steps, int) and usable < steps <= schedule.num_steps:
+                notes.append(f"steps={steps}: the {schedule.name!r} schedule's last {schedule.num_steps - usable} steps lie below "
+                             f"log-SNR {MIN_LOG_SNR} and are skipped; running its {usable} usable steps")
+                steps = usable
+            spacing = spacing or spec.default_spacing
+            ts = tuple(grid(schedule, steps, spacing))
         if clip_x0 is not None and not clip_x0 > 0:
             raise ValueError(f"clip_x0 must be > 0 (or None), got {clip_x0!r}")
         if guidance < 0:
             raise ValueError(f"guidance must be >= 0, got {guidance!r}")
         return cls(schedule, sampler, steps, spacing, opts, ts, check_prediction(prediction), clip_x0, float(guidance),
-                   spec.evaluations(steps, opts))
+                   spec.evaluations(steps, opts), tuple(notes))
 
     def run(
         self,
@@ -117,4 +137,6 @@ def generate(
         plan = schedule
     else:
         plan = SamplingPlan.make(schedule, sampler, steps, spacing, options, prediction=prediction, clip_x0=clip_x0)
+        for note in plan.notes:
+            warnings.warn(note, stacklevel=2)
     return plan.run(model, noise, generator=generator, callback=callback, noise_fn=noise_fn)
