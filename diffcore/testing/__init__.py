@@ -1,7 +1,9 @@
 """The kit, for tests, benchmarks and plugin authors. Nothing in the library imports it.
 
-- :mod:`.targets`: exact targets, the Gaussian mixture with its exact denoiser under any
-  schedule, and the energy distance (torch only);
+- :mod:`.targets`: exact targets, Gaussian mixtures (isotropic or diagonal) and products of
+  1-D mixtures with their exact denoisers under any schedule, and the energy distance (torch only);
+- :mod:`.suite`: a dozen exact targets split into a tuning and a held-out half, and the z-score
+  of a sample set against the true-vs-true spread (torch only);
 - :mod:`.conformance`: the plugin conformance checks (``check_plugin``, ``check_domain``,
   ``check_backbone``, ``check_sampler``, ``check_schedule``, ``check_options_model``), one
   module per family (:mod:`.plugin`, :mod:`.domain`, :mod:`.backbone`, :mod:`.sampler`,
@@ -12,14 +14,15 @@
 
 from __future__ import annotations
 
-from .targets import GaussianMixture, energy_distance
+from . import suite
+from .targets import GaussianMixture, ProductMixture, energy_distance
 
 _KIT = (
     "ConformanceError", "Report", "check_backbone", "check_domain", "check_options_model", "check_plugin",
     "check_sampler", "check_schedule",
 )
 
-__all__ = ["GaussianMixture", "energy_distance", *_KIT]
+__all__ = ["GaussianMixture", "ProductMixture", "energy_distance", "suite", *_KIT]
 
 
 def __getattr__(name: str):
