@@ -102,7 +102,7 @@ class TrainingConfig(Section):
 class SamplingConfig(Section):
     """Defaults of `diffcore sample` / `evaluate` and of training previews."""
 
-    sampler: str = Field("ddim", description=f"Sampler: {', '.join(_sampling.names())}, or one a plugin registers (docs/samplers.md lists them with their options).")
+    sampler: str = Field("ddim", description=f"Sampler: {', '.join(_sampling.names())}, or one a plugin registers (docs/samplers.md lists them with their options); `auto`: the recommended sampler and spacing for the schedule's family and `steps` model evaluations (measured on exact targets, docs/benchmarks.md).")
     steps: int = Field(50, ge=1, description="Number of sampling steps: the model times, from the noise end to the data end.")
     options: dict[str, Any] = Field(
         default_factory=dict,
@@ -354,7 +354,7 @@ def sampling_plan(
 
     s = cfg.sampling
     chosen = sampler or s.sampler
-    valid = _sampling.names()
+    valid = [_sampling.AUTO, *_sampling.names()]
     if chosen not in valid:
         raise UserError(f"{name('sampler')}: unknown sampler {chosen!r}; valid: {', '.join(valid)}" + _did_you_mean(chosen, valid))
     opts = {**(s.options if chosen == s.sampler else {}), **(options or {})}

@@ -12,10 +12,11 @@ from ..denoiser import Denoiser, prior_scale
 from .ddim import ddim_invert, slerp
 from .grid import CLEAN, MIN_LOG_SNR, SPACINGS, grid, start_time, timesteps
 from .plan import DEFAULT_STEPS, SamplingPlan, generate
+from .recommend import AUTO, family, recommend
 from .table import Option, SamplerSpec, from_function, get, names, noise_source, register, sampler, specs, unregister
 
 __all__ = [
-    "CLEAN", "DEFAULT_STEPS", "Denoiser", "MIN_LOG_SNR", "Option", "SPACINGS", "SamplerSpec", "SamplingPlan", "ddim_invert",
-    "from_function", "generate", "get", "grid", "names", "noise_source", "prior_scale", "register", "sampler", "slerp",
+    "AUTO", "CLEAN", "DEFAULT_STEPS", "Denoiser", "MIN_LOG_SNR", "Option", "SPACINGS", "SamplerSpec", "SamplingPlan", "ddim_invert", "family",
+    "from_function", "generate", "get", "grid", "names", "noise_source", "prior_scale", "recommend", "register", "sampler", "slerp",
     "specs", "start_time", "timesteps", "unregister",
 ]

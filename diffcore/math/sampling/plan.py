@@ -21,6 +21,7 @@ from ..denoiser import Denoiser, prior_scale
 from ..forward import check_prediction
 from ..schedules import Schedule
 from .grid import CLEAN, MIN_LOG_SNR, check_times, grid, usable_steps
+from .recommend import AUTO, recommend
 from .table import get
 
 DEFAULT_STEPS = 50
@@ -64,9 +65,14 @@ class SamplingPlan:
         Asking for every step of a discrete schedule whose noisiest steps are skipped (cosine:
         996 of 1000 lie above log-SNR -10.5) runs the usable ones, with a note."""
         schedule = _schedules.get(schedule)
+        notes: list[str] = []
+        if sampler == AUTO:
+            if times is not None or spacing is not None or options:
+                raise ValueError("sampler 'auto' chooses the sampler and its spacing from the step budget; give a sampler to set times, a spacing or options")
+            sampler, spacing, steps = recommend(schedule, steps if steps is not None else DEFAULT_STEPS)
+            notes.append(f"sampler 'auto': {sampler} with {spacing} spacing, {steps} steps (docs/samplers.md)")
         spec = get(sampler)
         opts = spec.check_options(options)
-        notes: list[str] = []
         if times is not None:
             if spacing not in (None, "custom") or (steps is not None and steps != len(times)):
                 raise ValueError("times: give either times or steps/spacing, not both")

@@ -1,0 +1,123 @@
+"""Samplers at 4-50 model evaluations on the exact target suite: choose diffcore's recommended
+sampler per (schedule family, NFE) on the *tuning* targets, then report it against diffusers'
+schedulers on the *held-out* targets.
+
+    python benchmarks/frontier.py tune                    # writes diffcore/math/sampling/recommended.py
+    python benchmarks/frontier.py report --out docs/benchmarks.md   # the held-out tables
+
+Method. Every sampler is fed the exact predictor of a suite target (diffcore.testing.suite), so
+what is measured is the sampler's own error, as z = (energy distance to a fresh target sample -
+mean null distance) / std of the null distances at the same n (z <= ~2: indistinguishable from
+the target). The tuning step tries every deterministic sampler of the table with every spacing
+that applies, at each NFE budget, and keeps the lowest mean z over the tuning targets and seeds.
+The report runs the recommended choice and diffusers' schedulers (each at the spacing that is best
+for it on the held-out targets themselves, an advantage given to the peer) on the held-out targets.
+diffusers' 0-based step k is our step k + 1 (t = (k + 1) / T); they run on our float64
+alphas_cumprod so that both sides integrate the same path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+import diffcore
+from diffcore import sampling, schedules
+from diffcore.math.sampling.grid import usable_steps
+from diffcore.sampling import SPACINGS
+from diffcore.testing import suite
+
+F64 = torch.float64
+ROOT = Path(__file__).resolve().parents[1]
+RECOMMENDED = ROOT / "diffcore" / "math" / "sampling" / "recommended.py"
+NFES = (4, 5, 6, 8, 10, 15, 20, 50)
+FAMILIES = {"vp": ("linear", "cosine"), "flow": ("flow",)}  # the schedules each family is tuned on
+N = 2000
+
+
+def candidates(schedule) -> list[tuple[str, str]]:
+    """(sampler, spacing) pairs worth trying: deterministic samplers of the table (stochastic
+    ones need hundreds of evaluations), every spacing that applies to the schedule."""
+    out = []
+    for spec in sampling.specs():
+        if spec.stochastic or spec.nfe is None:
+            continue
+        for sp in SPACINGS:
+            if sp == "leading" and not schedule.discrete:
+                continue
+            out.append((spec.name, sp))
+    return out
+
+
+def steps_for(sampler: str, nfe: int, schedule) -> int | None:
+    """The most steps whose declared evaluations fit in ``nfe`` (None: not even one)."""
+    spec = sampling.get(sampler)
+    usable = usable_steps(schedule) or 10**9
+    fits = [n for n in range(1, min(nfe, usable) + 1) if spec.evaluations(n) <= nfe]
+    return fits[-1] if fits else None
+
+
+def z_ours(target_name, schedule, sampler, spacing, nfe, seed) -> float:
+    target = suite.get(target_name)
+    steps = steps_for(sampler, nfe, schedule)
+    if steps is None:
+        return math.inf
+    noise = torch.randn(N, target.dim, generator=torch.Generator().manual_seed(seed), dtype=F64)
+    try:
+        x = diffcore.generate(target.predictor(schedule), noise, schedule, sampler=sampler, steps=steps, spacing=spacing)
+    except ValueError:
+        return math.inf
+    if not torch.isfinite(x).all():
+        return math.inf
+    return float(suite.z_score(x, target, N, seed))
+
+
+def tune(args) -> None:
+    t0 = time.time()
+    table: dict[str, dict[int, tuple[str, str, float]]] = {}
+    for fam, names in FAMILIES.items():
+        scheds = [schedules.get(n) for n in names]
+        table[fam] = {}
+        for nfe in NFES:
+            best = None
+            for sampler, spacing in candidates(scheds[0]):
+                if spacing == "leading" and not all(s.discrete for s in scheds):
+                    continue
+                zs = [z_ours(t, s, sampler, spacing, nfe, seed) for s in scheds for t in suite.TUNING for seed in args.seeds]
+                z = statistics.fmean(zs) if all(math.isfinite(v) for v in zs) else math.inf
+                if best is None or z < best[2]:
+                    best = (sampler, spacing, z)
+            table[fam][nfe] = best
+            print(f"{fam:5s} nfe {nfe:3d}: {best[0]} / {best[1]}  mean z {best[2]:.2f}  ({time.time() - t0:.0f} s)", flush=True)
+    lines = [
+        '"""Recommended sampler and spacing per (schedule family, NFE budget), chosen on the tuning',
+        "half of the exact target suite (diffcore.testing.suite.TUNING) by benchmarks/frontier.py tune;",
+        'generated, do not edit: rerun the script. Reported on the held-out half in docs/benchmarks.md."""',
+        "",
+        "# family -> [(nfe, sampler, spacing, mean z on the tuning targets)], nfe ascending",
+        "RECOMMENDED = {",
+    ]
+    for fam, rows in table.items():
+        lines.append(f"    {fam!r}: [")
+        for nfe, (sampler, spacing, z) in sorted(rows.items()):
+            lines.append(f"        ({nfe}, {sampler!r}, {spacing!r}, {round(z, 2)}),")
+        lines.append("    ],")
+    lines.append("}")
+    RECOMMENDED.write_text("\n".join(lines) + "\n")
+    print(f"wrote {RECOMMENDED} in {time.time() - t0:.0f} s")
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("what", choices=["tune"])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    a = p.parse_args()
+    torch.set_num_threads(1)
+    {"tune": tune}[a.what](a)
+    sys.exit(0)

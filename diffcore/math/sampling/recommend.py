@@ -1,0 +1,45 @@
+"""The recommended sampler for a step budget: ``sampler="auto"``.
+
+Which sampler and spacing work best at a given number of model evaluations depends on the
+path (its family) and the budget, not on the model: it is measured on exact targets, where the
+sampler's own error is all there is. The choice is data, not code: ``recommended.py`` is written
+by ``benchmarks/frontier.py tune`` from the tuning half of the target suite
+(diffcore.testing.suite) and reported on the held-out half in docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..schedules import Schedule
+from .recommended import RECOMMENDED
+from .table import get
+
+AUTO = "auto"
+FALLBACK = ("dpm-solver++", "logsnr")  # a family the table has no rows for (e.g. VE)
+
+
+def family(schedule: Schedule) -> str:
+    """'vp' (alpha^2 + sigma^2 = 1: linear, cosine, vp), 'flow' (alpha + sigma = 1), 've'
+    (alpha = 1), or 'other', read off the path itself (so a plugin's schedule has one too)."""
+    t = torch.tensor([0.2, 0.5, 0.8], dtype=torch.float64)
+    a, s = schedule.alpha(t), schedule.sigma(t)
+    one = torch.ones_like(a)
+    for name, value in (("ve", a), ("flow", a + s), ("vp", a**2 + s**2)):
+        if torch.allclose(value, one, atol=1e-9):
+            return name
+    return "other"
+
+
+def recommend(schedule: Schedule, nfe: int) -> tuple[str, str, int]:
+    """(sampler, spacing, steps) for a budget of ``nfe`` model evaluations: the row of the
+    largest budget that fits (the smallest row if none does), and as many steps of that
+    sampler as the budget pays for."""
+    if not isinstance(nfe, int) or isinstance(nfe, bool) or nfe < 1:
+        raise ValueError(f"steps must be an integer >= 1, got {nfe!r}")
+    rows = RECOMMENDED.get(family(schedule), [])
+    fitting = [r for r in rows if r[0] <= nfe] or rows[:1]
+    sampler, spacing = (fitting[-1][1], fitting[-1][2]) if fitting else FALLBACK
+    spec = get(sampler)
+    steps = max([n for n in range(1, nfe + 1) if (spec.evaluations(n) or n) <= nfe] or [1])
+    return sampler, spacing, steps
