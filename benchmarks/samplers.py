@@ -50,7 +50,7 @@ def our_steps(sampler: str, nfe: int, schedule) -> tuple[int, dict]:
     """(steps, options) that spend at most ``nfe`` model evaluations.
     heun: N steps cost 2N - 1 (the last step is Euler); pc: one corrector step per step, so
     2 per step; langevin: levels x steps_each + 1 (final denoising), 5 steps per level as in
-    tests/test_samplers.py (fewer when the budget has room for one level only); every other
+    tests/math/test_samplers.py (fewer when the budget has room for one level only); every other
     sampler: one per step. Discrete schedules cap steps at the schedule's usable steps
     (cosine: 996 of 1000, see diffcore.sampling.start_time)."""
     top = round(start_time(schedule) * schedule.num_steps) if schedule.discrete else 10**9
@@ -318,7 +318,7 @@ def report(args, budgets, null, res, seeds10, spacing, ovh, img_rel, elapsed):
         "is marked **diverged**, with the distance when it is finite.",
         "",
         "diffusers' schedulers (diffusers " + _diffusers_version() + ") are driven by the same predictor: their 0-based step "
-        "k is our step k + 1 (t = (k + 1) / T), the same mapping as `tests/test_samplers.py`. They use their defaults "
+        "k is our step k + 1 (t = (k + 1) / T), the same mapping as `tests/math/test_samplers.py`. They use their defaults "
         "except `clip_sample=False` (the target lies partly outside [-1, 1]): DDPMScheduler and DDIMScheduler "
         "`timestep_spacing=\"leading\"` (steps k T/N, starting at T - T/N, not at T), DDIM eta = 0; "
         "DPMSolverMultistepScheduler `algorithm_type=\"dpmsolver++\"`, `solver_type=\"midpoint\"`, "
@@ -436,7 +436,7 @@ def verdict(res, seeds10, spacing, null, ovh, budgets):
              + ", ".join(s for s in OURS if not any(x.split("/")[1].split(" at ")[0] == s for x in ours_div))
              + f" stay finite and on scale at every budget ({budgets[0]} to {budgets[-1]} NFE) on both schedules "
              "(float64 here; the ODE samplers are also checked "
-             "in float32 on cosine by tests/test_regressions.py and tests/test_samplers_extra.py)."
+             "in float32 on cosine by tests/math/test_regressions.py and tests/math/test_dpm_solver_3m.py)."
              + (f" diffusers: {', '.join(theirs_div)}." if theirs_div else " No diffusers run diverged."))
     if ovh:
         worst = max(ovh, key=lambda k: ovh[k]["ratio"])
@@ -465,7 +465,7 @@ def verdict(res, seeds10, spacing, null, ovh, budgets):
              + ", ".join(f"{best_sp[sc][1]} with `{best_sp[sc][2]}` on {sc} (mean {statistics.fmean(spacing[best_sp[sc]]):.4f}, "
                          f"{n_in(spacing[best_sp[sc]])}/{S} within)" for sc in SCHEDULES)
              + ". A third-order multistep solver does: `dpm-solver++3m` (DPM-Solver++(3M), Lu et al. 2022; "
-             "`diffcore/sampling/dpm_solver_3m.py`) with its default log-SNR spacing. Other spacings hurt it: "
+             "`diffcore/math/sampling/dpm_solver_3m.py`) with its default log-SNR spacing. Other spacings hurt it: "
              "`linspace` and `leading` end on one step from step ~100 to step 1 (log-SNR +2 to +9).")
     L.append("- *Choices inside dpm-solver++3m*, tried on this target while writing it (mean of 8 seeds, n = 2000, "
              "\"linear\"): it is the authors' and diffusers' third-order update, whose second-difference term D2 is "
@@ -480,7 +480,7 @@ def verdict(res, seeds10, spacing, null, ovh, budgets):
              + ", ".join(f"{excess[sc]:+.4f} on {sc}" for sc in SCHEDULES)
              + f" (standard error of a {S}-seed null mean: {nsd / math.sqrt(S):.4f}): small against the noise of one "
              "n = 2000 comparison; it would show at larger n.")
-    L.append("- *Overhead, what changed.* Before `Denoiser.prefetch` (diffcore/sampling/base.py), the schedule's "
+    L.append("- *Overhead, what changed.* Before `Denoiser.prefetch` (diffcore/math/sampling/grid.py), the schedule's "
              "four coefficients (alpha, sigma and their derivatives) were computed one time at a time on first use, some "
              "60 small tensor operations per time; generate() now computes them for all its times in one vectorised "
              "pass. Measured back to back on this machine (model timed inside the run, median of 12): ddim 1.250 -> 1.060, "
@@ -495,11 +495,11 @@ def verdict(res, seeds10, spacing, null, ovh, budgets):
                  "`linspace(0, 999, 1001)`), the repeated step has h = 0 and the multistep ratio r = h_prev / h "
                  "divides by it; this happens with its float32 defaults too, not only with our alphas_cumprod. "
                  "(The same duplicate was fixed once, huggingface/diffusers#2969, 2023.) Our `timesteps()` "
-                 "makes the steps strictly decreasing (tests/test_regressions.py).")
+                 "makes the steps strictly decreasing (tests/math/test_regressions.py).")
     L.append("- *Below 10 NFE* third-order extrapolation over steps of 3-5 in log-SNR overshoots: at 5-8 NFE "
              "`dpm-solver++` (2M) is the better choice, as the NFE tables show.")
     L.append("- *euler and ddim (eta = 0) give identical numbers*: Euler's step on the probability-flow ODE in "
-             "(x / alpha, sigma / alpha) is DDIM's update (diffcore/sampling/ode.py).")
+             "(x / alpha, sigma / alpha) is DDIM's update (diffcore/math/sampling/ode.py).")
     L.append("- *Stochastic samplers* (ddpm, euler-maruyama, pc, langevin) need hundreds of evaluations; they are "
              "not meant for 10-NFE sampling (langevin at 10 NFE is one noise level).")
     lang = [(sc, b, d) for (sc, s), row in res.items() if s == "langevin" for b, _, d, div in row if div]

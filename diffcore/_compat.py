@@ -35,6 +35,10 @@ MOVED = {
 }
 
 
+# `python -m OLD` runs these modules (what the old module did when run as a script).
+RUN_AS = {"diffcore.config": "diffcore.platform.reference"}  # prints the configuration reference
+
+
 def new_name(name: str) -> str | None:
     """Where the module once called ``name`` lives now (None: it did not move)."""
     if name in MOVED:
@@ -63,7 +67,7 @@ class _AliasFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         module.__spec__ = self._real_spec
 
     def get_code(self, fullname):  # `python -m diffcore.cli` (and the processes DDP re-launches)
-        spec = importlib.util.find_spec(new_name(fullname))
+        spec = importlib.util.find_spec(RUN_AS.get(fullname) or new_name(fullname))
         return spec.loader.get_code(spec.name)
 
 

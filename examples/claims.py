@@ -86,7 +86,7 @@ def _evaluate(run, sampler: str, steps: int, num: int, seed: int = 0) -> dict:
 
 
 def claim_ddim_steps(args) -> None:
-    from diffcore.sampling.base import start_time
+    from diffcore.sampling import start_time
 
     run = runs.load_run(args.run[0])
     sched = run.schedule()

@@ -45,6 +45,9 @@ def bcast(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return v.reshape(v.shape + (1,) * (like.ndim - v.ndim))
 
 
+_bcast = bcast  # its name before it was public
+
+
 def coefficients(schedule: Schedule, t: torch.Tensor, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(alpha_t, sigma_t) cast and broadcast to ``like``."""
     t = t.detach().cpu()

@@ -153,7 +153,7 @@ def train(
 def _builtin_samplers() -> list[str]:
     from diffcore.math import sampling
 
-    return sampling.names()
+    return [spec.name for spec in sampling.specs() if spec.owner is None]
 
 
 def _times(text: str | None) -> list[float] | None:

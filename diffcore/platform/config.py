@@ -46,7 +46,8 @@ from diffcore.math.sampling import SPACINGS, SamplingPlan
 def _default_spacings() -> str:
     by: dict[str, list[str]] = {}
     for spec in _sampling.specs():
-        by.setdefault(spec.default_spacing, []).append(spec.name)
+        if spec.owner is None:  # the built-in ones: the text must not depend on which plugins loaded first
+            by.setdefault(spec.default_spacing, []).append(spec.name)
     return "; ".join(f"{sp} for {', '.join(n)}" for sp, n in sorted(by.items(), key=lambda kv: kv[0] != "logsnr"))
 
 
@@ -102,7 +103,7 @@ class TrainingConfig(Section):
 class SamplingConfig(Section):
     """Defaults of `diffcore sample` / `evaluate` and of training previews."""
 
-    sampler: str = Field("ddim", description=f"Sampler: {', '.join(_sampling.names())}, or one a plugin registers (docs/samplers.md lists them with their options); `auto`: the recommended sampler and spacing for the schedule's family and `steps` model evaluations (measured on exact targets, docs/benchmarks.md).")
+    sampler: str = Field("ddim", description=f"Sampler: {', '.join(sp.name for sp in _sampling.specs() if sp.owner is None)}, or one a plugin registers (docs/samplers.md lists them with their options); `auto`: the recommended sampler and spacing for the schedule's family and `steps` model evaluations (measured on exact targets, docs/benchmarks.md).")
     steps: int = Field(50, ge=1, description="Number of sampling steps: the model times, from the noise end to the data end.")
     options: dict[str, Any] = Field(
         default_factory=dict,

@@ -286,8 +286,25 @@ def sample(
     return results
 
 
-def sample_fn(run: Run, plan: SamplingPlan, generator: torch.Generator | None = None) -> Callable[[Batch], torch.Tensor]:
-    """A function from a sampling batch to generated ``x`` (what ``Domain.evaluate`` takes)."""
+def _plan(run: Run, plan: SamplingPlan | None, overrides: dict[str, Any]) -> SamplingPlan:
+    """``plan``, or (the first API, before plans) the run's plan with keyword overrides such as
+    ``sampler=``, ``steps=``, ``spacing=``, ``guidance=``, ``eta=``."""
+    from .config import sampling_plan
+
+    if plan is not None and overrides:
+        raise TypeError(f"give a plan or keyword overrides ({', '.join(overrides)}), not both")
+    if plan is not None:
+        return plan
+    eta = overrides.pop("eta", None)
+    if eta is not None:
+        overrides["options"] = {**overrides.get("options", {}), "eta": eta}
+    return sampling_plan(run.config, key="cli", **{k: v for k, v in overrides.items() if v is not None})
+
+
+def sample_fn(run: Run, plan: SamplingPlan | None = None, generator: torch.Generator | None = None, **overrides) -> Callable[[Batch], torch.Tensor]:
+    """A function from a sampling batch to generated ``x`` (what ``Domain.evaluate`` takes),
+    sampling as ``plan`` says (default: the run's own plan, with keyword ``overrides``)."""
+    plan = _plan(run, plan, overrides)
 
     def fn(batch: Batch) -> torch.Tensor:
         with torch.no_grad():
@@ -296,9 +313,10 @@ def sample_fn(run: Run, plan: SamplingPlan, generator: torch.Generator | None = 
     return fn
 
 
-def evaluate(run: Run, plan: SamplingPlan, num: int, *, seed: int = 0) -> dict[str, Any]:
+def evaluate(run: Run, plan: SamplingPlan | None = None, num: int = 512, *, seed: int = 0, **overrides) -> dict[str, Any]:
     """The domain's metrics for this run, merged into ``RUN/metrics.json`` (earlier keys that
     this evaluation does not recompute are kept)."""
+    plan = _plan(run, plan, overrides)
     torch.manual_seed(seed)  # a domain may draw from the global RNG (e.g. which classes)
     gen = torch.Generator(device=run.device).manual_seed(seed)
     fn = sample_fn(run, plan, gen)

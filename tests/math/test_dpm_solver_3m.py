@@ -106,7 +106,7 @@ def test_matches_diffusers_third_order_multistep():
 
 @pytest.mark.parametrize("steps", [2, 3, 5, 10, 25])
 def test_cosine_near_zero_final_alpha_does_not_diverge_in_float32(steps):
-    """As tests/test_regressions.py for the other ODE samplers: float32 on cosine stays finite
+    """As tests/math/test_regressions.py for the other ODE samplers: float32 on cosine stays finite
     and follows the float64 run. (At 5 steps the third-order extrapolation overshoots to
     |x| ~ 3.1 in float64 as well: few steps, not precision.)"""
     s = schedules.get("cosine")

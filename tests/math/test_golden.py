@@ -6,7 +6,7 @@ of their bytes (bit-identity) and three sums (sum, sum of squares, a position-we
 that show how far they moved when the hash differs. The image U-Net's output on a fixed input
 and fixed weights is pinned the same way, and so are the time grids of every spacing.
 
-``python tests/test_golden.py --write`` regenerates tests/golden.json: only do that when a
+``python tests/math/test_golden.py --write`` regenerates tests/golden.json: only do that when a
 change is *meant* to move the numbers, and say why in the commit.
 """
 

@@ -158,3 +158,39 @@ def test_custom_times_and_karras_spacing():
         steps_r = [a - b for a, b in zip(r, r[1:])]
         if not sch.discrete:  # evenly spaced in tau^(1/rho), as EDM's eq. 5
             assert max(steps_r) - min(steps_r) < 1e-3 * (r[0] - r[-1]), name
+
+
+def test_first_convention_compatibility():
+    """What plugins and notebooks written before the table do keeps working: a sampler called
+    with model times only, the same function registered twice, ``default_spacing`` set after
+    registering, options typed by their annotation, ``_bcast``."""
+    s = schedules.get("linear")
+    model = GM.predictor(s)
+    noise = torch.randn(16, 2, generator=torch.Generator().manual_seed(0), dtype=F64)
+    ts = sampling.timesteps(s, 10)
+    den = sampling.Denoiser(model, s)
+    old = sampling.get("ddim")(den, noise.clone(), ts)  # the old call: model times only
+    assert torch.equal(old, diffcore.generate(model, noise, s, sampler="ddim", steps=10))
+
+    def late(den, x, ts, *, generator=None, callback=None, noise_fn=None, w: float = 0, how: str = "mid"):
+        for t in ts:
+            x0, _ = den(x, t)
+        return x0 * (1 + w)
+
+    sampling.register("test-late", late)
+    try:
+        sampling.register("test-late", late)  # a re-run notebook cell
+        late.default_spacing = "logsnr"  # set after registering, as the first convention did
+        plan = sampling.SamplingPlan.make(s, "test-late", 5, options={"w": 0.5, "how": "end"})
+        assert plan.spacing == "logsnr" and plan.options == {"w": 0.5, "how": "end"}
+        with pytest.raises(ValueError, match="option w"):
+            sampling.SamplingPlan.make(s, "test-late", 5, options={"w": "x"})
+    finally:
+        sampling.unregister("test-late")
+    assert diffcore.forward._bcast is diffcore.forward.bcast
+
+
+def test_a_plan_refuses_extra_arguments():
+    plan = sampling.SamplingPlan.make("linear", "ddim", 5)
+    with pytest.raises(ValueError, match="already fixes steps"):
+        diffcore.generate(GM.predictor(plan.schedule), torch.randn(4, 2, dtype=F64), plan, steps=10)

@@ -290,3 +290,19 @@ def test_sample_count_defaults_to_the_runs_sampling_num(toy_plugin, tmp_path):
         res = invoke("sample", "--run", str(run), "--steps", "2", "--out", str(out), *args)
         assert res.exit_code == 0, res.output
         assert len((out / "samples.csv").read_text().strip().splitlines()) == 1 + n
+
+
+def test_python_api_of_a_run(tiny_run):
+    """runs.sample_fn / runs.evaluate take a plan, or the first API's keyword overrides."""
+    from diffcore import runs
+    from diffcore.platform.config import sampling_plan
+
+    run = runs.load_run(tiny_run)
+    batch = next(iter(run.domain.sample_batches(2, 2)))
+    gen = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    a = runs.sample_fn(run, sampler="ddim", steps=3, eta=1.0, generator=gen())(batch)
+    plan = sampling_plan(run.config, sampler="ddim", steps=3, options={"eta": 1.0})
+    b = runs.sample_fn(run, plan, gen())(batch)
+    assert a.shape == tuple(batch["shape"]) and torch.equal(a, b)
+    with pytest.raises(TypeError, match="not both"):
+        runs.sample_fn(run, plan, sampler="ddim")

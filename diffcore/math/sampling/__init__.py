@@ -3,8 +3,9 @@ plan and ``generate`` (:mod:`.plan`), and one file per sampler family, each citi
 it implements.
 
 Built in: "ddpm", "ddim", "euler", "heun", "dpm-solver++", "dpm-solver++3m", "euler-maruyama",
-"pc", "langevin" (:func:`names` lists them with the plugins' ones; ``diffcore samplers`` prints
-the table). Plugins add more through the ``diffcore_register_samplers`` hook.
+"pc", "langevin" and the fast ODE solvers (:func:`names` lists them with the plugins' ones;
+docs/samplers.md is generated from the table). Plugins add more through the
+``diffcore_register_samplers`` hook.
 """
 
 from . import ddim, ddpm, deis, dpm_solver, dpm_solver_3m, ipndm, langevin, ode, reverse_sde, unipc  # noqa: F401  (fill the table)
@@ -13,7 +14,10 @@ from .ddim import ddim_invert, slerp
 from .grid import CLEAN, MIN_LOG_SNR, SPACINGS, grid, start_time, timesteps
 from .plan import DEFAULT_STEPS, SamplingPlan, generate
 from .recommend import AUTO, family, recommend
-from .table import Option, SamplerSpec, from_function, get, names, noise_source, register, sampler, specs, unregister
+from . import reverse_sde as sde  # noqa: F401  (its name before the move)
+from .table import (
+    Option, SamplerSpec, from_function, get, names, noise_source, randn_like, register, sampler, specs, unregister,
+)
 
 __all__ = [
     "AUTO", "CLEAN", "DEFAULT_STEPS", "Denoiser", "MIN_LOG_SNR", "Option", "SPACINGS", "SamplerSpec", "SamplingPlan", "ddim_invert", "family",

@@ -14,7 +14,7 @@ steps, r0 = h0 / h, r1 = h1 / h:
     D2 = (D1_0 - D1_1) / (r0 + r1)                   ~ h^2 x0_hat''(lambda_t) / 2
     x_s = (sigma_s / sigma_t) x_t - alpha_s phi1 m0 + alpha_s phi2 D1 - alpha_s phi3 D2,
     phi1 = e^-h - 1,  phi2 = phi1 / h + 1,  phi3 = phi2 / h - 1/2
-(diffusers' ``multistep_dpm_solver_third_order_update``; tests/test_samplers_extra.py checks
+(diffusers' ``multistep_dpm_solver_third_order_update``; tests/math/test_dpm_solver_3m.py checks
 the two agree step for step). Note that D2 is half the second-order Taylor term h^2 x0''
 that phi3 multiplies in the expansion, so the step integrates a linear x0_hat exactly but
 not a quadratic one: the correction is damped. With the full term (2 D2) the step is exact

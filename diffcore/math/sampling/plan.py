@@ -43,7 +43,6 @@ class SamplingPlan:
     prediction: str = "eps"
     clip_x0: float | None = None
     guidance: float = 1.0
-    nfe: int | None = field(default=None, compare=False)  # model evaluations, where the sampler declares them
     notes: tuple[str, ...] = field(default=(), compare=False)  # what was adjusted, one line each, for the user
 
     @classmethod
@@ -89,14 +88,14 @@ class SamplingPlan:
                 notes.append(f"steps={steps}: the {schedule.name!r} schedule's last {schedule.num_steps - usable} steps lie below "
                              f"log-SNR {MIN_LOG_SNR} and are skipped; running its {usable} usable steps")
                 steps = usable
-            spacing = spacing or spec.default_spacing
+            spacing = spacing or spec.spacing()
             ts = tuple(grid(schedule, steps, spacing))
         if clip_x0 is not None and not clip_x0 > 0:
             raise ValueError(f"clip_x0 must be > 0 (or None), got {clip_x0!r}")
         if guidance < 0:
             raise ValueError(f"guidance must be >= 0, got {guidance!r}")
         return cls(schedule, sampler, steps, spacing, opts, ts, check_prediction(prediction), clip_x0, float(guidance),
-                   spec.evaluations(steps, opts), tuple(notes))
+                   tuple(notes))
 
     def run(
         self,
@@ -138,8 +137,14 @@ def generate(
     standardised data). Either pass a :class:`SamplingPlan` as ``schedule``, or the plan's
     parts: ``steps`` model times (default: every step of a discrete schedule for "ddpm", else
     50), ``spacing`` (see :func:`diffcore.sampling.timesteps`; default: the sampler's), and the
-    sampler's own ``options`` (e.g. ``eta=0.5`` for DDIM), checked against its table entry."""
+    sampler's own ``options`` (e.g. ``eta=0.5`` for DDIM), checked against its table entry.
+    A plan's ``guidance`` is not applied here (``model`` has no condition): wrap the network
+    with :func:`diffcore.classifier_free` first, as the platform does."""
     if isinstance(schedule, SamplingPlan):
+        given = {k: v for k, v in dict(sampler=sampler != "ddim", steps=steps, spacing=spacing, clip_x0=clip_x0,
+                                       prediction=prediction != "eps", **options).items() if v not in (None, False)}
+        if given:
+            raise ValueError(f"a SamplingPlan already fixes {', '.join(given)}; change the plan (SamplingPlan.make) instead")
         plan = schedule
     else:
         plan = SamplingPlan.make(schedule, sampler, steps, spacing, options, prediction=prediction, clip_x0=clip_x0)

@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from .grid import SPACINGS
+from .grid import CLEAN, SPACINGS
 
 
 @dataclass(frozen=True)
@@ -45,9 +45,10 @@ class Option:
     description: str = ""
 
     def check(self, name: str, value: Any) -> Any:
-        """``value`` as this option's type, or ValueError naming the option and the range."""
-        if value is None and self.nullable:
-            return None
+        """``value`` as this option's type, or ValueError naming the option and the range.
+        ``type=object`` (a first-convention function's option of unknown type) is not checked."""
+        if (value is None and self.nullable) or self.type is object:
+            return value
         if isinstance(value, str):
             value = _parse(value)
         kind = self.type.__name__
@@ -119,6 +120,19 @@ class SamplerSpec:
             )
         return {k: o.check(k, options[k]) if k in options else o.default for k, o in self.options.items()}
 
+    def spacing(self) -> str:
+        """The default spacing; a first-convention function's ``default_spacing`` attribute is
+        read when it is used (it may be set after registering, as the first convention did)."""
+        legacy = getattr(self.fn, "__wrapped__", None)
+        return getattr(legacy, "default_spacing", None) or self.default_spacing
+
+    def __call__(self, den, x, ts, **kw) -> torch.Tensor:
+        """Run the sampler; ``ts`` of the first convention (model times only) get the clean end."""
+        ts = list(ts)
+        if not ts or ts[-1] is not CLEAN:
+            ts.append(CLEAN)
+        return self.fn(den, x, ts, **kw)
+
     def evaluations(self, steps: int, options: Mapping[str, Any] | None = None) -> int | None:
         """Model evaluations of a run with ``steps`` model times (None: not declared)."""
         return self.nfe(steps, self.check_options(options)) if self.nfe is not None else None
@@ -140,7 +154,8 @@ def register(spec: SamplerSpec | str, fn: Callable | None = None, *, replace: bo
     if not isinstance(spec, SamplerSpec):
         raise TypeError(f"register() expects a SamplerSpec, got {spec!r}")
     old = _TABLE.get(spec.name)
-    if old is not None and not replace and old != spec:
+    same = old is not None and getattr(old.fn, "__wrapped__", old.fn) is getattr(spec.fn, "__wrapped__", spec.fn)
+    if old is not None and not replace and old != spec and not same:
         raise ValueError(f"a sampler named {spec.name!r} is already registered")
     _TABLE[spec.name] = spec
     return spec
@@ -187,8 +202,14 @@ def from_function(name: str, fn: Callable, *, owner: str | None = None) -> Sampl
     import inspect
 
     params = inspect.signature(fn).parameters.values()
+    kinds = {"float": float, "int": int, "bool": bool, float: float, int: int, bool: bool}
+
+    def kind(p):  # the annotation where it names a number or a flag, else unchecked
+        ann = p.annotation if not isinstance(p.annotation, str) else p.annotation.split("|")[0].strip()
+        return kinds.get(ann, bool if isinstance(p.default, bool) else object)
+
     options = {
-        p.name: Option(p.default, type(p.default) if isinstance(p.default, (bool, int, float)) else float, nullable=p.default is None)
+        p.name: Option(p.default, kind(p), nullable=True)
         for p in params if p.kind is p.KEYWORD_ONLY and p.name not in _COMMON and p.default is not p.empty
     }
 
