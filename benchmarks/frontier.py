@@ -19,6 +19,7 @@ alphas_cumprod so that both sides integrate the same path.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import statistics
 import sys
@@ -113,11 +114,104 @@ def tune(args) -> None:
     print(f"wrote {RECOMMENDED} in {time.time() - t0:.0f} s")
 
 
+# ------------------------------------------------------------------------------ diffusers
+PEERS = {  # name -> (class name, constructor options)
+    "DDIM": ("DDIMScheduler", dict(clip_sample=False)),
+    "DPM++2M": ("DPMSolverMultistepScheduler", dict(solver_order=2, algorithm_type="dpmsolver++")),
+    "DPM++3M": ("DPMSolverMultistepScheduler", dict(solver_order=3, algorithm_type="dpmsolver++")),
+    "UniPC": ("UniPCMultistepScheduler", dict()),
+    "DEIS": ("DEISMultistepScheduler", dict()),
+    "Euler": ("EulerDiscreteScheduler", dict()),
+    "Heun": ("HeunDiscreteScheduler", dict()),
+}
+PEER_SPACINGS = ("leading", "trailing", "linspace")
+
+
+def make_peer(name: str, schedule, spacing: str):
+    import diffusers
+
+    cls, opts = PEERS[name]
+    beta = {"linear": "linear", "cosine": "squaredcos_cap_v2"}[schedule.name]
+    ref = getattr(diffusers, cls)(num_train_timesteps=schedule.num_steps, beta_schedule=beta, timestep_spacing=spacing, **opts)
+    ac = schedule.alphas_cumprod.clone()  # our float64 path (equal to theirs to 1e-6)
+    ref.alphas_cumprod = ac
+    if hasattr(ref, "lambda_t"):
+        ref.alpha_t, ref.sigma_t = ac.sqrt(), (1 - ac).sqrt()
+        ref.lambda_t = ref.alpha_t.log() - ref.sigma_t.log()
+    return ref
+
+
+def _t_of_tau(schedule, tau: float) -> float:
+    """Our time where sigma / alpha = tau (bisection on the monotone log-SNR)."""
+    lam = -2 * math.log(max(tau, 1e-30))
+    lo, hi = schedule.t_min, schedule.t_max
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if float(schedule.log_snr(torch.tensor(mid, dtype=F64))) > lam else (lo, mid)
+    return 0.5 * (lo + hi)
+
+
+def run_peer(name, target, schedule, spacing, nfe, seed):
+    """A diffusers scheduler with the exact predictor, within ``nfe`` model evaluations.
+    Sigma-based schedulers (Euler, Heun) are queried at the time whose sigma / alpha is theirs."""
+    ref = make_peer(name, schedule, spacing)
+    steps = (nfe + 1) // 2 if name == "Heun" else nfe
+    ref.set_timesteps(steps)
+    model = target.predictor(schedule)
+    noise = torch.randn(N, target.dim, generator=torch.Generator().manual_seed(seed), dtype=F64)
+    x = noise * float(ref.init_noise_sigma)
+    T, calls = schedule.num_steps, 0
+    for k in ref.timesteps:
+        xin = ref.scale_model_input(x, k) if hasattr(ref, "scale_model_input") else x
+        if name in ("Euler", "Heun"):
+            t = _t_of_tau(schedule, float(ref.sigmas[ref.step_index]))
+        else:  # diffusers' 0-based step k is our step k + 1
+            t = (int(k) + 1) / T
+        out = model(xin, torch.full((N,), t, dtype=F64))
+        calls += 1
+        x = ref.step(out, k, x).prev_sample
+    if calls > nfe or not torch.isfinite(x).all():
+        return math.inf
+    return float(suite.z_score(x, target, N, seed))
+
+
+def report(args) -> None:
+    """Held-out targets: the recommended choice ('auto') against each diffusers scheduler at
+    its best spacing (chosen on these same targets), mean z over targets and seeds."""
+    t0 = time.time()
+    rows = []
+    for sname in args.schedules:
+        s = schedules.get(sname)
+        for nfe in args.nfes:
+            sampler, spacing, _ = sampling.recommend(s, nfe)
+            ours = statistics.fmean(z_ours(t, s, sampler, spacing, nfe, seed) for t in suite.HELD_OUT for seed in args.seeds)
+            peers = {}
+            if s.discrete:
+                for name in PEERS:
+                    best = None
+                    for sp in PEER_SPACINGS:
+                        zs = [run_peer(name, suite.get(t), s, sp, nfe, seed) for t in suite.HELD_OUT for seed in args.seeds]
+                        z = statistics.fmean(zs) if all(math.isfinite(v) for v in zs) else math.inf
+                        if best is None or z < best[0]:
+                            best = (z, sp)
+                    peers[name] = best
+            rows.append((sname, nfe, sampler, spacing, ours, peers))
+            best_peer = min(peers.items(), key=lambda kv: kv[1][0]) if peers else None
+            print(f"{sname:7s} nfe {nfe:3d}: auto = {sampler}/{spacing} z {ours:8.2f}"
+                  + (f" | best diffusers {best_peer[0]}/{best_peer[1][1]} z {best_peer[1][0]:8.2f}" if best_peer else "")
+                  + f"  ({time.time() - t0:.0f} s)", flush=True)
+    Path(args.json).write_text(json.dumps(rows, indent=1, default=str))
+    print(f"wrote {args.json} in {time.time() - t0:.0f} s")
+
+
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("what", choices=["tune"])
+    p.add_argument("what", choices=["tune", "report"])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    p.add_argument("--nfes", type=int, nargs="+", default=list(NFES))
+    p.add_argument("--schedules", nargs="+", default=["linear", "cosine", "flow"])
+    p.add_argument("--json", default="benchmarks/frontier_report.json")
     a = p.parse_args()
     torch.set_num_threads(1)
-    {"tune": tune}[a.what](a)
+    {"tune": tune, "report": report}[a.what](a)
     sys.exit(0)
