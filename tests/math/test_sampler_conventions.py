@@ -194,3 +194,29 @@ def test_a_plan_refuses_extra_arguments():
     plan = sampling.SamplingPlan.make("linear", "ddim", 5)
     with pytest.raises(ValueError, match="already fixes steps"):
         diffcore.generate(GM.predictor(plan.schedule), torch.randn(4, 2, dtype=F64), plan, steps=10)
+
+
+def test_auto_picks_the_recommended_row_within_the_budget():
+    """sampler='auto' reads the recommendation table (data written by benchmarks/frontier.py
+    tune): the row of the largest budget that fits, as many steps as the budget pays for."""
+    from diffcore.math.sampling.recommended import RECOMMENDED
+
+    for name in ("linear", "cosine", "flow"):
+        s = schedules.get(name)
+        rows = RECOMMENDED[sampling.family(s)]
+        assert [r[0] for r in rows] == sorted(r[0] for r in rows)
+        for budget in (4, 5, 8, 10, 12, 50, 200):
+            plan = sampling.SamplingPlan.make(s, "auto", budget)
+            row = [r for r in rows if r[0] <= budget][-1]
+            assert (plan.sampler, plan.spacing) == (row[1], row[2])
+            assert sampling.get(plan.sampler).evaluations(plan.steps) <= budget
+            assert "auto" in plan.notes[0]
+    ve = sampling.SamplingPlan.make("ve", "auto", 10)  # a family the table has no rows for
+    assert (ve.sampler, ve.spacing) == sampling.recommend.__globals__["FALLBACK"]
+    with pytest.raises(ValueError, match="chooses the sampler"):
+        sampling.SamplingPlan.make("linear", "auto", 10, options={"eta": 1})
+    x = diffcore.generate(GM.predictor(schedules.get("cosine")), torch.randn(2000, 2, generator=torch.Generator().manual_seed(4), dtype=F64),
+                          "cosine", sampler="auto", steps=10)
+    target = GM.sample(2000, torch.Generator().manual_seed(1))
+    null_max = float(GM.null_distances(2000, repeats=20, seed=3).max())
+    assert float(diffcore.testing.energy_distance(x, target)) < null_max  # 10 evaluations suffice here
