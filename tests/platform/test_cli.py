@@ -187,6 +187,9 @@ def test_spacing_times_and_notes_from_the_cli(tiny_run, tmp_path):
     assert res.exit_code == 2 and "expected comma-separated numbers" in res.stderr
     res = invoke("sample", "--run", str(tiny_run), "--spacing", "uniform")
     assert res.exit_code == 2 and res.stderr.startswith("error: --spacing: unknown spacing 'uniform'")
+    res = invoke("sample", "--run", str(tiny_run), "--num", "2", "--sampler", "auto", "--steps", "6", "--out", str(tmp_path / "a"))
+    assert res.exit_code == 0, res.output
+    assert res.stderr.startswith("note: sampler 'auto': ")
 
 
 def test_every_sampler_runs_from_the_cli(tiny_run, tmp_path):
