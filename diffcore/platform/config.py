@@ -363,7 +363,7 @@ def sampling_plan(
     if times is None and steps is None and spacing is None:
         times = s.times  # the config's own times, unless the command line asks for steps or a spacing
     try:
-        return SamplingPlan.make(
+        plan = SamplingPlan.make(
             schedule, chosen, None if times is not None else s.steps if steps is None else steps,
             None if times is not None else s.spacing if spacing is None else spacing, opts, times=times,
             prediction=cfg.diffusion.prediction, clip_x0=s.clip_x0 if clip_x0 is None else clip_x0,
@@ -373,6 +373,11 @@ def sampling_plan(
         msg = str(e)
         field = "options" if "option" in msg else "times" if msg.startswith("times") else "spacing" if "spacing" in msg else "steps"
         raise UserError(f"{name(field)}: {msg}") from None
+    least = _sampling.get(plan.sampler).min_steps
+    if plan.steps < least:
+        raise UserError(f"{name('steps')}: sampler {plan.sampler!r} needs at least {least} steps to stay on the data's scale "
+                        f"(got {plan.steps}; docs/samplers.md); raise the steps or choose a deterministic sampler (e.g. auto)")
+    return plan
 
 
 # ------------------------------------------------------------------- output

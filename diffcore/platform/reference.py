@@ -142,21 +142,25 @@ options with `sampling.options`, `--option KEY=VALUE` or keyword arguments. An o
 does not declare is refused. Plugins add samplers through the `diffcore_register_samplers` hook
 (docs/plugins.md); `diffcore plugins` lists them.
 
-N is the number of model times (`steps`); guidance doubles every evaluation.
+N is the number of model times (`steps`); guidance doubles every evaluation. "min. steps":
+below it the sampler leaves the data's scale on some paths of the exact target suite (largest
+|x| over four times the data's, measured at 4-200 evaluations on linear, cosine, vp, ve and
+flow); `diffcore sample`, `evaluate` and the config refuse fewer (the Python API runs them).
+Samplers for a budget of evaluations: `sampler: auto` (docs/benchmarks.md).
 """
 
 
 def render_samplers() -> str:
     """The markdown sampler reference (docs/samplers.md) of the built-in samplers."""
-    rows = ["| sampler | order | model evaluations | default spacing | stochastic | options | implements |",
-            "|---|---|---|---|---|---|---|"]
+    rows = ["| sampler | order | model evaluations | default spacing | stochastic | min. steps | options | implements |",
+            "|---|---|---|---|---|---|---|---|"]
     details = []
     for spec in _sampling.specs():
         if spec.owner is not None:
             continue
         opts = ", ".join(f"`{k}`" for k in spec.options) or "none"
         rows.append(f"| `{spec.name}` | {spec.order or '-'} | {spec.evals} | {spec.default_spacing} | "
-                    f"{'yes' if spec.stochastic else 'no'} | {opts} | {spec.reference} |")
+                    f"{'yes' if spec.stochastic else 'no'} | {spec.min_steps} | {opts} | {spec.reference} |")
         if spec.options:
             lines = [f"### `{spec.name}` options", "", "| option | type | default | range | meaning |", "|---|---|---|---|---|"]
             for k, o in spec.options.items():

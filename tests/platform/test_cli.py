@@ -187,6 +187,8 @@ def test_spacing_times_and_notes_from_the_cli(tiny_run, tmp_path):
     assert res.exit_code == 2 and "expected comma-separated numbers" in res.stderr
     res = invoke("sample", "--run", str(tiny_run), "--spacing", "uniform")
     assert res.exit_code == 2 and res.stderr.startswith("error: --spacing: unknown spacing 'uniform'")
+    res = invoke("sample", "--run", str(tiny_run), "--sampler", "langevin", "--steps", "5")
+    assert res.exit_code == 2 and res.stderr.startswith("error: --steps: sampler 'langevin' needs at least 20 steps")
     res = invoke("sample", "--run", str(tiny_run), "--num", "2", "--sampler", "auto", "--steps", "6", "--out", str(tmp_path / "a"))
     assert res.exit_code == 0, res.output
     assert res.stderr.startswith("note: sampler 'auto': ")
@@ -196,7 +198,8 @@ def test_every_sampler_runs_from_the_cli(tiny_run, tmp_path):
     from diffcore import sampling
 
     for i, name in enumerate(sampling.names()):
-        res = invoke("sample", "--run", str(tiny_run), "--num", "2", "--steps", "3", "--sampler", name, "--guidance", "2", "--out", str(tmp_path / f"s{i}"))
+        steps = str(max(3, sampling.get(name).min_steps))
+        res = invoke("sample", "--run", str(tiny_run), "--num", "2", "--steps", steps, "--sampler", name, "--guidance", "2", "--out", str(tmp_path / f"s{i}"))
         assert res.exit_code == 0, (name, res.output)
         with open(tmp_path / f"s{i}" / "samples.csv") as f:
             assert len(list(csv.DictReader(f))) == 2

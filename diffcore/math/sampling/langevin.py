@@ -23,7 +23,7 @@ from .table import Option, noise_source, sampler
 
 
 @sampler(
-    "langevin", evals="N steps_each + 1", nfe=lambda n, o: n * o["steps_each"] + 1, stochastic=True,
+    "langevin", evals="N steps_each + 1", nfe=lambda n, o: n * o["steps_each"] + 1, stochastic=True, min_steps=20,
     default_spacing="logsnr",  # noise levels evenly spaced in log-SNR: SMLD's geometric sigmas
     reference="Song & Ermon 2019, Algorithm 1, with the final denoising step",
     options={

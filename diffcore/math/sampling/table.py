@@ -102,6 +102,7 @@ class SamplerSpec:
     evals: str = "N"  # model evaluations for N model times, as a formula of N and the options
     nfe: Callable[[int, Mapping[str, Any]], int] | None = None  # the same, computed
     stochastic: bool = False
+    min_steps: int = 1  # fewer steps leave the data's scale on some paths (measured: docs/samplers.md); the CLI refuses them
     reference: str = ""  # the paper and equation it implements
     owner: str | None = None  # None: built in; else the plugin that registered it
 
