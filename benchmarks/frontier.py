@@ -218,7 +218,7 @@ def markdown(rows, args, elapsed) -> str:
     for sname, nfe, sampler, spacing, ours, pz in rows:
         cells = [f"{pz[p][0]:.2f} ({pz[p][1]})" if p in pz and math.isfinite(pz[p][0]) else ("div." if p in pz else "-") for p in peers]
         best = min(pz.items(), key=lambda kv: kv[1][0]) if pz else None
-        verdict = f"{best[0]} {best[1][0]:.2f}" + (" (diffcore ahead)" if ours <= best[1][0] else " (diffusers ahead)") if best else "-"
+        verdict = f"{best[0]} {best[1][0]:.2f} ({_verdict(ours, best[1][0], len(args.seeds))})" if best else "-"
         body.append(f"| {sname} | {nfe} | {sampler} / {spacing} | {ours:.2f} | " + " | ".join(cells) + f" | {verdict} |")
     text = f"""{SECTION}
 
@@ -238,6 +238,22 @@ evaluations for one step.
     return text + "\n".join(head + body) + "\n"
 
 
+def _verdict(ours: float, theirs: float, seeds: int) -> str:
+    """'tie' where both are at the target (z <= 2) or the gap is within two standard errors of
+    a mean z over the held-out runs (z has about unit variance at the target)."""
+    se = 1 / math.sqrt(len(suite.HELD_OUT) * seeds)
+    if (ours <= 2 and theirs <= 2) or abs(ours - theirs) < 2 * se:
+        return "tie"
+    return "diffcore ahead" if ours < theirs else "diffusers ahead"
+
+
+def from_json(args) -> None:
+    """Rewrite the markdown section from a saved report (no sampling)."""
+    rows = json.loads(Path(args.json).read_text())
+    rows = [(r[0], r[1], r[2], r[3], r[4], {k: tuple(v) for k, v in r[5].items()}) for r in rows]
+    write_section(Path(args.out), markdown(rows, args, args.elapsed))
+
+
 def write_section(out: Path, section: str) -> None:
     """Replace (or append) the section in ``out``, keeping the rest of the file."""
     text = out.read_text(encoding="utf-8") if out.exists() else ""
@@ -252,7 +268,8 @@ def write_section(out: Path, section: str) -> None:
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("what", choices=["tune", "report"])
+    p.add_argument("what", choices=["tune", "report", "markdown"])
+    p.add_argument("--elapsed", type=float, default=0.0, help="markdown: the report's run time in seconds")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--nfes", type=int, nargs="+", default=list(NFES))
     p.add_argument("--schedules", nargs="+", default=["linear", "cosine", "flow"])
@@ -260,5 +277,5 @@ if __name__ == "__main__":
     p.add_argument("--out", default=None, help="markdown file whose held-out section is (re)written")
     a = p.parse_args()
     torch.set_num_threads(1)
-    {"tune": tune, "report": report}[a.what](a)
+    {"tune": tune, "report": report, "markdown": from_json}[a.what](a)
     sys.exit(0)

@@ -83,7 +83,7 @@ def _main(
 
 
 # ----------------------------------------------------------------------- train
-TRAINING_FLAGS = ("max_steps", "seed", "accelerator", "devices", "strategy", "precision")
+TRAINING_FLAGS = ("max_steps", "seed", "accelerator", "devices", "strategy", "precision", "threads")
 
 
 def _training_flag(key: str) -> str:
@@ -106,6 +106,7 @@ def train(
     devices: Optional[int] = typer.Option(None, "--devices", help=_training_flag("devices")),
     strategy: Optional[str] = typer.Option(None, "--strategy", help=_training_flag("strategy")),
     precision: Optional[str] = typer.Option(None, "--precision", help=_training_flag("precision")),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help=_training_flag("threads")),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from checkpoints/last.ckpt; the step count continues (raise --max-steps)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show Lightning's progress bar."),
 ) -> None:
@@ -119,7 +120,7 @@ def train(
     from diffcore.platform import runs
 
     flags: dict[str, Any] = {}
-    given = dict(zip(TRAINING_FLAGS, (max_steps, seed, accelerator, devices, strategy, precision)))
+    given = dict(zip(TRAINING_FLAGS, (max_steps, seed, accelerator, devices, strategy, precision, threads)))
     for key, value in given.items():
         if value is not None:
             flags[key] = value
@@ -273,6 +274,7 @@ def sample(
     eta: Optional[float] = typer.Option(None, "--eta", min=0.0, help="Shorthand for --option eta=ETA (DDIM's eta)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (must be new or empty) [default: RUN/samples/<date>-<time>]."),
     domain_help: bool = typer.Option(False, "--domain-help", help="List the extra options this run's domain accepts, and exit."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch's intra-op CPU threads [default: sampling.threads, else half the cores]."),
 ) -> None:
     """Generate samples from a trained run and write them as the domain's files.
 
@@ -295,6 +297,7 @@ def sample(
     plan = cfgmod.sampling_plan(r.config, key="cli", sampler=sampler, steps=steps, spacing=spacing, times=_times(times),
                                 guidance=guidance, options=_sampler_options(option, eta))
     _notes(plan)
+    cfgmod.use_threads(threads or r.config.sampling.threads)
     results = runs.sample(r, plan, num or r.config.sampling.num, batch_size=batch_size, seed=seed,
                           classes=class_ or None, options=options)
     out.mkdir(parents=True, exist_ok=True)
@@ -314,6 +317,7 @@ def evaluate(
     seed: int = typer.Option(0, "--seed", help="Seed of the sampling noise."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Weights to evaluate instead of RUN/ema.safetensors."),
     option: list[str] = typer.Option([], "--option", help="A sampler option, KEY=VALUE (repeatable), as for `diffcore sample` [default: sampling.options]."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch's intra-op CPU threads [default: sampling.threads, else half the cores]."),
 ) -> None:
     """Compute the domain's quality metrics; merge them into RUN/metrics.json and print them."""
     from diffcore.platform import config as cfgmod
@@ -323,6 +327,7 @@ def evaluate(
     plan = cfgmod.sampling_plan(r.config, key="cli", sampler=sampler, steps=steps, guidance=guidance,
                                 options=_sampler_options(option, None))
     _notes(plan)
+    cfgmod.use_threads(threads or r.config.sampling.threads)
     metrics = runs.evaluate(r, plan, num, seed=seed)
     typer.echo(json.dumps(metrics, indent=2, sort_keys=True))
 

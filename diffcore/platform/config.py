@@ -98,6 +98,7 @@ class TrainingConfig(Section):
     preview_every: int = Field(0, ge=0, description="Write preview samples every N steps (0: only at the end of training).")
     preview_num: int = Field(16, ge=0, description="Number of preview samples (0 disables previews).")
     log_every: int = Field(50, ge=1, description="Log the loss to metrics.csv every N steps.")
+    threads: int | None = Field(None, ge=1, le=1024, description="torch's intra-op CPU threads per process; null: OMP_NUM_THREADS if set, else half the CPU cores, at least 1 (torch's default of every core can make a step many times slower on a busy machine: docs/benchmarks.md).")
 
 
 class SamplingConfig(Section):
@@ -112,6 +113,7 @@ class SamplingConfig(Section):
     guidance: float = Field(1.0, ge=0, description="Classifier-free guidance scale w (1: plain conditional model; > 1 sharpens the condition).")
     clip_x0: float | None = Field(None, gt=0, description="Clamp predicted x0 to [-v, v] during sampling (e.g. 1.0 for images in [-1, 1]); null: no clamp.")
     batch_size: int = Field(64, ge=1, description="Samples generated per batch.")
+    threads: int | None = Field(None, ge=1, le=1024, description="torch's intra-op CPU threads for `diffcore sample` / `evaluate`; null: OMP_NUM_THREADS if set, else half the CPU cores, at least 1.")
     num: int = Field(16, ge=1, description="Samples `diffcore sample` writes when --num is not given.")
     spacing: Literal[SPACINGS] | None = Field(None, description=f"Where the sampling steps go: linspace (from the noisiest step to the least noisy), trailing, leading (discrete schedules only), logsnr (evenly in log-SNR), karras (EDM's rho = 7 noise levels); null: the sampler's default ({_DEFAULT_SPACINGS}).")
     times: list[float] | None = Field(None, description="The model times themselves, strictly decreasing inside the schedule's range (e.g. `[0.999, 0.8, 0.5, 0.2, 0.02]`); they replace `steps` and `spacing`. null: use those.")
@@ -331,6 +333,30 @@ def check_diffusion(cfg: RunConfig) -> _schedules.Schedule:
         raise UserError(f"diffusion.schedule_options: {e}") from None
 
 
+def default_threads() -> int:
+    """``OMP_NUM_THREADS`` where the user set it, else half the CPU cores this process may
+    use, at least 1."""
+    import os
+
+    env = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if env.isdigit() and int(env) >= 1:
+        return int(env)
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        n = os.cpu_count() or 2
+    return max(1, n // 2)
+
+
+def use_threads(n: int | None) -> int:
+    """Set torch's intra-op threads (``None``: :func:`default_threads`); returns the number."""
+    import torch
+
+    n = n or default_threads()
+    torch.set_num_threads(n)
+    return n
+
+
 def sampling_plan(
     cfg: RunConfig,
     *,
@@ -360,8 +386,10 @@ def sampling_plan(
         raise UserError(f"{name('sampler')}: unknown sampler {chosen!r}; valid: {', '.join(valid)}" + _did_you_mean(chosen, valid))
     opts = {**(s.options if chosen == s.sampler else {}), **(options or {})}
     schedule = check_diffusion(cfg)
-    if times is None and steps is None and spacing is None:
-        times = s.times  # the config's own times, unless the command line asks for steps or a spacing
+    if times is not None and (steps is not None or spacing is not None):
+        raise UserError(f"{name('times')}: give either times or steps/spacing, not both")
+    if times is None and steps is None and spacing is None and chosen != _sampling.AUTO:
+        times = s.times  # the config's own times, unless the command line asks for steps, a spacing or auto
     try:
         plan = SamplingPlan.make(
             schedule, chosen, None if times is not None else s.steps if steps is None else steps,
@@ -371,7 +399,8 @@ def sampling_plan(
         )
     except ValueError as e:
         msg = str(e)
-        field = "options" if "option" in msg else "times" if msg.startswith("times") else "spacing" if "spacing" in msg else "steps"
+        field = ("sampler" if msg.startswith("sampler 'auto'") else "options" if "option" in msg
+                 else "times" if msg.startswith("times") else "spacing" if "spacing" in msg else "steps")
         raise UserError(f"{name(field)}: {msg}") from None
     least = _sampling.get(plan.sampler).min_steps
     if plan.steps < least:

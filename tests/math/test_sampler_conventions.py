@@ -220,3 +220,10 @@ def test_auto_picks_the_recommended_row_within_the_budget():
     target = GM.sample(2000, torch.Generator().manual_seed(1))
     null_max = float(GM.null_distances(2000, repeats=20, seed=3).max())
     assert float(diffcore.testing.energy_distance(x, target)) < null_max  # 10 evaluations suffice here
+
+
+def test_auto_on_continuous_paths_and_large_budgets():
+    vp = sampling.SamplingPlan.make("vp", "auto", 4)  # rows tuned on discrete paths: no trailing/leading here
+    assert vp.spacing not in ("trailing", "leading")
+    big = sampling.SamplingPlan.make("cosine", "auto", 2001)  # capped at the usable steps, never refused
+    assert big.steps <= 996

@@ -189,6 +189,10 @@ def test_spacing_times_and_notes_from_the_cli(tiny_run, tmp_path):
     assert res.exit_code == 2 and res.stderr.startswith("error: --spacing: unknown spacing 'uniform'")
     res = invoke("sample", "--run", str(tiny_run), "--sampler", "langevin", "--steps", "5")
     assert res.exit_code == 2 and res.stderr.startswith("error: --steps: sampler 'langevin' needs at least 20 steps")
+    res = invoke("sample", "--run", str(tiny_run), "--times", "0.9,0.1", "--steps", "3")
+    assert res.exit_code == 2 and res.stderr.startswith("error: --times: give either times or steps/spacing")
+    res = invoke("sample", "--run", str(tiny_run), "--sampler", "auto", "--spacing", "karras")
+    assert res.exit_code == 2 and res.stderr.startswith("error: --sampler: sampler 'auto' chooses")
     res = invoke("sample", "--run", str(tiny_run), "--num", "2", "--sampler", "auto", "--steps", "6", "--out", str(tmp_path / "a"))
     assert res.exit_code == 0, res.output
     assert res.stderr.startswith("note: sampler 'auto': ")

@@ -56,7 +56,8 @@ def timesteps(schedule: Schedule, steps: int, spacing: str | None = None) -> lis
         data is as short as DDPM's);
       ``trailing``: i = round(T - k T / N), k = 0..N-1 (Lin et al. 2024, table 2): starts at T,
         ends at T / N;
-      ``leading``: i = 1 + k floor(T / N), DDIM's code with diffusers' steps_offset = 1
+      ``leading``: i = 1 + k floor(T / N), DDIM's code (diffusers' DDIM with its default
+        steps_offset = 0, its step k being our step k + 1)
         (starts below T when N does not divide T);
       ``logsnr``: steps nearest to N log-SNR values evenly spaced between step T and step 1
         (the spacing DPM-Solver recommends for small data, Lu et al. 2022; k-diffusion's

@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 
 from ..schedules import Schedule
+from .grid import usable_steps
 from .recommended import RECOMMENDED
 from .table import get
 
@@ -41,5 +42,10 @@ def recommend(schedule: Schedule, nfe: int) -> tuple[str, str, int]:
     fitting = [r for r in rows if r[0] <= nfe] or rows[:1]
     sampler, spacing = (fitting[-1][1], fitting[-1][2]) if fitting else FALLBACK
     spec = get(sampler)
-    steps = max([n for n in range(1, nfe + 1) if (spec.evaluations(n) or n) <= nfe] or [1])
+    if spacing in ("trailing", "leading") and not schedule.discrete:
+        # rows were tuned on discrete schedules, where these grids stop short of t_min; on a
+        # continuous path they are not the same grid: take the sampler's own spacing there
+        spacing = spec.default_spacing
+    cap = min(nfe, usable_steps(schedule) or nfe)
+    steps = max([n for n in range(1, cap + 1) if (spec.evaluations(n) or n) <= nfe] or [1])
     return sampler, spacing, steps
