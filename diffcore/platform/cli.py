@@ -297,7 +297,7 @@ def sample(
     plan = cfgmod.sampling_plan(r.config, key="cli", sampler=sampler, steps=steps, spacing=spacing, times=_times(times),
                                 guidance=guidance, options=_sampler_options(option, eta))
     _notes(plan)
-    cfgmod.use_threads(threads or r.config.sampling.threads)
+    runs.use_threads(threads or r.config.sampling.threads)
     results = runs.sample(r, plan, num or r.config.sampling.num, batch_size=batch_size, seed=seed,
                           classes=class_ or None, options=options)
     out.mkdir(parents=True, exist_ok=True)
@@ -327,7 +327,7 @@ def evaluate(
     plan = cfgmod.sampling_plan(r.config, key="cli", sampler=sampler, steps=steps, guidance=guidance,
                                 options=_sampler_options(option, None))
     _notes(plan)
-    cfgmod.use_threads(threads or r.config.sampling.threads)
+    runs.use_threads(threads or r.config.sampling.threads)
     metrics = runs.evaluate(r, plan, num, seed=seed)
     typer.echo(json.dumps(metrics, indent=2, sort_keys=True))
 

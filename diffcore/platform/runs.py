@@ -63,6 +63,30 @@ def launcher_rank() -> int:
     return 0
 
 
+def default_threads() -> int:
+    """``OMP_NUM_THREADS`` where the user set it, else half the CPU cores this process may
+    use, at least 1."""
+    import os
+
+    env = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if env.isdigit() and int(env) >= 1:
+        return int(env)
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        n = os.cpu_count() or 2
+    return max(1, n // 2)
+
+
+def use_threads(n: int | None) -> int:
+    """Set torch's intra-op threads (``None``: :func:`default_threads`); returns the number."""
+    import torch
+
+    n = n or default_threads()
+    torch.set_num_threads(n)
+    return n
+
+
 def holds_run(path: Path) -> bool:
     return path.is_dir() and any((path / m).exists() for m in RUN_MARKERS)
 

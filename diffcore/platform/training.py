@@ -30,7 +30,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from . import runs
-from .config import Resolved, RunConfig, use_threads, write_yaml
+from .config import Resolved, RunConfig, write_yaml
 from ..contract.domain import Domain
 from ..contract.errors import UserError
 from ..math.losses import DiffusionLoss
@@ -313,7 +313,7 @@ def train(resolved: Resolved, run_dir: Path, *, resume: bool = False, progress: 
     run_dir = Path(run_dir).resolve()
     os.environ[runs.RUN_DIR_ENV] = str(run_dir)  # inherited by the processes DDP launches
     L.seed_everything(tc.seed, workers=True, verbose=False)
-    use_threads(tc.threads)
+    runs.use_threads(tc.threads)
 
     domain, net = runs.build_model(resolved, run_dir)
     module = DiffusionModule(net, resolved.schedule(), cfg, domain, resolved.plan)

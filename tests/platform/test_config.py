@@ -175,13 +175,15 @@ def test_sampler_options_are_validated_and_dropped_with_another_sampler(toy_plug
 def test_threads_default_and_setting(toy_plugin, monkeypatch):
     import torch
 
+    from diffcore.platform import runs
+
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
-    assert config.default_threads() == 3
+    assert runs.default_threads() == 3
     monkeypatch.delenv("OMP_NUM_THREADS")
-    assert config.default_threads() >= 1
+    assert runs.default_threads() >= 1
     before = torch.get_num_threads()
     try:
-        assert config.use_threads(2) == 2 and torch.get_num_threads() == 2
+        assert runs.use_threads(2) == 2 and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
     assert "training.threads" in _error(plugin="toy", sets=["training.threads=0"])
