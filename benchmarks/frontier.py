@@ -50,7 +50,7 @@ def candidates(schedule) -> list[tuple[str, str]]:
         if spec.stochastic or spec.nfe is None:
             continue
         for sp in SPACINGS:
-            if sp == "leading" and not schedule.discrete:
+            if sp.startswith("leading") and not schedule.discrete:
                 continue
             out.append((spec.name, sp))
     return out
@@ -88,7 +88,7 @@ def tune(args) -> None:
         for nfe in NFES:
             best = None
             for sampler, spacing in candidates(scheds[0]):
-                if spacing == "leading" and not all(s.discrete for s in scheds):
+                if spacing.startswith("leading") and not all(s.discrete for s in scheds):
                     continue
                 zs = [z_ours(t, s, sampler, spacing, nfe, seed) for s in scheds for t in suite.TUNING for seed in args.seeds]
                 z = statistics.fmean(zs) if all(math.isfinite(v) for v in zs) else math.inf

@@ -263,7 +263,7 @@ def sample(
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Weights to use instead of RUN/ema.safetensors: a .safetensors file or a Lightning .ckpt (loaded without executing code)."),
     sampler: Optional[str] = typer.Option(None, "--sampler", help=f"{', '.join(_builtin_samplers())}, or a plugin's [default: the run's sampling.sampler]."),
     steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Sampling steps [default: sampling.steps]."),
-    spacing: Optional[str] = typer.Option(None, "--spacing", help="Where the steps go: linspace, trailing, leading, logsnr, karras [default: sampling.spacing, else the sampler's own]."),
+    spacing: Optional[str] = typer.Option(None, "--spacing", help="Where the steps go: linspace, trailing, leading, leading-multistep, logsnr, karras [default: sampling.spacing, else the sampler's own]."),
     times: Optional[str] = typer.Option(None, "--times", help="The model times themselves, comma-separated and decreasing, e.g. 0.999,0.8,0.5,0.2,0.02 (instead of --steps/--spacing)."),
     num: Optional[int] = typer.Option(None, "--num", "-n", min=1, help="Number of samples [default: sampling.num]."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Samples per batch [default: sampling.batch_size]."),

@@ -112,3 +112,17 @@ def test_cosine_with_an_imperfect_eps_model_stays_on_scale(sampler):
     x = diffcore.generate(noisy, torch.randn(2000, 2, generator=torch.Generator().manual_seed(0)), s,
                           sampler=sampler, steps=50 if sampler != "ddpm" else None)
     assert float(energy_distance(x, gm.sample(2000, torch.Generator().manual_seed(1)))) < 0.05
+
+
+@pytest.mark.parametrize("steps", [4, 6, 8, 10, 25])
+def test_leading_multistep_is_diffusers_multistep_grid(steps):
+    """diffusers' DPMSolverMultistep / UniPCMultistep / DEISMultistep 'leading' grid: their
+    0-based step k is our step k + 1."""
+    diffusers = pytest.importorskip("diffusers")
+    for cls in (diffusers.DPMSolverMultistepScheduler, diffusers.UniPCMultistepScheduler, diffusers.DEISMultistepScheduler):
+        ref = cls(num_train_timesteps=1000, beta_schedule="linear", timestep_spacing="leading")
+        ref.set_timesteps(steps)
+        ours = [round(t * 1000) for t in timesteps(schedules.get("linear"), steps, "leading-multistep")]
+        assert ours == [int(k) + 1 for k in ref.timesteps], cls.__name__
+    with pytest.raises(ValueError, match="discrete schedules only"):
+        timesteps(schedules.get("vp"), steps, "leading-multistep")

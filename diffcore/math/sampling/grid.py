@@ -16,7 +16,7 @@ import torch
 
 from ..schedules import Schedule
 
-SPACINGS = ("linspace", "trailing", "leading", "logsnr", "karras")
+SPACINGS = ("linspace", "trailing", "leading", "leading-multistep", "logsnr", "karras")
 KARRAS_RHO = 7.0  # EDM's rho (Karras et al. 2022, eq. 5)
 CLEAN = None  # the clean end of a grid: alpha = 1, sigma = 0
 
@@ -59,6 +59,9 @@ def timesteps(schedule: Schedule, steps: int, spacing: str | None = None) -> lis
       ``leading``: i = 1 + k floor(T / N), DDIM's code (diffusers' DDIM with its default
         steps_offset = 0, its step k being our step k + 1)
         (starts below T when N does not divide T);
+      ``leading-multistep``: i = 1 + k floor(T / (N + 1)), k = N..1: the grid diffusers'
+        multistep schedulers (DPMSolverMultistep, UniPCMultistep, DEISMultistep) call
+        "leading" (discrete schedules only);
       ``logsnr``: steps nearest to N log-SNR values evenly spaced between step T and step 1
         (the spacing DPM-Solver recommends for small data, Lu et al. 2022; k-diffusion's
         "exponential" sigmas);
@@ -87,6 +90,8 @@ def timesteps(schedule: Schedule, steps: int, spacing: str | None = None) -> lis
             idx = [round(top - k * top / steps) for k in range(steps)]
         elif spacing == "leading":
             idx = [1 + k * (top // steps) for k in range(steps)][::-1]
+        elif spacing == "leading-multistep":
+            idx = [1 + k * (top // (steps + 1)) for k in range(steps, 0, -1)]
         elif spacing == "linspace":
             idx = [round(top - k * (top - 1) / (steps - 1)) for k in range(steps)]
         else:
@@ -94,8 +99,8 @@ def timesteps(schedule: Schedule, steps: int, spacing: str | None = None) -> lis
         return [i / T for i in idx]
     if steps == 1:
         return [hi]
-    if spacing == "leading":
-        raise ValueError("spacing 'leading' applies to discrete schedules only; use 'linspace' or 'logsnr'")
+    if spacing in ("leading", "leading-multistep"):
+        raise ValueError(f"spacing {spacing!r} applies to discrete schedules only; use 'linspace' or 'logsnr'")
     if spacing in ("logsnr", "karras"):
         return _lambda_times(schedule, hi, lo, steps, spacing)
     return [hi + (lo - hi) * k / (steps - 1) for k in range(steps)]

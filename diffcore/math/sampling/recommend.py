@@ -42,7 +42,7 @@ def recommend(schedule: Schedule, nfe: int) -> tuple[str, str, int]:
     fitting = [r for r in rows if r[0] <= nfe] or rows[:1]
     sampler, spacing = (fitting[-1][1], fitting[-1][2]) if fitting else FALLBACK
     spec = get(sampler)
-    if spacing in ("trailing", "leading") and not schedule.discrete:
+    if spacing in ("trailing", "leading", "leading-multistep") and not schedule.discrete:
         # rows were tuned on discrete schedules, where these grids stop short of t_min; on a
         # continuous path they are not the same grid: take the sampler's own spacing there
         spacing = spec.default_spacing
