@@ -33,12 +33,13 @@ def family(schedule: Schedule) -> str:
 
 
 def recommend(schedule: Schedule, nfe: int) -> tuple[str, str, int]:
-    """(sampler, spacing, steps) for a budget of ``nfe`` model evaluations: the row of the
+    """(sampler, spacing, steps) for a budget of ``nfe`` model evaluations: the rows of the
+    schedule itself (built-in schedules are tuned one by one), else of its family; the row of the
     largest budget that fits (the smallest row if none does), and as many steps of that
     sampler as the budget pays for."""
     if not isinstance(nfe, int) or isinstance(nfe, bool) or nfe < 1:
         raise ValueError(f"steps must be an integer >= 1, got {nfe!r}")
-    rows = RECOMMENDED.get(family(schedule), [])
+    rows = RECOMMENDED.get(schedule.name) or RECOMMENDED.get(family(schedule), [])
     fitting = [r for r in rows if r[0] <= nfe] or rows[:1]
     sampler, spacing = (fitting[-1][1], fitting[-1][2]) if fitting else FALLBACK
     spec = get(sampler)
