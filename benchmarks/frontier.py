@@ -58,10 +58,7 @@ def candidates(schedule) -> list[tuple[str, str]]:
 
 def steps_for(sampler: str, nfe: int, schedule) -> int | None:
     """The most steps whose declared evaluations fit in ``nfe`` (None: not even one)."""
-    spec = sampling.get(sampler)
-    usable = usable_steps(schedule) or 10**9
-    fits = [n for n in range(1, min(nfe, usable) + 1) if spec.evaluations(n) <= nfe]
-    return fits[-1] if fits else None
+    return sampling.get(sampler).steps_within(nfe, cap=usable_steps(schedule))
 
 
 def z_ours(target_name, schedule, sampler, spacing, nfe, seed) -> float:

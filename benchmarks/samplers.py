@@ -60,8 +60,7 @@ def our_steps(sampler: str, nfe: int, schedule) -> tuple[int, dict]:
         levels = max(1, (nfe - 1) // 5)
         options = {"steps_each": max(1, min(5, (nfe - 1) // levels))}
     # the evaluations a run costs come from the sampler's entry in the table
-    fits = [n for n in range(1, min(nfe, top) + 1) if (spec.evaluations(n, options) or n) <= nfe]
-    return (fits[-1] if fits else 1), options
+    return (spec.steps_within(nfe, options, cap=top) or 1), options
 
 
 class Counted:

@@ -47,6 +47,4 @@ def recommend(schedule: Schedule, nfe: int) -> tuple[str, str, int]:
         # rows were tuned on discrete schedules, where these grids stop short of t_min; on a
         # continuous path they are not the same grid: take the sampler's own spacing there
         spacing = spec.default_spacing
-    cap = min(nfe, usable_steps(schedule) or nfe)
-    steps = max([n for n in range(1, cap + 1) if (spec.evaluations(n) or n) <= nfe] or [1])
-    return sampler, spacing, steps
+    return sampler, spacing, spec.steps_within(nfe, cap=usable_steps(schedule)) or 1

@@ -138,6 +138,12 @@ class SamplerSpec:
         """Model evaluations of a run with ``steps`` model times (None: not declared)."""
         return self.nfe(steps, self.check_options(options)) if self.nfe is not None else None
 
+    def steps_within(self, nfe: int, options: Mapping[str, Any] | None = None, cap: int | None = None) -> int | None:
+        """The most steps (at most ``cap``) whose evaluations fit in ``nfe``; a sampler that
+        declares none counts one per step. None: not even one step fits."""
+        fits = [n for n in range(1, min(nfe, cap or nfe) + 1) if (self.evaluations(n, options) or n) <= nfe]
+        return fits[-1] if fits else None
+
 
 _TABLE: dict[str, SamplerSpec] = {}
 
