@@ -35,7 +35,7 @@ from .math.forward import q_sample  # noqa: E402
 from .math.guidance import classifier_free  # noqa: E402
 from .math.likelihood import bits_per_dim, log_likelihood  # noqa: E402
 from .math.losses import DiffusionLoss  # noqa: E402
-from .math.sampling import ddim_invert, generate, slerp  # noqa: E402
+from .math.sampling import SamplingPlan, ddim_invert, edit, generate, slerp  # noqa: E402
 from .math.sde import SDE  # noqa: E402
 
 __version__ = "0.1.0"
@@ -44,8 +44,8 @@ __version__ = "0.1.0"
 _CONTRACT = ("BackboneSpec", "Batch", "Domain", "NoOptions", "Options", "Recipe", "UserError", "cycle_classes", "hookimpl")
 
 __all__ = [
-    "BackboneSpec", "Batch", "DiffusionLoss", "Domain", "NoOptions", "Options", "Recipe", "SDE", "UserError",
-    "bits_per_dim", "classifier_free", "cycle_classes", "ddim_invert", "forward", "generate", "guidance", "hookimpl",
+    "BackboneSpec", "Batch", "DiffusionLoss", "Domain", "NoOptions", "Options", "Recipe", "SDE", "SamplingPlan", "UserError",
+    "bits_per_dim", "classifier_free", "cycle_classes", "ddim_invert", "edit", "forward", "generate", "guidance", "hookimpl",
     "likelihood", "log_likelihood", "losses", "nn", "q_sample", "sampling", "schedules", "sde", "slerp", "testing",
 ]
 

@@ -74,6 +74,9 @@ class Domain(abc.ABC):
     ``SampleOptions``
         optional pydantic model of extra ``diffcore sample`` options for this domain
         (e.g. ``smiles: list[str]`` for molecules: ``--smiles CCO`` on the command line).
+    ``EditOptions``
+        optional pydantic model of extra ``diffcore edit`` options (e.g. ``box``, ``half`` for
+        images: ``--box 0,0,4,8``), for a domain that supports editing (:meth:`edit_batches`).
 
     The constructor receives the validated options and a ``workdir``: a folder the domain may
     use as a cache (built data sets, downloaded-nothing-ever). Constructing must be cheap:
@@ -83,6 +86,7 @@ class Domain(abc.ABC):
     name: ClassVar[str]
     Options: ClassVar[type[BaseModel]] = NoOptions
     SampleOptions: ClassVar[type[BaseModel] | None] = None
+    EditOptions: ClassVar[type[BaseModel] | None] = None
 
     def __init__(self, options: BaseModel | None = None, *, workdir: Path | None = None):
         self.options = options if options is not None else self.Options()
@@ -163,3 +167,44 @@ class Domain(abc.ABC):
         to generated ``x``). Returns flat ``{name: value}``; the CLI writes it to
         ``metrics.json``. The default reports nothing."""
         return {}
+
+    # ------------------------------------------------------------- editing
+    def edit_batches(
+        self,
+        inputs: Sequence[str],
+        num: int,
+        batch_size: int,
+        classes: Sequence[int] | None = None,
+        options: BaseModel | None = None,
+    ) -> Iterable[Batch]:
+        """What ``diffcore edit`` edits: the user's ``inputs`` (what ``--input`` gave: file
+        paths, or domain text such as a SMILES) as sampling batches, ``num`` outputs per input,
+        in batches of at most ``batch_size``. Each batch is a sampling batch (``shape``,
+        optional ``cond`` and ``mask``, whatever the writer needs) with two more keys:
+
+        ``known``
+            float tensor of the full shape ``shape``: the input in the diffusion's normalised
+            space (what a training batch's ``x`` would be).
+        ``keep``
+            float tensor broadcastable to ``known``: 1 where the input is kept (inpainting:
+            those entries are returned exactly), 0 where the model generates. All zeros (or
+            absent) keeps nothing: SDEdit and inversion then restyle the whole input.
+
+        ``classes`` are ``--class`` ids (cycled: :func:`cycle_classes`), the condition of the
+        output; ``options`` is a validated ``EditOptions`` (the mask: a mask file, a box, a
+        time range, fixed atoms...). A bad input (wrong size, rate, element, an index out of
+        range) raises :class:`diffcore.errors.UserError` naming it. A domain that does not
+        override this does not support editing (``diffcore edit`` says so)."""
+        raise NotImplementedError
+
+    def write_edits(self, results: list[tuple[torch.Tensor, Batch]], out_dir: Path) -> list[Path]:
+        """Write edited samples (``(x, batch)`` pairs; the batch holds ``known`` and ``keep``)
+        under ``out_dir``; return the paths. The default writes them as samples
+        (:meth:`write_samples`); a domain adds a before/after picture here."""
+        return self.write_samples(results, out_dir)
+
+    @classmethod
+    def supports_editing(cls) -> bool:
+        """Whether the domain overrides :meth:`edit_batches`."""
+        return cls.edit_batches is not Domain.edit_batches
+

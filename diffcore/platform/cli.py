@@ -1,4 +1,4 @@
-"""The ``diffcore`` command line: train, sample, evaluate, plugins, schedule.
+"""The ``diffcore`` command line: train, sample, edit, evaluate, plugins, schedule.
 
 Every mistake a user can fix (a config key, a value out of range, a bad checkpoint, a broken
 plugin under --strict-plugins) ends as one line ``error: ...`` on stderr and exit code 2,
@@ -8,7 +8,6 @@ so ``diffcore --help`` and ``diffcore plugins`` stay quick.
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import time
@@ -16,9 +15,10 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
-from pydantic import BaseModel, ValidationError
 
-from diffcore.contract.errors import UserError
+from diffcore.platform.cliopts import (  # noqa: F401  (EXIT_USER_ERROR, fail: part of the CLI's API)
+    EXIT_USER_ERROR, _describe_options, _notes, _sampler_options, _times, fail, friendly, output_dir, parse_extra_options,
+)
 
 app = typer.Typer(
     name="diffcore",
@@ -27,29 +27,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,  # help texts contain [default: ...] and [-1, 1]: plain text, not markup
 )
-
-EXIT_USER_ERROR = 2
-
-
-def fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(EXIT_USER_ERROR)
-
-
-def friendly(fn):
-    """Turn a :class:`UserError` (or a pydantic ValidationError that escaped a plugin) into
-    ``error: ...`` on stderr and exit code 2."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except UserError as e:
-            fail(str(e))
-        except ValidationError as e:  # a plugin validated something itself
-            fail("; ".join(f"{'.'.join(map(str, err['loc'])) or e.title}: {err['msg']}" for err in e.errors()))
-
-    return wrapper
 
 
 def _version(value: bool) -> None:
@@ -157,104 +134,6 @@ def _builtin_samplers() -> list[str]:
     return [spec.name for spec in sampling.specs() if spec.owner is None]
 
 
-def _times(text: str | None) -> list[float] | None:
-    """``--times 0.999,0.8,0.1`` as floats (checked against the schedule by the plan)."""
-    if text is None:
-        return None
-    try:
-        return [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        fail(f"--times {text!r}: expected comma-separated numbers, e.g. --times 0.999,0.8,0.5,0.2,0.02")
-
-
-def _notes(plan) -> None:
-    for note in plan.notes:
-        typer.echo(f"note: {note}", err=True)
-
-
-def _sampler_options(items: list[str], eta: float | None) -> dict[str, Any]:
-    """``--option KEY=VALUE`` items (values parsed as YAML, like --set) and the ``--eta``
-    shorthand, as the options of a sampling plan."""
-    import yaml
-
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip() or "." in key:
-            fail(f"--option {item!r}: expected KEY=VALUE, e.g. --option eta=0.5")
-        try:
-            out[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError:
-            fail(f"--option {item!r}: the value is not valid YAML")
-    if eta is not None:
-        out["eta"] = eta
-    return out
-
-
-def parse_extra_options(args: list[str], model: type[BaseModel] | None, domain_name: str) -> BaseModel | None:
-    """``--key value`` pairs left over by typer, validated by the domain's SampleOptions.
-    Dashes become underscores; a repeated key (or a list field) gives a list; a key without
-    a value is ``true``."""
-    raw: dict[str, Any] = {}
-    i = 0
-    while i < len(args):
-        tok = args[i]
-        if not tok.startswith("--") or tok == "--":
-            fail(f"unexpected argument {tok!r}; see `diffcore sample --help`")
-        key, eq, value = tok[2:].partition("=")
-        if not eq:
-            if i + 1 < len(args) and not args[i + 1].startswith("--"):
-                value = args[i + 1]
-                i += 1
-            else:
-                value = "true"
-        raw.setdefault(key.replace("-", "_"), []).append(value)
-        i += 1
-    fields = model.model_fields if model is not None else {}
-    allowed = ", ".join("--" + n.replace("_", "-") for n in fields) or "none"
-    unknown = [k for k in raw if k not in fields]
-    if unknown:
-        fail(f"unknown option --{unknown[0].replace('_', '-')} for the {domain_name!r} domain; its options: {allowed} (and those of `diffcore sample --help`)")
-    if model is None:
-        return None
-    values = {k: v if (_is_sequence(fields[k].annotation) or len(v) > 1) else v[0] for k, v in raw.items()}
-    try:
-        return model.model_validate(values)
-    except ValidationError as e:
-        lines = [f"--{'.'.join(str(p) for p in err['loc'][:1]).replace('_', '-')}: {err['msg']}" for err in e.errors()]
-        fail("; ".join(dict.fromkeys(lines)))
-
-
-def _is_sequence(annotation) -> bool:
-    """list[...] / tuple[...] / set[...], also inside ``X | None``."""
-    import types
-    import typing
-
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType):
-        return any(_is_sequence(a) for a in typing.get_args(annotation))
-    return origin in (list, tuple, set, frozenset) or annotation in (list, tuple, set)
-
-
-def _describe_options(model: type[BaseModel] | None) -> str:
-    if model is None:
-        return "(this domain has no extra sample options)"
-    lines = []
-    for name, f in model.model_fields.items():
-        default = "" if f.is_required() else f" [default: {f.get_default(call_default_factory=True)!r}]"
-        lines.append(f"  --{name.replace('_', '-'):<20} {f.description or ''}{default}")
-    return "\n".join(lines)
-
-
-def _fresh_dir(base: Path) -> Path:
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    path, n = base / stamp, 1
-    while path.exists():
-        n += 1
-        path = base / f"{stamp}-{n}"
-    return path
-
-
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 @friendly
 def sample(
@@ -290,10 +169,7 @@ def sample(
         typer.echo(f"options of the {r.domain.name!r} domain:\n{_describe_options(model)}")
         return
     options = parse_extra_options(list(ctx.args), model, r.domain.name)  # defaults if none given
-    if out is None:
-        out = _fresh_dir(run / "samples")
-    elif out.exists() and (not out.is_dir() or any(out.iterdir())):
-        fail(f"--out {out} exists and is not an empty folder; choose a new one (nothing is overwritten)")
+    out = output_dir(out, run / "samples")
     plan = cfgmod.sampling_plan(r.config, key="cli", sampler=sampler, steps=steps, spacing=spacing, times=_times(times),
                                 guidance=guidance, options=_sampler_options(option, eta))
     _notes(plan)
@@ -330,6 +206,12 @@ def evaluate(
     runs.use_threads(threads or r.config.sampling.threads)
     metrics = runs.evaluate(r, plan, num, seed=seed)
     typer.echo(json.dumps(metrics, indent=2, sort_keys=True))
+
+
+# ------------------------------------------------------------------------ edit
+from diffcore.platform.edit_command import edit as _edit  # noqa: E402
+
+app.command("edit", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(friendly(_edit))
 
 
 # --------------------------------------------------------------------- plugins

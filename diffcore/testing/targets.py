@@ -114,6 +114,17 @@ class GaussianMixture(_Target):
         z = torch.randn(n, self.dim, generator=generator, dtype=torch.float64)
         return self.means[k] + self._sd[k] * z
 
+    def conditional(self, known: Sequence[int], values: Sequence[float] | torch.Tensor) -> "GaussianMixture":
+        """The exact distribution of the other coordinates given x[known] = values: a mixture
+        of the components' free coordinates (diagonal covariances: independent of the known
+        ones) with weights pi_k N(values; mu_k[known], s_k[known]^2), what inpainting targets."""
+        idx = torch.as_tensor(list(known), dtype=torch.long)
+        free = torch.as_tensor([d for d in range(self.dim) if d not in set(idx.tolist())], dtype=torch.long)
+        v = torch.as_tensor(values, dtype=torch.float64)
+        sd = self._sd.expand(-1, self.dim)
+        logw = torch.log(self.weights) + torch.distributions.Normal(self.means[:, idx], sd[:, idx]).log_prob(v).sum(-1)
+        return GaussianMixture(self.means[:, free], sd[:, free], torch.softmax(logw, 0))
+
     def _data_moments(self):
         m = self.weights @ self.means
         second = (self.weights[:, None] * self._sd.expand(-1, self.dim) ** 2).sum(0)

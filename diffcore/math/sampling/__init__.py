@@ -11,6 +11,7 @@ docs/samplers.md is generated from the table). Plugins add more through the
 from . import ddim, ddpm, deis, dpm_solver, dpm_solver_3m, ipndm, langevin, ode, reverse_sde, unipc  # noqa: F401  (fill the table)
 from ..denoiser import Denoiser, prior_scale
 from .ddim import ddim_invert, slerp
+from .edits import edit, invert
 from .grid import CLEAN, MIN_LOG_SNR, SPACINGS, grid, start_time, timesteps
 from .plan import DEFAULT_STEPS, SamplingPlan, generate
 from .recommend import AUTO, family, recommend
@@ -20,7 +21,7 @@ from .table import (
 )
 
 __all__ = [
-    "AUTO", "CLEAN", "DEFAULT_STEPS", "Denoiser", "MIN_LOG_SNR", "Option", "SPACINGS", "SamplerSpec", "SamplingPlan", "ddim_invert", "family",
-    "from_function", "generate", "get", "grid", "names", "noise_source", "prior_scale", "recommend", "register", "sampler", "slerp",
+    "AUTO", "CLEAN", "DEFAULT_STEPS", "Denoiser", "MIN_LOG_SNR", "Option", "SPACINGS", "SamplerSpec", "SamplingPlan", "ddim_invert", "edit", "family",
+    "from_function", "generate", "get", "grid", "invert", "names", "noise_source", "prior_scale", "recommend", "register", "sampler", "slerp",
     "specs", "start_time", "timesteps", "unregister",
 ]

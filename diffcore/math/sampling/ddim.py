@@ -58,12 +58,20 @@ def ddim_invert(
     result is standard-normal-scaled noise, like the ``noise`` argument of ``generate``.
     """
     schedule = _schedules.get(schedule)
-    ts = timesteps(schedule, steps, spacing)[::-1]  # ascending
+    ts = timesteps(schedule, steps, spacing)  # model times, noisiest first
     den = Denoiser(model, schedule, prediction)
-    x = x0
-    prev = None  # clean end
+    return invert_along(den, x0, list(ts) + [None], refine=refine) / prior_scale(den, ts[0])
+
+
+def invert_along(den: Denoiser, x0: torch.Tensor, ts, *, refine: int = 2) -> torch.Tensor:
+    """The eta = 0 DDIM update run backwards along the grid ``ts`` (noisiest first, ending at
+    the clean end or any time where ``x0`` lies): returns x at ``ts[0]``, unscaled, so that the
+    ddim sampler on ``ts`` from there returns ``x0``. Each step solves x_q from
+    x_p = DDIM(x_q; q -> p) by ``refine`` fixed-point iterations."""
+    ts = list(ts)[::-1]  # ascending: where x0 lies first
+    x, prev = x0, ts[0]
     with torch.no_grad():
-        for q in ts:
+        for q in ts[1:]:
             a_p, s_p = den.coef(prev)
             a_q, s_q = den.coef(q)
             # x_p = (a_p/a_q) x_q + (s_p - a_p s_q / a_q) eps(x_q)  =>  x_q = (a_q/a_p)(x_p - k eps)
@@ -74,7 +82,7 @@ def ddim_invert(
                 _, eps = den(x_q, q)
                 x_q = (a_q / a_p) * (x - k * eps)
             x, prev = x_q, q
-    return x / prior_scale(den, ts[-1])
+    return x
 
 
 def slerp(z0: torch.Tensor, z1: torch.Tensor, alpha: float | torch.Tensor) -> torch.Tensor:

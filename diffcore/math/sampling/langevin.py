@@ -26,6 +26,7 @@ from .table import Option, noise_source, sampler
     "langevin", evals="N steps_each + 1", nfe=lambda n, o: n * o["steps_each"] + 1, stochastic=True, min_steps=20,
     default_spacing="logsnr",  # noise levels evenly spaced in log-SNR: SMLD's geometric sigmas
     reference="Song & Ermon 2019, Algorithm 1, with the final denoising step",
+    stepwise=False,  # the grid's times are noise levels; the run always ends with x0_hat
     options={
         "steps_each": Option(5, int, ge=1, description="Langevin steps per noise level"),
         "step_size": Option(None, float, gt=0.0, nullable=True, description="the paper's eps (step at the smallest level); null: 0.2 tau_L^2"),

@@ -108,12 +108,31 @@ class SamplingPlan:
     ) -> torch.Tensor:
         """Execute the plan: ``model(x_t, t)`` returns ``self.prediction``; ``noise`` is standard
         normal shaped like the data, scaled here to the prior at the first time."""
+        den = self.denoiser(model)
+        return self.run_from(den, noise * prior_scale(den, self.ts[0]), generator=generator, callback=callback,
+                             noise_fn=noise_fn)
+
+    def denoiser(self, model: Callable) -> Denoiser:
+        """``model`` seen as (x0_hat, eps_hat) with this plan's prediction and clamp."""
         den = Denoiser(model, self.schedule, self.prediction, self.clip_x0)
         den.prefetch(self.ts)
-        x = noise * prior_scale(den, self.ts[0])
+        return den
+
+    def run_from(
+        self,
+        den: Denoiser,
+        x: torch.Tensor,
+        ts: Sequence | None = None,
+        *,
+        generator: torch.Generator | None = None,
+        callback: Callable | None = None,
+        noise_fn: Callable | None = None,
+    ) -> torch.Tensor:
+        """Run the sampler from ``x`` (already at the first time, not rescaled) along ``ts``
+        (default: the plan's whole grid; editing passes its tail)."""
         with torch.no_grad():
-            return get(self.sampler).fn(den, x, list(self.ts), generator=generator, callback=callback, noise_fn=noise_fn,
-                                        **self.options)
+            return get(self.sampler).fn(den, x, list(self.ts if ts is None else ts), generator=generator,
+                                        callback=callback, noise_fn=noise_fn, **self.options)
 
 
 def generate(

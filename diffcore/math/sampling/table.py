@@ -105,6 +105,7 @@ class SamplerSpec:
     min_steps: int = 1  # fewer steps leave the data's scale on some paths (measured: docs/samplers.md); the CLI refuses them
     reference: str = ""  # the paper and equation it implements
     owner: str | None = None  # None: built in; else the plugin that registered it
+    stepwise: bool = True  # run on a one-step grid (t, s) it returns x_s: editing's RePaint resampling needs it
 
     def __post_init__(self):
         if self.default_spacing not in SPACINGS:
@@ -226,7 +227,7 @@ def from_function(name: str, fn: Callable, *, owner: str | None = None) -> Sampl
     model_times_only.__doc__ = fn.__doc__
     model_times_only.__wrapped__ = fn
     return SamplerSpec(name, model_times_only, getattr(fn, "default_spacing", None) or "linspace", options, owner=owner,
-                       evals="?", reference=(fn.__doc__ or "").strip().split("\n")[0])
+                       evals="?", reference=(fn.__doc__ or "").strip().split("\n")[0], stepwise=False)
 
 
 def randn_like(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:

@@ -1,0 +1,145 @@
+"""What the commands of the ``diffcore`` CLI share: one-line errors, sampler and domain
+options, output folders."""
+
+from __future__ import annotations
+
+import functools
+import time
+from pathlib import Path
+from typing import Any
+
+import typer
+from pydantic import BaseModel, ValidationError
+
+from diffcore.contract.errors import UserError
+
+EXIT_USER_ERROR = 2
+
+
+def fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(EXIT_USER_ERROR)
+
+
+def friendly(fn):
+    """Turn a :class:`UserError` (or a pydantic ValidationError that escaped a plugin) into
+    ``error: ...`` on stderr and exit code 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except UserError as e:
+            fail(str(e))
+        except ValidationError as e:  # a plugin validated something itself
+            fail("; ".join(f"{'.'.join(map(str, err['loc'])) or e.title}: {err['msg']}" for err in e.errors()))
+
+    return wrapper
+
+
+def _times(text: str | None) -> list[float] | None:
+    """``--times 0.999,0.8,0.1`` as floats (checked against the schedule by the plan)."""
+    if text is None:
+        return None
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        fail(f"--times {text!r}: expected comma-separated numbers, e.g. --times 0.999,0.8,0.5,0.2,0.02")
+
+
+def _notes(plan) -> None:
+    for note in plan.notes:
+        typer.echo(f"note: {note}", err=True)
+
+
+def _sampler_options(items: list[str], eta: float | None) -> dict[str, Any]:
+    """``--option KEY=VALUE`` items (values parsed as YAML, like --set) and the ``--eta``
+    shorthand, as the options of a sampling plan."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip() or "." in key:
+            fail(f"--option {item!r}: expected KEY=VALUE, e.g. --option eta=0.5")
+        try:
+            out[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            fail(f"--option {item!r}: the value is not valid YAML")
+    if eta is not None:
+        out["eta"] = eta
+    return out
+
+
+def parse_extra_options(args: list[str], model: type[BaseModel] | None, domain_name: str) -> BaseModel | None:
+    """``--key value`` pairs left over by typer, validated by the domain's SampleOptions.
+    Dashes become underscores; a repeated key (or a list field) gives a list; a key without
+    a value is ``true``."""
+    raw: dict[str, Any] = {}
+    i = 0
+    while i < len(args):
+        tok = args[i]
+        if not tok.startswith("--") or tok == "--":
+            fail(f"unexpected argument {tok!r}; see `diffcore sample --help`")
+        key, eq, value = tok[2:].partition("=")
+        if not eq:
+            if i + 1 < len(args) and not args[i + 1].startswith("--"):
+                value = args[i + 1]
+                i += 1
+            else:
+                value = "true"
+        raw.setdefault(key.replace("-", "_"), []).append(value)
+        i += 1
+    fields = model.model_fields if model is not None else {}
+    allowed = ", ".join("--" + n.replace("_", "-") for n in fields) or "none"
+    unknown = [k for k in raw if k not in fields]
+    if unknown:
+        fail(f"unknown option --{unknown[0].replace('_', '-')} for the {domain_name!r} domain; its options: {allowed} (and those of `diffcore sample --help`)")
+    if model is None:
+        return None
+    values = {k: v if (_is_sequence(fields[k].annotation) or len(v) > 1) else v[0] for k, v in raw.items()}
+    try:
+        return model.model_validate(values)
+    except ValidationError as e:
+        lines = [f"--{'.'.join(str(p) for p in err['loc'][:1]).replace('_', '-')}: {err['msg']}" for err in e.errors()]
+        fail("; ".join(dict.fromkeys(lines)))
+
+
+def _is_sequence(annotation) -> bool:
+    """list[...] / tuple[...] / set[...], also inside ``X | None``."""
+    import types
+    import typing
+
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return any(_is_sequence(a) for a in typing.get_args(annotation))
+    return origin in (list, tuple, set, frozenset) or annotation in (list, tuple, set)
+
+
+def _describe_options(model: type[BaseModel] | None) -> str:
+    if model is None:
+        return "(this domain has no extra sample options)"
+    lines = []
+    for name, f in model.model_fields.items():
+        default = "" if f.is_required() else f" [default: {f.get_default(call_default_factory=True)!r}]"
+        lines.append(f"  --{name.replace('_', '-'):<20} {f.description or ''}{default}")
+    return "\n".join(lines)
+
+
+def _fresh_dir(base: Path) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path, n = base / stamp, 1
+    while path.exists():
+        n += 1
+        path = base / f"{stamp}-{n}"
+    return path
+
+
+def output_dir(out: Path | None, base: Path) -> Path:
+    """``--out``: a new or empty folder (nothing is overwritten), by default a fresh
+    ``base/<date>-<time>``."""
+    if out is None:
+        return _fresh_dir(base)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        fail(f"--out {out} exists and is not an empty folder; choose a new one (nothing is overwritten)")
+    return out

@@ -1,0 +1,122 @@
+"""Editing a trained run: the domain turns the user's inputs into batches with ``known`` and
+``keep`` (:meth:`diffcore.Domain.edit_batches`); the mathematics (:mod:`diffcore.math.sampling.
+edits`) conditions any sampler on them. Three modes:
+
+``inpaint``
+    keep the entries the domain's mask options name, generate the rest (replacement; RePaint
+    with ``resample`` > 1); strength 1 by default (from pure noise).
+``sdedit``
+    noise the input to ``strength`` (default 0.6) and denoise it with the run's model, under
+    ``--class``/``--guidance`` if given (Meng et al. 2022); a mask keeps its part exactly.
+``invert``
+    DDIM-invert the input up to ``strength`` (default 1) with the unconditional model, then
+    sample back with DDIM (eta = 0) under the requested class and guidance: with the same
+    condition the input comes back; with another, the model's version of it in that class.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+
+from ..contract.domain import Batch
+from ..contract.errors import UserError
+from ..math.guidance import classifier_free
+from ..math.sampling import SamplingPlan
+from ..math.sampling.edits import check_keep, edit, invert
+from .runs import Run, _to
+
+MODES = ("inpaint", "sdedit", "invert")
+DEFAULT_STRENGTH = {"inpaint": 1.0, "sdedit": 0.6, "invert": 1.0}
+EDIT_JSON = "edit.json"
+
+
+def check_settings(mode: str, strength: float | None, resample: int) -> float:
+    """The strength to use; UserError for a mode, strength or resample count out of range."""
+    if mode not in MODES:
+        raise UserError(f"--mode {mode!r}: choose one of {', '.join(MODES)}")
+    strength = DEFAULT_STRENGTH[mode] if strength is None else strength
+    if not (isinstance(strength, (int, float)) and math.isfinite(strength) and 0.0 < strength <= 1.0):
+        raise UserError(f"--strength {strength!r}: must be in (0, 1] (1: from pure noise; small: stay close to the input)")
+    if not (isinstance(resample, int) and resample >= 1):
+        raise UserError(f"--resample {resample!r}: must be an integer >= 1 (1: no RePaint resampling)")
+    if resample > 1 and mode == "invert":
+        raise UserError("--resample: inversion samples back deterministically; RePaint resampling applies to inpaint and sdedit")
+    return float(strength)
+
+
+def inversion_plan(plan: SamplingPlan) -> SamplingPlan:
+    """The plan's grid and guidance with the ddim sampler at eta = 0, what inversion inverts."""
+    if plan.sampler == "ddim" and not plan.options.get("eta"):
+        return plan
+    times = plan.ts[:-1]
+    return SamplingPlan.make(plan.schedule, "ddim", options={"eta": 0.0}, times=list(times), prediction=plan.prediction,
+                             clip_x0=plan.clip_x0, guidance=plan.guidance)
+
+
+def edit_run(
+    run: Run,
+    plan: SamplingPlan,
+    batches: Iterable[Batch],
+    *,
+    mode: str = "inpaint",
+    strength: float | None = None,
+    resample: int = 1,
+    seed: int = 0,
+) -> list[tuple[torch.Tensor, Batch]]:
+    """Edit the domain's batches with the run's model as ``plan`` says: ``[(x, batch)]`` for
+    ``domain.write_edits``."""
+    strength = check_settings(mode, strength, resample)
+    if mode == "invert":
+        plan = inversion_plan(plan)
+    gen = torch.Generator(device=run.device).manual_seed(seed)
+    domain, results = run.domain, []
+    for batch in batches:
+        b = _to(batch, run.device)
+        known, keep = _inputs(b, domain.name)
+        if mode == "inpaint" and keep is None:
+            raise UserError("--mode inpaint needs a part to keep: give the domain's mask options "
+                            "(`diffcore edit --run RUN --domain-help` lists them), or use --mode sdedit")
+        noise = domain.noise(known, b, generator=gen)
+        model = classifier_free(run.net, b.get("cond"), plan.guidance)
+        start = None
+        if mode == "invert":
+            start = invert(plan, classifier_free(run.net, b.get("source_cond"), 1.0), known, strength=strength)
+        try:
+            x = edit(plan, model, noise, known=known, keep=keep, strength=strength, resample=resample, start=start,
+                     generator=gen, noise_fn=lambda z, b=b: domain.noise(z, b, generator=gen))
+        except ValueError as e:
+            raise UserError(str(e)) from None
+        mask = b.get("mask")
+        results.append(((x * mask.to(x.dtype) if mask is not None else x).cpu(), batch))
+    return results
+
+
+def _inputs(b: Batch, name: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The batch's ``known`` and ``keep`` (None when nothing is kept), checked: a plugin's
+    mistake here is reported as the plugin's."""
+    known, keep = b.get("known"), b.get("keep")
+    shape = tuple(b["shape"])
+    if not isinstance(known, torch.Tensor) or tuple(known.shape) != shape:
+        got = tuple(known.shape) if isinstance(known, torch.Tensor) else type(known).__name__
+        raise UserError(f"the {name!r} domain's edit_batches gave `known` of shape {got}, not the batch shape {shape} (a plugin bug)")
+    if not bool(torch.isfinite(known).all()):
+        raise UserError("the input holds values that are not finite (NaN or inf); check the input file")
+    if keep is None:
+        return known.float(), None
+    try:
+        keep = check_keep(known, torch.as_tensor(keep, device=known.device).float())
+    except ValueError as e:
+        raise UserError(f"the mask does not fit the input: {e}") from None
+    return known.float(), keep
+
+def record(plan: SamplingPlan, *, mode: str, strength: float | None, resample: int, seed: int, inputs, num: int,
+           weights) -> dict[str, Any]:
+    """What ``edit.json`` records: enough to repeat the edit."""
+    strength = DEFAULT_STRENGTH[mode] if strength is None else strength
+    return {"mode": mode, "strength": strength, "resample": resample, "seed": seed, "inputs": list(inputs), "num": num,
+            "sampler": plan.sampler if mode != "invert" else "ddim", "steps": plan.steps, "spacing": plan.spacing,
+            "options": dict(plan.options), "guidance": plan.guidance, "weights": str(weights)}
