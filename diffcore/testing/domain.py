@@ -1,17 +1,18 @@
 """Checks of a domain (:func:`check_domain`): the class and its options, ``setup()``, then its
-training data (:mod:`.domain_data`), its saved state and labels, and its sampling side
-(:mod:`.domain_sampling`)."""
+training data (:mod:`.domain_data`), its saved state and labels, its sampling side
+(:mod:`.domain_sampling`) and its editing side (:mod:`.domain_edit`)."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
 
 from ..contract.domain import Domain
+from .domain_edit import check_edit
 from .domain_data import check_collate, check_items, check_noise
 from .domain_sampling import check_evaluate, check_sample_batches, check_val_dataset, check_write_samples
 from .options import validated
@@ -23,6 +24,8 @@ def check_domain(
     options: Mapping[str, Any] | BaseModel | None = None,
     *,
     sample_options: Mapping[str, Any] | BaseModel | None = None,
+    edit_inputs: Sequence[str] | None = None,
+    edit_options: Mapping[str, Any] | BaseModel | None = None,
     workdir: str | Path | None = None,
     evaluate: bool = False,
     num: int = 5,
@@ -31,7 +34,9 @@ def check_domain(
 ) -> Report:
     """Check a :class:`~diffcore.Domain` subclass with ``options`` (its ``data:`` section; use
     small ones, e.g. a few hundred examples). ``sample_options``: its ``SampleOptions`` (if
-    any) for ``sample_batches``; ``evaluate=True`` also runs :meth:`~diffcore.Domain.evaluate`
+    any) for ``sample_batches``; ``edit_inputs`` (files or text of the domain's kind) and
+    ``edit_options`` (its ``EditOptions``) for ``edit_batches``/``write_edits`` of a domain that
+    supports editing; ``evaluate=True`` also runs :meth:`~diffcore.Domain.evaluate`
     on random "samples". The returned report's ``domain`` is the set-up instance."""
 
     def checks(ck: _Checker) -> None:
@@ -48,6 +53,7 @@ def check_domain(
         check_sample_batches(ck, fresh, num, sopts, labels, next(iter(shapes)) if fixed else None)
         check_write_samples(ck, fresh, num, sopts, root)
         check_val_dataset(ck, domain)
+        check_edit(ck, fresh, edit_inputs, edit_options, root)
         if evaluate:
             check_evaluate(ck, domain, fresh, root)
         else:

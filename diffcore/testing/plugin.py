@@ -24,6 +24,8 @@ def check_plugin(
     domain_options: Mapping[str, Mapping[str, Any]] | None = None,
     sample_options: Mapping[str, Mapping[str, Any]] | None = None,
     backbone_options: Mapping[str, Mapping[str, Any]] | None = None,
+    edit_inputs: Mapping[str, list[str]] | None = None,
+    edit_options: Mapping[str, Mapping[str, Any]] | None = None,
     evaluate: bool = False,
     sampler_schedules: tuple[str, ...] = ("vp", "cosine"),
     raise_on_failure: bool = True,
@@ -32,7 +34,8 @@ def check_plugin(
     (usually the module with the ``@diffcore.hookimpl`` functions); ``name`` its entry-point
     name (an installed plugin of that name is left out while the object stands in for it).
     ``domain_options`` / ``sample_options`` map a domain's name to small options for it,
-    ``backbone_options`` a backbone's name to options (keep them small: the checks build and run
+    ``edit_inputs`` / ``edit_options`` map a domain's name to inputs and ``EditOptions`` for
+    its ``edit_batches`` (domains that support editing), ``backbone_options`` a backbone's name to options (keep them small: the checks build and run
     each backbone). A backbone for a domain that another plugin provides is checked against
     that plugin's domain when it is installed (and skipped otherwise)."""
     from ..platform.registry import dry_run
@@ -47,6 +50,7 @@ def check_plugin(
         own_domains: dict[str, Domain] = {}
         for cls in items["domains"].values():
             sub = check_domain(cls, domain_options.get(cls.name), sample_options=(sample_options or {}).get(cls.name),
+                               edit_inputs=(edit_inputs or {}).get(cls.name), edit_options=(edit_options or {}).get(cls.name),
                                evaluate=evaluate, raise_on_failure=False)
             rep.extend(sub)
             if sub.domain is not None:
