@@ -73,7 +73,9 @@ class DiffcoreHookspecs:
     @hookspec
     def diffcore_register_domains(self, register: Callable[[type[Domain]], None]) -> None:
         """Register domain classes: ``register(MyDomain)``. ``MyDomain`` subclasses
-        :class:`diffcore.Domain` and sets ``name`` and ``Options``."""
+        :class:`diffcore.Domain` and sets ``name`` and ``Options``. A domain that overrides
+        :meth:`diffcore.Domain.edit_batches` (and optionally ``EditOptions``, ``write_edits``)
+        supports ``diffcore edit``: inpainting, SDEdit and inversion on its users' files."""
 
     @hookspec
     def diffcore_register_backbones(self, register: Callable[[BackboneSpec], None]) -> None:

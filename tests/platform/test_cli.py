@@ -214,6 +214,7 @@ def test_help_is_complete():
         "train": ["--plugin", "--config", "--set", "--out", "--max-steps", "--seed", "--accelerator", "--devices", "--strategy", "--precision", "--resume"],
         "sample": ["--run", "--checkpoint", "--sampler", "--steps", "--num", "--batch-size", "--seed", "--guidance", "--class", "--out", "--domain-help"],
         "evaluate": ["--run", "--num", "--sampler", "--steps", "--checkpoint"],
+        "edit": ["--run", "--input", "--mode", "--strength", "--resample", "--num", "--sampler", "--steps", "--class", "--guidance", "--out", "--domain-help"],
         "plugins": ["--json"],
         "schedule": ["NAME", "--steps", "--plot", "--alpha-bar", "--log-snr"],
     }
@@ -316,3 +317,16 @@ def test_python_api_of_a_run(tiny_run):
     assert a.shape == tuple(batch["shape"]) and torch.equal(a, b)
     with pytest.raises(TypeError, match="not both"):
         runs.sample_fn(run, plan, sampler="ddim")
+
+
+def test_edit_refuses_a_domain_without_editing_and_bad_settings(tiny_run, tmp_path):
+    res = invoke("edit", "--run", str(tiny_run), "--input", "0,1")
+    assert res.exit_code == 2 and "does not support editing" in res.output and "Traceback" not in res.output
+    from diffcore.contract.errors import UserError
+    from diffcore.platform import editing
+
+    for mode, strength, resample, msg in [("paint", None, 1, "--mode"), ("sdedit", 0.0, 1, "--strength"),
+                                          ("sdedit", float("inf"), 1, "--strength"), ("invert", None, 3, "--resample")]:
+        with pytest.raises(UserError, match=msg):
+            editing.check_settings(mode, strength, resample)
+    assert editing.check_settings("sdedit", None, 1) == 0.6
