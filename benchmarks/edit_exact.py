@@ -57,7 +57,11 @@ def main() -> None:
     ap.add_argument("--resample", type=int, default=10)
     ap.add_argument("--particles", type=int, default=64)
     ap.add_argument("--out", default=None)
+    ap.add_argument("--table", nargs="*", default=None, help="print the markdown table of these result files and exit")
     args = ap.parse_args()
+    if args.table is not None:
+        print(table(args.table))
+        return
     METHODS.update(methods(args.resample, args.particles))
     torch.set_num_threads(1)
     plan = SamplingPlan.make(args.schedule, "ddpm", args.steps)
@@ -89,6 +93,26 @@ def main() -> None:
     if args.out:
         with open(args.out, "w") as f:
             json.dump(dict(args=vars(args), rows=rows, summary=summary), f, indent=1)
+
+
+def table(paths: list[str]) -> str:
+    """One markdown table: per target, the median over its inputs of each method's ratio, for
+    each result file (its steps in the header); the last rows count the cases within the null's
+    95th percentile."""
+    res = [json.load(open(p)) for p in paths]
+    cols = [(r, m) for r in res for m in r["summary"]]
+    head = "| target | " + " | ".join(f"{m}, {r['args']['steps']} steps" for r, m in cols) + " |"
+    lines = [head, "|---" * (len(cols) + 1) + "|"]
+    for name in dict.fromkeys(row["target"] for row in res[0]["rows"]):
+        cells = []
+        for r, m in cols:
+            vals = sorted(x["ratio"] for x in r["rows"] if x["target"] == name and x["method"] == m)
+            cells.append(f"{vals[len(vals) // 2]:.1f}" if vals else "-")
+        split = "tuning" if name in suite.TUNING else "held-out"
+        lines.append(f"| {name} ({split}) | " + " | ".join(cells) + " |")
+    lines.append("| median of all cases | " + " | ".join(f"{r['summary'][m]['median']:.1f}" for r, m in cols) + " |")
+    lines.append("| cases within the null's p95 | " + " | ".join(f"{r['summary'][m]['within_p95']} / {r['summary'][m]['cases']}" for r, m in cols) + " |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -46,7 +46,7 @@ _CONTRACT = ("BackboneSpec", "Batch", "Domain", "NoOptions", "Options", "Recipe"
 __all__ = [
     "BackboneSpec", "Batch", "DiffusionLoss", "Domain", "NoOptions", "Options", "Recipe", "SDE", "SamplingPlan", "UserError",
     "bits_per_dim", "classifier_free", "cycle_classes", "ddim_invert", "edit", "forward", "generate", "guidance", "hookimpl",
-    "likelihood", "log_likelihood", "losses", "nn", "q_sample", "sampling", "schedules", "sde", "slerp", "testing",
+    "likelihood", "load", "log_likelihood", "losses", "nn", "q_sample", "sampling", "schedules", "sde", "slerp", "testing",
 ]
 
 
@@ -55,6 +55,10 @@ def __getattr__(name: str):
         from . import contract
 
         return getattr(contract, name)
+    if name == "load":  # the platform (pydantic, Lightning's config): imported on first use
+        from .platform.api import load
+
+        return load
     if name == "testing":
         import importlib
 
