@@ -28,13 +28,15 @@ def check_plugin(
     edit_options: Mapping[str, Mapping[str, Any]] | None = None,
     evaluate: bool = False,
     sampler_schedules: tuple[str, ...] = ("vp", "cosine"),
+    sampler_steps: Mapping[str, int] | None = None,
     raise_on_failure: bool = True,
 ) -> Report:
     """Check everything a plugin registers: ``plugin`` is the object its entry point names
     (usually the module with the ``@diffcore.hookimpl`` functions); ``name`` its entry-point
     name (an installed plugin of that name is left out while the object stands in for it).
     ``domain_options`` / ``sample_options`` map a domain's name to small options for it,
-    ``edit_inputs`` / ``edit_options`` map a domain's name to inputs and ``EditOptions`` for
+    ``sampler_steps`` maps a sampler's name to the steps it is checked with (default: its
+    entry's ``check_steps``); ``edit_inputs`` / ``edit_options`` map a domain's name to inputs and ``EditOptions`` for
     its ``edit_batches`` (domains that support editing), ``backbone_options`` a backbone's name to options (keep them small: the checks build and run
     each backbone). A backbone for a domain that another plugin provides is checked against
     that plugin's domain when it is installed (and skipped otherwise)."""
@@ -60,7 +62,8 @@ def check_plugin(
             if dom is not None:
                 rep.extend(check_backbone(spec, dom, backbone_options.get(spec.name), raise_on_failure=False))
         for sname, sampler in items["samplers"].items():
-            rep.extend(check_sampler(sampler, sname, schedules=sampler_schedules, raise_on_failure=False))
+            rep.extend(check_sampler(sampler, sname, schedules=sampler_schedules, steps=(sampler_steps or {}).get(sname),
+                                     raise_on_failure=False))
         for sname, factory in items["schedules"].items():
             rep.extend(check_schedule(factory, sname, raise_on_failure=False))
         _check_recipes(ck, items["recipes"].values(), reg)

@@ -70,7 +70,7 @@ def check_sampler(
     name: str | None = None,
     *,
     schedules: tuple[str, ...] = ("vp", "cosine"),
-    steps: int = 50,
+    steps: int | None = None,
     num: int = 2000,
     prediction: str = "eps",
     raise_on_failure: bool = True,
@@ -79,16 +79,17 @@ def check_sampler(
     """Check a sampler (the ``diffcore_register_samplers`` kind): a ``SamplerSpec``, or a bare
     function of the first convention. With the exact denoiser of
     :meth:`diffcore.testing.GaussianMixture.default` on each of ``schedules``, ``steps`` steps
-    must reproduce the target (energy distance below twice the 95th percentile of two
+    (default: the entry's ``check_steps``, 50 unless it says more) must reproduce the target (energy distance below twice the 95th percentile of two
     independent target samples of size ``num``)."""
     label = name or getattr(fn, "name", None) or getattr(fn, "__name__", repr(fn))
 
     def checks(ck: _Checker) -> None:
         _check_signature(ck, fn)
         with _as_sampler(fn, name) as alias:
+            n = steps if steps is not None else _sampling.get(alias).check_steps
             _check_options(ck, alias, schedules[0])
             for sched_name in schedules:
-                _check_target(ck, alias, sched_name, steps, num, prediction)
+                _check_target(ck, alias, sched_name, n, num, prediction)
             _check_randomness(ck, alias, schedules[0], prediction)
 
     return run_checks(f"sampler {label!r}", checks, report, raise_on_failure)

@@ -106,6 +106,7 @@ class SamplerSpec:
     reference: str = ""  # the paper and equation it implements
     owner: str | None = None  # None: built in; else the plugin that registered it
     stepwise: bool = True  # run on a one-step grid (t, s) it returns x_s: editing's RePaint resampling needs it
+    check_steps: int = 50  # the steps the conformance kit checks it with on the exact target (diffcore.testing.check_sampler)
 
     def __post_init__(self):
         if self.default_spacing not in SPACINGS:
