@@ -20,6 +20,7 @@ from torch.utils.data import Dataset
 from diffcore import Domain, Options, UserError, cycle_classes
 
 from . import synth
+from .edit import AudioEditOptions
 from .spectrogram import MelCodec
 
 
@@ -109,6 +110,7 @@ class AudioDomain(Domain):
 
     name = "audio"
     Options = AudioOptions
+    EditOptions = AudioEditOptions
 
     def __init__(self, options: AudioOptions | None = None, *, workdir: Path | None = None):
         super().__init__(options, workdir=workdir)
@@ -217,10 +219,10 @@ class AudioDomain(Domain):
         x = x.detach().float().cpu()
         return torch.cat([self.codec.decode(x[i : i + chunk]) for i in range(0, len(x), chunk)]) if len(x) else x.new_zeros(0, self.codec.num_samples)
 
-    def write_samples(self, results: list[tuple[torch.Tensor, dict]], out_dir: Path) -> list[Path]:
+    def write_samples(self, results: list[tuple[torch.Tensor, dict]], out_dir: Path, *, waves: list[torch.Tensor] | None = None) -> list[Path]:
         """``NNNN_LABEL.wav`` (16-bit PCM at ``data.sample_rate``, ``data.clip_seconds`` long)
         and ``NNNN_LABEL.png`` (its spectrogram) per sample, plus ``spectrograms.png``, a grid
-        of them all."""
+        of them all. ``waves`` (one tensor per result): the audio, instead of decoding ``x``."""
         from . import writer
 
         out_dir = Path(out_dir)
@@ -229,14 +231,14 @@ class AudioDomain(Domain):
         paths, dbs, titles, k = [], [], [], 0
         vmax = c.db_max if c.db_max is not None else 0.0
         vmin = vmax - c.dynamic_range_db
-        for x, batch in results:
-            waves = self.decode(x)
+        for j, (x, batch) in enumerate(results):
+            wave = self.decode(x) if waves is None else waves[j]
             db = c.denormalise(x.detach().float().cpu())
             labels = batch.get("labels") or ["sample"] * len(x)
             for i in range(len(x)):
                 stem = f"{k:04d}_{writer.safe_name(labels[i])}"
                 wav, png = out_dir / f"{stem}.wav", out_dir / f"{stem}.png"
-                writer.write_wav(wav, waves[i], c.sample_rate)
+                writer.write_wav(wav, wave[i], c.sample_rate)
                 writer.write_spectrogram_png(png, db[i], sample_rate=c.sample_rate, hop_length=c.hop_length, title=labels[i], vmin=vmin, vmax=vmax)
                 paths += [wav, png]
                 dbs.append(db[i])
@@ -247,6 +249,20 @@ class AudioDomain(Domain):
             writer.write_grid_png(grid, dbs[:64], titles[:64], sample_rate=c.sample_rate, hop_length=c.hop_length, vmin=vmin, vmax=vmax)
             paths.append(grid)
         return paths
+
+    # -------------------------------------------------------------- editing
+    def edit_batches(self, inputs: Sequence[str], num: int, batch_size: int, classes: Sequence[int] | None = None, options=None) -> list[dict]:
+        """WAV files -> batches with ``known`` (the clip's normalised log-mel) and ``keep`` (mel
+        frames of ``--keep START:END`` seconds, or all but ``--gap START:END``); see :mod:`.edit`."""
+        from . import edit
+
+        return edit.edit_batches(self, inputs, num, batch_size, classes, options)
+
+    def write_edits(self, results: list[tuple[torch.Tensor, dict]], out_dir: Path) -> list[Path]:
+        """WAVs holding the input's samples where kept, spectrogram PNGs and ``before_after.png``."""
+        from . import edit
+
+        return edit.write_edits(self, results, out_dir)
 
     # -------------------------------------------------------------- metrics
     def evaluate(self, sample_fn: Callable[[dict], torch.Tensor], num: int, out_dir: Path) -> dict[str, float]:

@@ -117,11 +117,14 @@ class MelCodec:
 
     def decode(self, x: torch.Tensor) -> torch.Tensor:
         """Normalised spectrograms ``[..., n_mels, frames]`` -> waveforms ``[..., num_samples]``."""
+        return self.griffin_lim(self.linear(x))
+
+    def linear(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalised spectrograms -> linear power ``[..., n_fft/2+1, frames]`` (what Griffin-Lim inverts)."""
         power = 10.0 ** (self.denormalise(x.float()) / 10.0)
         # the floor (-1) is silence, not -dynamic_range dB of hiss
         power = torch.where(x <= -1.0 + 1e-4, torch.zeros_like(power), power)
-        linear = self.invert_mel(power)
-        return self.griffin_lim(linear)
+        return self.invert_mel(power)
 
     def invert_mel(self, mel: torch.Tensor) -> torch.Tensor:
         """Mel power ``[..., n_mels, frames]`` -> non-negative linear power ``[..., n_fft/2+1, frames]``.
