@@ -1,7 +1,7 @@
 """docs/plugins.md, followed step by step: its files are written into an empty folder, the
 package is "installed" (a dist-info on PYTHONPATH with the entry points of the tutorial's
 pyproject.toml, as pip would leave it), and then `diffcore plugins`, the tutorial's own tests
-(the conformance kit), `diffcore train` and `diffcore sample` run on it."""
+(the conformance kit), `diffcore train`, `diffcore sample` and `diffcore edit` run on it."""
 
 from __future__ import annotations
 
@@ -43,7 +43,8 @@ def test_tutorial_blocks_are_found():
     assert {"diffcore-rings/pyproject.toml", "diffcore-rings/src/diffcore_rings/plugin.py",
             "diffcore-rings/src/diffcore_rings/domain.py", "diffcore-rings/src/diffcore_rings/backbone.py",
             "diffcore-rings/src/diffcore_rings/schedule.py", "diffcore-rings/src/diffcore_rings/sampler.py",
-            "diffcore-rings/src/diffcore_rings/sets.py", "diffcore-rings/tests/test_rings.py"} <= set(files)
+            "diffcore-rings/src/diffcore_rings/sets.py", "diffcore-rings/src/diffcore_rings/editing.py",
+            "diffcore-rings/tests/test_rings.py"} <= set(files)
     assert "diffcore_register_samplers" in files["diffcore-rings/src/diffcore_rings/plugin.py"]  # the (append) block
 
 
@@ -116,3 +117,16 @@ def test_tutorial_steps_work(tutorial, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert (out / "rings.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "wrote 1 file(s)" in proc.stdout
+
+    # 10. edit: y given x; the kept x comes back exactly, with the before/after picture
+    out = tmp_path / "edits"
+    proc = run_cli(["edit", "--run", str(run), "--input", "1.5,0", "--input", "0,2.5", "--num", "5", "--steps", "10",
+                    "--resample", "2", "--out", str(out)], cwd=tmp_path, **env)
+    assert proc.returncode == 0, proc.stderr
+    assert {p.name for p in out.iterdir()} == {"rings.png", "edit.png", "edits.csv", "edit.json"}
+    assert (out / "edit.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    rows = [r.split(",") for r in (out / "edits.csv").read_text().splitlines()[1:]]
+    assert [x for x, _ in rows] == ["1.500000"] * 5 + ["0.000000"] * 5 and len({y for _, y in rows}) == 10
+    with pytest.raises(UserError) as err:  # the error a malformed point gets (quoted in the tutorial)
+        importlib.import_module("diffcore_rings.editing").parse_point("1.5")
+    assert f"`error: {err.value}`" in DOC.read_text()

@@ -68,3 +68,24 @@ def generate(name: str, n: int, noise: float | None, seed: int) -> tuple[np.ndar
         raise ValueError(f"unknown data set {name!r}; valid: {', '.join(DATASETS)}")
     rng = np.random.default_rng(seed)
     return _GENERATORS[name](n, DEFAULT_NOISE[name] if noise is None else noise, rng)
+
+
+def conditional(name: str, noise: float | None, given: int, value: float, n: int, seed: int,
+                label: int | None = None, pool: int = 400_000) -> np.ndarray:
+    """``n`` exact draws of the other coordinate of a point of data set ``name`` whose
+    coordinate ``given`` (0: x, 1: y) equals ``value`` (and whose class is ``label``, if given):
+    the reference for inpainting. A point is a noise-free point c plus isotropic Gaussian noise
+    of std s, so p(c | coordinate = value) weighs c by N(value; c[given], s^2), and the other
+    coordinate is then c[other] + s z: we draw c from ``pool`` noise-free points with those
+    weights, and add the noise."""
+    s = DEFAULT_NOISE[name] if noise is None else noise
+    if s <= 0:
+        raise ValueError("the conditional of noise-free data is degenerate; need noise > 0")
+    clean, labels = generate(name, pool, 0.0, seed)
+    if label is not None:
+        clean = clean[labels == label]
+    logw = -0.5 * ((clean[:, given] - value) / s) ** 2
+    w = np.exp(logw - logw.max())
+    rng = np.random.default_rng(seed + 1)
+    pick = rng.choice(len(clean), n, p=w / w.sum())
+    return clean[pick, 1 - given] + s * rng.standard_normal(n)

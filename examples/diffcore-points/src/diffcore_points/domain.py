@@ -24,7 +24,8 @@ import diffcore
 from diffcore.errors import UserError
 
 from . import data as _data
-from .writer import points_csv, scatter_png
+from .editing import PointsEditOptions, keep_mask, read_points
+from .writer import edit_png, points_csv, scatter_png
 
 EVAL_REPEATS = 5  # null energy distances averaged for the floor
 
@@ -72,6 +73,7 @@ class PointsDomain(diffcore.Domain):
     name = "points"
     Options = PointsOptions
     SampleOptions = PointsSampleOptions
+    EditOptions = PointsEditOptions
 
     def __init__(self, options: BaseModel | None = None, *, workdir: Path | None = None):
         super().__init__(options, workdir=workdir)
@@ -165,6 +167,65 @@ class PointsDomain(diffcore.Domain):
                              title=f"{len(points)} samples ({name})", marker_size=opts.marker_size)]
         if opts.csv:
             paths.append(points_csv(points, out_dir / "samples.csv", labels))
+        return paths
+
+    # -------------------------------------------------------------- editing
+    def edit_batches(
+        self,
+        inputs: Sequence[str],
+        num: int,
+        batch_size: int,
+        classes: Sequence[int] | None = None,
+        options: BaseModel | None = None,
+    ) -> Iterable[dict]:
+        """``diffcore edit``: the points of every ``--input`` (:func:`editing.read_points`), each
+        repeated ``num`` times. ``known`` is the point standardised (a coordinate not given: 0,
+        the data mean), ``keep`` is 1 on the coordinates ``--keep`` keeps. The outputs cycle
+        through ``--class`` when it is given; without it a class-conditional model gets no label
+        (the null label), so the generated coordinates follow p(y | x) over all classes."""
+        self._ensure_stats()
+        keep_what = (options or PointsEditOptions()).keep
+        points, names = [], []
+        for spec in inputs:
+            p = read_points(spec)
+            points.append(p)
+            names += [f"--input {spec}" + (f" (point {i + 1})" if len(p) > 1 else "") for i in range(len(p))]
+        if not points:
+            raise UserError("no --input: give a file of points (CSV x,y or .npy [n, 2]) or a point, e.g. --input 0.5,")
+        points = np.concatenate(points)
+        keep = keep_mask(points, keep_what, names)
+        known = np.nan_to_num(self.normalise(points), nan=0.0)
+        source = np.repeat(np.arange(len(points)), num)  # output i edits input point source[i]
+        ids = diffcore.cycle_classes(len(source), classes, None) if classes else None
+        labels = self.labels
+        for start in range(0, len(source), batch_size):
+            s = source[start : start + batch_size]
+            batch: dict[str, Any] = {
+                "shape": (len(s), 2), "options": None, "source": s, "points": points[s],
+                "known": torch.tensor(known[s], dtype=torch.float32), "keep": torch.tensor(keep[s], dtype=torch.float32),
+            }
+            if ids is not None:
+                batch["cond"] = torch.tensor(ids[start : start + len(s)], dtype=torch.long)
+                batch["labels"] = [labels[i] if labels and 0 <= i < len(labels) else str(i) for i in batch["cond"].tolist()]
+            yield batch
+
+    def write_edits(self, results: list[tuple[torch.Tensor, dict]], out_dir: Path) -> list[Path]:
+        """As :meth:`write_samples` (``samples.png``; ``samples.csv``: ``num`` rows per input
+        point, in input order), plus ``edit.png``: the inputs and what was kept of them, beside
+        the outputs."""
+        paths = self.write_samples(results, out_dir)
+        if not results:
+            return paths
+        outputs, _ = self._collect(results)
+
+        def cat(key: str) -> np.ndarray:
+            return np.concatenate([np.asarray(b[key].cpu() if torch.is_tensor(b[key]) else b[key]) for _, b in results])
+
+        keep = cat("keep")
+        kinds = {" and ".join(d for d, k in zip("xy", row) if k) or "nothing" for row in keep > 0}
+        paths.append(edit_png(cat("points"), keep, outputs, cat("source"), Path(out_dir) / "edit.png",
+                              reference=self.target(2000, self.options.seed)[0],
+                              title=f"{len(outputs)} outputs ({self.options.dataset}); kept: {', '.join(sorted(kinds))}"))
         return paths
 
     # -------------------------------------------------------------- metrics
