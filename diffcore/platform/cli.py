@@ -19,6 +19,7 @@ import typer
 from diffcore.platform.cliopts import (  # noqa: F401  (EXIT_USER_ERROR, fail: part of the CLI's API)
     EXIT_USER_ERROR, _describe_options, _notes, _sampler_options, _times, fail, friendly, output_dir, parse_extra_options,
 )
+from diffcore.platform.cliopts import out_path, seed_value
 
 app = typer.Typer(
     name="diffcore",
@@ -52,10 +53,12 @@ def _main(
     Start with `diffcore plugins` (what is installed), then
     `diffcore train --plugin NAME --out RUN` and `diffcore sample --run RUN`.
     """
-    if strict_plugins:
-        from diffcore.platform.registry import STRICT_ENV, reset_registry
+    from diffcore.platform.plugin_status import set_strict_flag
 
-        os.environ[STRICT_ENV] = "1"  # also seen by the processes DDP re-launches
+    set_strict_flag(strict_plugins)  # sets DIFFCORE_STRICT_PLUGINS=1, also seen by the processes DDP re-launches
+    if strict_plugins:
+        from diffcore.platform.registry import reset_registry
+
         reset_registry()
 
 
@@ -76,7 +79,7 @@ def train(
     plugin: Optional[str] = typer.Option(None, "--plugin", "-p", help="Recipe to train (`diffcore plugins` lists them); may also come from `plugin:` in --config."),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config file, applied over the recipe's defaults."),
     set_: list[str] = typer.Option([], "--set", "-s", help="Override one key: --set training.lr=1e-3 (value parsed as YAML). Repeatable; later ones win."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run directory to create [default: runs/<plugin>-<date>-<time>]. Refused if it already holds a run, unless --resume."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", parser=out_path, metavar="PATH", help="Run directory to create [default: runs/<plugin>-<date>-<time>]. Refused if it already holds a run, unless --resume."),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", help=_training_flag("max_steps")),
     seed: Optional[int] = typer.Option(None, "--seed", help=_training_flag("seed")),
     accelerator: Optional[str] = typer.Option(None, "--accelerator", help=_training_flag("accelerator")),
@@ -84,7 +87,7 @@ def train(
     strategy: Optional[str] = typer.Option(None, "--strategy", help=_training_flag("strategy")),
     precision: Optional[str] = typer.Option(None, "--precision", help=_training_flag("precision")),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help=_training_flag("threads")),
-    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from checkpoints/last.ckpt; the step count continues (raise --max-steps)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from checkpoints/last.ckpt (else the newest readable step=N.ckpt); the step count continues (raise --max-steps)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show Lightning's progress bar."),
 ) -> None:
     """Train a recipe's backbone on its domain's data and write a run directory.
@@ -92,12 +95,28 @@ def train(
     Config resolution: core defaults < recipe defaults < --config FILE < --set KEY=VALUE <
     the flags above. The run directory receives config.yaml (resolved), checkpoints/,
     ema.safetensors, metrics.csv and previews/.
+
+    Ctrl-C (SIGINT) or SIGTERM stops after the current step with a checkpoint (exit 130 or
+    143); `diffcore train --out RUN --resume` continues. One process trains into a run at a time.
     """
+    from diffcore.platform import interrupts, runs
+
+    with interrupts.catching():  # a signal from here on stops cleanly, never with a traceback
+        try:
+            _train(plugin, config, set_, out, resume, progress, (max_steps, seed, accelerator, devices, strategy, precision, threads))
+        except (interrupts.Interrupted, KeyboardInterrupt) as e:  # KeyboardInterrupt: a second Ctrl-C
+            stop = e if isinstance(e, interrupts.Interrupted) else interrupts.Interrupted(interrupts.SIGINT)
+            if runs.launcher_rank() == 0:
+                typer.echo(stop.message(), err=True)
+            raise typer.Exit(stop.exit_code) from None
+
+
+def _train(plugin, config, set_, out, resume, progress, flag_values) -> None:
     from diffcore.platform import config as cfgmod
-    from diffcore.platform import runs
+    from diffcore.platform import interrupts, runs
 
     flags: dict[str, Any] = {}
-    given = dict(zip(TRAINING_FLAGS, (max_steps, seed, accelerator, devices, strategy, precision, threads)))
+    given = dict(zip(TRAINING_FLAGS, flag_values))
     for key, value in given.items():
         if value is not None:
             flags[key] = value
@@ -117,11 +136,22 @@ def train(
         resolved = cfgmod.resolve(plugin, config, set_, flags)
         if out is None:
             out = Path("runs") / f"{resolved.recipe.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    interrupts.check()
+    cfgmod.check_hardware(resolved.config)  # an accelerator or precision this machine cannot run: refused before any work
     from diffcore.platform import training  # Lightning: imported once the config is known to be valid
 
-    if rank == 0:
-        training.prepare_run_dir(resolved, out, resume=resume)
-    trainer = training.train(resolved, out, resume=resume, progress=progress)
+    prepared = training.prepare_run_dir(resolved, out, resume=resume) if rank == 0 else None
+    try:
+        for note in prepared.notes if prepared else []:
+            typer.echo(f"note: {note}", err=True)
+        trainer = training.train(resolved, out, resume=resume, progress=progress, start=prepared and prepared.start)
+    except (interrupts.Interrupted, KeyboardInterrupt) as e:  # KeyboardInterrupt: a second Ctrl-C
+        stop = e if isinstance(e, interrupts.Interrupted) else interrupts.Interrupted(interrupts.SIGINT)
+        stop.run_dir = out  # the message says how to resume this run
+        raise stop from None
+    finally:
+        if prepared:
+            prepared.release()
     if rank == 0:
         typer.echo(f"trained {trainer.global_step} steps ({trainer.world_size} process(es)); run directory: {out}")
         typer.echo(f"next: diffcore sample --run {out}")
@@ -146,12 +176,12 @@ def sample(
     times: Optional[str] = typer.Option(None, "--times", help="The model times themselves, comma-separated and decreasing, e.g. 0.999,0.8,0.5,0.2,0.02 (instead of --steps/--spacing)."),
     num: Optional[int] = typer.Option(None, "--num", "-n", min=1, help="Number of samples [default: sampling.num]."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Samples per batch [default: sampling.batch_size]."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the noise: the same seed gives the same samples."),
-    guidance: Optional[float] = typer.Option(None, "--guidance", min=0.0, help="Classifier-free guidance scale w (1: plain conditional) [default: sampling.guidance]."),
+    seed: int = typer.Option(0, "--seed", parser=seed_value, metavar="INTEGER", help="Seed of the noise, 0 to 2**32 - 1: the same seed gives the same samples."),
+    guidance: Optional[float] = typer.Option(None, "--guidance", help="Classifier-free guidance scale w >= 0 (1: plain conditional) [default: sampling.guidance]."),
     class_: list[str] = typer.Option([], "--class", help="Class label (name or index) to generate; repeatable (cycled over the samples)."),
     option: list[str] = typer.Option([], "--option", help="A sampler option, KEY=VALUE (repeatable), e.g. --option eta=0.5 for ddim, --option corrector_steps=2 for pc; checked against the sampler's table entry (docs/samplers.md) [default: sampling.options]."),
-    eta: Optional[float] = typer.Option(None, "--eta", min=0.0, help="Shorthand for --option eta=ETA (DDIM's eta)."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (must be new or empty) [default: RUN/samples/<date>-<time>]."),
+    eta: Optional[float] = typer.Option(None, "--eta", help="Shorthand for --option eta=ETA (DDIM's eta)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", parser=out_path, metavar="PATH", help="Output folder (must be new or empty) [default: RUN/samples/<date>-<time>]."),
     domain_help: bool = typer.Option(False, "--domain-help", help="List the extra options this run's domain accepts, and exit."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch's intra-op CPU threads [default: sampling.threads, else half the cores]."),
 ) -> None:
@@ -189,8 +219,8 @@ def evaluate(
     num: int = typer.Option(512, "--num", "-n", min=1, help="Number of samples the metrics are computed from."),
     sampler: Optional[str] = typer.Option(None, "--sampler", help="Sampler [default: the run's sampling.sampler]."),
     steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Sampling steps [default: sampling.steps]."),
-    guidance: Optional[float] = typer.Option(None, "--guidance", min=0.0, help="Classifier-free guidance scale [default: sampling.guidance]."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the sampling noise."),
+    guidance: Optional[float] = typer.Option(None, "--guidance", help="Classifier-free guidance scale w >= 0 [default: sampling.guidance]."),
+    seed: int = typer.Option(0, "--seed", parser=seed_value, metavar="INTEGER", help="Seed of the sampling noise, 0 to 2**32 - 1."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Weights to evaluate instead of RUN/ema.safetensors."),
     option: list[str] = typer.Option([], "--option", help="A sampler option, KEY=VALUE (repeatable), as for `diffcore sample` [default: sampling.options]."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch's intra-op CPU threads [default: sampling.threads, else half the cores]."),
@@ -235,7 +265,7 @@ def plugins(as_json: bool = typer.Option(False, "--json", help="Print JSON inste
         return
     for p in reg.plugins.values():
         pkg = f"{p.package or '(in-process)'} {p.version or ''}".strip()
-        typer.echo(f"{p.name}  [{'ok' if p.ok else 'FAILED'}]  {pkg}")
+        typer.echo(f"{p.name}  [{p.label}]  {pkg}")
         if p.ok:
             provided = [f"{kind}: {', '.join(names)}" for kind, names in p.provides.items() if names]
             typer.echo("    " + ("; ".join(provided) or "provides nothing"))
@@ -243,7 +273,7 @@ def plugins(as_json: bool = typer.Option(False, "--json", help="Print JSON inste
                 desc = reg.recipes[r].description
                 typer.echo(f"    recipe {r}: domain {reg.recipes[r].domain}, backbone {reg.recipes[r].backbone}" + (f" - {desc}" if desc else ""))
         else:
-            typer.echo(f"    error: {p.status}")
+            typer.echo(f"    {'note' if p.overridden else 'error'}: {p.status}")
 
 
 # -------------------------------------------------------------------- schedule

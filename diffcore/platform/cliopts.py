@@ -1,5 +1,6 @@
-"""What the commands of the ``diffcore`` CLI share: one-line errors, sampler and domain
-options, output folders."""
+"""What the commands of the ``diffcore`` CLI share: one-line errors, the plugins loaded (and
+a warning about broken ones) before each command, sampler and domain options, seeds, output
+folders."""
 
 from __future__ import annotations
 
@@ -23,11 +24,12 @@ def fail(message: str) -> None:
 
 def friendly(fn):
     """Turn a :class:`UserError` (or a pydantic ValidationError that escaped a plugin) into
-    ``error: ...`` on stderr and exit code 2."""
+    ``error: ...`` on stderr and exit code 2; load the plugins first (:func:`load_plugins`)."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
+            load_plugins(fn.__name__)
             return fn(*args, **kwargs)
         except UserError as e:
             fail(str(e))
@@ -35,6 +37,41 @@ def friendly(fn):
             fail("; ".join(f"{'.'.join(map(str, err['loc'])) or e.title}: {err['msg']}" for err in e.errors()))
 
     return wrapper
+
+
+def load_plugins(command: str) -> None:
+    """Load the plugins before a command does anything: under --strict-plugins a broken plugin
+    is then the command's one error as it is (not wrapped in another, e.g. a run's config
+    path); otherwise one line warns about the broken ones (not in `diffcore plugins`, which
+    lists them, nor in the processes DDP re-launches)."""
+    from diffcore.platform.registry import broken_warning, get_registry
+
+    text = broken_warning(get_registry().failed())
+    if text and command != "plugins":
+        from diffcore.platform.runs import launcher_rank
+
+        if launcher_rank() == 0:
+            typer.echo(text, err=True)
+
+
+def seed_value(value) -> int:
+    """``--seed``'s parser: an integer from 0 to 2**32 - 1, what numpy and Lightning accept."""
+    from diffcore.platform.validation import SEED_MAX
+
+    try:
+        seed = value if isinstance(value, int) else int(str(value).strip())
+    except ValueError:
+        fail(f"--seed {value!r}: expected an integer from 0 to {SEED_MAX} (2**32 - 1)")
+    if not 0 <= seed <= SEED_MAX:
+        fail(f"--seed {seed}: out of range; use an integer from 0 to {SEED_MAX} (2**32 - 1)")
+    return seed
+
+
+def out_path(value) -> Path:
+    """``--out``'s parser: an empty value is refused (it would mean the current folder)."""
+    if not str(value).strip():
+        fail("--out is empty; give a folder, e.g. --out runs/my-run (or omit --out for the default folder)")
+    return Path(value)
 
 
 def _times(text: str | None) -> list[float] | None:
@@ -99,10 +136,16 @@ def parse_extra_options(args: list[str], model: type[BaseModel] | None, domain_n
         return None
     values = {k: v if (_is_sequence(fields[k].annotation) or len(v) > 1) else v[0] for k, v in raw.items()}
     try:
-        return model.model_validate(values)
+        parsed = model.model_validate(values)
     except ValidationError as e:
-        lines = [f"--{'.'.join(str(p) for p in err['loc'][:1]).replace('_', '-')}: {err['msg']}" for err in e.errors()]
+        lines = [f"--{'.'.join(str(p) for p in err['loc'][:1]).replace('_', '-')}: {err['msg'].removeprefix('Value error, ')}"
+                 for err in e.errors()]
         fail("; ".join(dict.fromkeys(lines)))
+    from diffcore.platform.validation import require_finite
+
+    for key, value in parsed.model_dump().items():  # --scale inf: refused like the config's numbers
+        require_finite(value, "--" + key.replace("_", "-"))
+    return parsed
 
 
 def _is_sequence(annotation) -> bool:

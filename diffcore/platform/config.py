@@ -18,7 +18,8 @@ a layer that changes ``diffusion.schedule`` drops the ``diffusion.schedule_optio
 layers below, which were meant for another schedule (its own options, if any, apply).
 
 Every problem is reported as a :class:`~diffcore.errors.UserError` naming the key path and
-what is allowed; nothing is written before the whole config is valid.
+what is allowed; nothing is written before the whole config is valid. Infinity and NaN are
+refused everywhere, plugin sections included (:mod:`.validation`).
 
 ``python -m diffcore.platform.reference config`` prints the configuration reference (docs/configuration.md).
 """
@@ -41,6 +42,8 @@ from diffcore.contract.hooks import BackboneSpec, Recipe
 from diffcore.math.losses import WEIGHTINGS
 from diffcore.math import sampling as _sampling
 from diffcore.platform.messages import _did_you_mean, format_errors
+from diffcore.platform.plugin_status import PluginError
+from diffcore.platform.validation import SEED_MAX, check_hardware, require_finite  # noqa: F401  (check_hardware: for train)
 from diffcore.math.sampling import SPACINGS, SamplingPlan
 
 def _default_spacings() -> str:
@@ -56,9 +59,9 @@ PRECISIONS = ("32-true", "32", "16-mixed", "bf16-mixed", "bf16-true", "16-true",
 
 
 class Section(BaseModel):
-    """A config section: unknown keys are refused."""
+    """A config section: unknown keys, infinity and NaN are refused."""
 
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+    model_config = ConfigDict(extra="forbid", protected_namespaces=(), allow_inf_nan=False)
 
 
 class DiffusionConfig(Section):
@@ -87,7 +90,7 @@ class TrainingConfig(Section):
     grad_clip: float | None = Field(1.0, gt=0, description="Clip the gradient norm to this value; null disables clipping.")
     ema_decay: float = Field(0.999, ge=0, lt=1, description="Decay of the exponential moving average of the weights (sampling uses the EMA weights); warmed up as min(decay, (1 + step) / (10 + step)).")
     precision: Literal[PRECISIONS] = Field("32-true", description="Lightning precision: 32-true, 16-mixed, bf16-mixed, ... (mixed precision needs a GPU).")
-    seed: int = Field(0, description="Random seed: the same seed and config give the same weights on CPU.")
+    seed: int = Field(0, ge=0, le=SEED_MAX, description="Random seed, 0 to 2**32 - 1 (what numpy and Lightning accept): the same seed and config give the same weights on CPU.")
     deterministic: bool = Field(True, description="Ask torch for deterministic algorithms (warn where an op has none).")
     accelerator: Literal["cpu", "gpu", "cuda", "mps", "auto"] = Field("auto", description="Where to train: cpu, gpu (cuda), mps or auto.")
     devices: int = Field(1, ge=1, description="Number of devices (processes under DDP on CPU).")
@@ -298,6 +301,7 @@ def resolve(
         cfg = RunConfig.model_validate(merged)
     except ValidationError as e:
         raise UserError(format_errors(e, RunConfig)) from None
+    require_finite(cfg.model_dump(exclude={"data", "backbone"}), "")  # inside the free-form mappings (schedule_options, ...)
 
     domain_cls = _keyed("plugin", registry.domain, recipe.domain)
     spec = _keyed("plugin", lambda n: registry.backbone(n, domain=recipe.domain), recipe.backbone)
@@ -311,15 +315,20 @@ def resolve(
 def _keyed(key: str, lookup, name):
     try:
         return lookup(name)
+    except PluginError:  # "plugin 'X' failed to load: ...": whole as it is
+        raise
     except UserError as e:
         raise UserError(f"{key}: {e}") from None
 
 
 def validate_section(model: type[BaseModel], data: dict[str, Any], prefix: str) -> BaseModel:
+    """A plugin's section, validated by its own model; infinity and NaN refused as in the core's."""
     try:
-        return model.model_validate(data)
+        options = model.model_validate(data)
     except ValidationError as e:
         raise UserError(format_errors(e, model, prefix)) from None
+    require_finite(options.model_dump(), prefix)
+    return options
 
 
 def check_diffusion(cfg: RunConfig) -> _schedules.Schedule:
@@ -366,6 +375,10 @@ def sampling_plan(
         raise UserError(f"{name('times')}: give either times or steps/spacing, not both")
     if times is None and steps is None and spacing is None and chosen != _sampling.AUTO:
         times = s.times  # the config's own times, unless the command line asks for steps, a spacing or auto
+    for f, value in (("guidance", guidance), ("clip_x0", clip_x0), ("times", times), ("options", opts)):
+        require_finite(value, name(f))
+    if guidance is not None and guidance < 0:
+        raise UserError(f"{name('guidance')}: must be >= 0 (got {guidance}); 1 is the plain conditional model, > 1 sharpens the condition")
     try:
         plan = SamplingPlan.make(
             schedule, chosen, None if times is not None else s.steps if steps is None else steps,

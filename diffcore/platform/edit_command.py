@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 
 from diffcore.platform.cliopts import (
-    _describe_options, _notes, _sampler_options, _times, fail, output_dir, parse_extra_options,
+    _describe_options, _notes, _sampler_options, _times, fail, out_path, output_dir, parse_extra_options, seed_value,
 )
 
 
@@ -20,6 +20,7 @@ def edit(
     mode: str = typer.Option("inpaint", "--mode", "-m", help="inpaint: keep the masked part, generate the rest; sdedit: noise the input to --strength and denoise it; invert: DDIM-invert the input, then sample it back (with another --class or --guidance)."),
     strength: Optional[float] = typer.Option(None, "--strength", help="How far into the noise the edit starts, in (0, 1]: 1 from pure noise, small stays close to the input [default: inpaint 1, sdedit 0.6, invert 1]."),
     resample: int = typer.Option(1, "--resample", min=1, help="RePaint: run each step this many times, jumping back in between, to harmonise the kept and generated parts (1: off)."),
+    particles: int = typer.Option(1, "--particles", min=1, help="SMC inpainting (SMCDiff): K particles per output, weighed by how well they explain the kept part; exact as K and the steps grow, K times the cost; runs ddpm on the plan's grid (1: off)."),
     num: int = typer.Option(1, "--num", "-n", min=1, help="Outputs per input."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Samples per batch [default: sampling.batch_size]."),
     sampler: Optional[str] = typer.Option(None, "--sampler", help="Sampler [default: the run's sampling.sampler; invert always samples back with ddim]."),
@@ -28,10 +29,10 @@ def edit(
     times: Optional[str] = typer.Option(None, "--times", help="The model times themselves, comma-separated and decreasing (instead of --steps/--spacing)."),
     option: list[str] = typer.Option([], "--option", help="A sampler option, KEY=VALUE (repeatable), as for `diffcore sample`."),
     class_: list[str] = typer.Option([], "--class", help="Class label (name or index) of the outputs; repeatable (cycled)."),
-    guidance: Optional[float] = typer.Option(None, "--guidance", min=0.0, help="Classifier-free guidance scale [default: sampling.guidance]."),
-    seed: int = typer.Option(0, "--seed", min=0, max=2**63 - 1, help="Seed of the noise."),
+    guidance: Optional[float] = typer.Option(None, "--guidance", help="Classifier-free guidance scale w >= 0 [default: sampling.guidance]."),
+    seed: int = typer.Option(0, "--seed", parser=seed_value, metavar="INTEGER", help="Seed of the noise, 0 to 2**32 - 1."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Weights to use instead of RUN/ema.safetensors."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (must be new or empty) [default: RUN/edits/<date>-<time>]."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", parser=out_path, metavar="PATH", help="Output folder (must be new or empty) [default: RUN/edits/<date>-<time>]."),
     domain_help: bool = typer.Option(False, "--domain-help", help="List the edit options this run's domain accepts (its masks), and exit."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch's intra-op CPU threads [default: sampling.threads, else half the cores]."),
 ) -> None:
@@ -40,7 +41,7 @@ def edit(
     edit.json (the settings) to --out.
 
     The mask is the domain's: e.g. images --box x0,y0,x1,y1, --half right or --mask FILE;
-    audio --keep 0:0.5 or --gap 0.4:0.6; molecules --fix-atoms 0 --fix-atoms 1 or --core SMARTS.
+    audio --keep 0:0.25 or --gap 0.2:0.3 (seconds); molecules --fix-atoms 0 --fix-atoms 1 or --core SMARTS.
     `diffcore edit --run RUN --domain-help` lists them.
     """
     from diffcore.platform import config as cfgmod
@@ -68,10 +69,12 @@ def edit(
     runs.use_threads(threads or r.config.sampling.threads)
     batches = domain.edit_batches(input_, num, batch_size or r.config.sampling.batch_size,
                                   classes=runs.class_ids(domain, class_ or None), options=options)
-    results = editing.edit_run(r, plan, batches, mode=mode, strength=strength, resample=resample, seed=seed)
+    if particles > 1 and plan.sampler != "ddpm":
+        typer.echo(f"note: --particles runs ddpm's kernels on the {plan.spacing} grid; --sampler {plan.sampler} is not used", err=True)
+    results = editing.edit_run(r, plan, batches, mode=mode, strength=strength, resample=resample, particles=particles, seed=seed)
     out.mkdir(parents=True, exist_ok=True)
     paths = domain.write_edits(results, out)
     settings = editing.record(plan, mode=mode, strength=strength, resample=resample, seed=seed, inputs=input_, num=num,
-                              weights=r.weights)
+                              weights=r.weights, particles=particles)
     (out / editing.EDIT_JSON).write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
     typer.echo(f"wrote {len(paths)} file(s) and {editing.EDIT_JSON} to {out}")

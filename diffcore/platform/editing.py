@@ -26,7 +26,7 @@ from ..contract.domain import Batch
 from ..contract.errors import UserError
 from ..math.guidance import classifier_free
 from ..math.sampling import SamplingPlan
-from ..math.sampling.edits import check_keep, edit, invert
+from ..math.sampling.edits import check_keep, edit, invert, smc
 from .runs import Run, _to
 
 MODES = ("inpaint", "sdedit", "invert")
@@ -65,11 +65,17 @@ def edit_run(
     mode: str = "inpaint",
     strength: float | None = None,
     resample: int = 1,
+    particles: int = 1,
     seed: int = 0,
 ) -> list[tuple[torch.Tensor, Batch]]:
     """Edit the domain's batches with the run's model as ``plan`` says: ``[(x, batch)]`` for
-    ``domain.write_edits``."""
+    ``domain.write_edits``. ``particles`` > 1: inpaint by SMC (SMCDiff) on the plan's grid with
+    DDPM's kernels, K particles per output, one of them returned."""
     strength = check_settings(mode, strength, resample)
+    if particles > 1:
+        if mode != "inpaint" or resample > 1 or strength < 1:
+            raise UserError("--particles: SMC inpainting runs from pure noise (--mode inpaint, --strength 1) without --resample")
+        plan = ddpm_plan(plan)
     if mode == "invert":
         plan = inversion_plan(plan)
     gen = torch.Generator(device=run.device).manual_seed(seed)
@@ -80,6 +86,9 @@ def edit_run(
         if mode == "inpaint" and keep is None:
             raise UserError("--mode inpaint needs a part to keep: give the domain's mask options "
                             "(`diffcore edit --run RUN --domain-help` lists them), or use --mode sdedit")
+        if particles > 1:
+            results.append((_smc(run, plan, b, known, keep, particles, gen).cpu(), batch))
+            continue
         noise = domain.noise(known, b, generator=gen)
         model = classifier_free(run.net, b.get("cond"), plan.guidance)
         start = None
@@ -93,6 +102,41 @@ def edit_run(
         mask = b.get("mask")
         results.append(((x * mask.to(x.dtype) if mask is not None else x).cpu(), batch))
     return results
+
+
+def ddpm_plan(plan: SamplingPlan) -> SamplingPlan:
+    """The plan's grid and guidance with the ddpm sampler, whose Gaussian kernels SMC weighs."""
+    if plan.sampler == "ddpm":
+        return plan
+    return SamplingPlan.make(plan.schedule, "ddpm", times=list(plan.ts[:-1]), prediction=plan.prediction,
+                             clip_x0=plan.clip_x0, guidance=plan.guidance)
+
+
+def _smc(run: Run, plan: SamplingPlan, b: Batch, known: torch.Tensor, keep: torch.Tensor, k: int, gen) -> torch.Tensor:
+    """SMC inpainting of one batch: every per-sample tensor of the batch repeated ``k`` times
+    (the particles of a sample are consecutive rows), the first particle of each kept."""
+    n = known.shape[0]
+    cond = b.get("cond")
+    if cond is not None and not (isinstance(cond, torch.Tensor) and cond.shape[:1] == (n,)):
+        raise UserError(f"--particles: the {run.domain.name!r} domain's conditions are not one tensor row per sample, so its "
+                        "batches cannot be split into particles; use --resample instead")
+
+    def rep(v):
+        per_sample = isinstance(v, torch.Tensor) and v.dim() == known.dim() and v.shape[0] == n
+        return v.repeat_interleave(k, 0) if per_sample or v is cond else v
+
+    big = {key: rep(v) for key, v in b.items()}
+    big["shape"] = (n * k, *known.shape[1:])
+    kn, kp = big["known"].float(), rep(keep)
+    model = classifier_free(run.net, big.get("cond"), plan.guidance)
+    try:
+        x = smc(plan, model, run.domain.noise(kn, big, generator=gen), known=kn, keep=kp, particles=k, generator=gen,
+                noise_fn=lambda z: run.domain.noise(z, big, generator=gen))
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    x = x.view(n, k, *known.shape[1:])[:, 0]
+    mask = b.get("mask")
+    return x * mask.to(x.dtype) if mask is not None else x
 
 
 def _inputs(b: Batch, name: str) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -114,9 +158,10 @@ def _inputs(b: Batch, name: str) -> tuple[torch.Tensor, torch.Tensor | None]:
     return known.float(), keep
 
 def record(plan: SamplingPlan, *, mode: str, strength: float | None, resample: int, seed: int, inputs, num: int,
-           weights) -> dict[str, Any]:
+           weights, particles: int = 1) -> dict[str, Any]:
     """What ``edit.json`` records: enough to repeat the edit."""
     strength = DEFAULT_STRENGTH[mode] if strength is None else strength
-    return {"mode": mode, "strength": strength, "resample": resample, "seed": seed, "inputs": list(inputs), "num": num,
-            "sampler": plan.sampler if mode != "invert" else "ddim", "steps": plan.steps, "spacing": plan.spacing,
+    sampler = "ddim" if mode == "invert" else ("ddpm" if particles > 1 else plan.sampler)
+    return {"mode": mode, "strength": strength, "resample": resample, "particles": particles, "seed": seed, "inputs": list(inputs), "num": num,
+            "sampler": sampler, "steps": plan.steps, "spacing": plan.spacing,
             "options": dict(plan.options), "guidance": plan.guidance, "weights": str(weights)}

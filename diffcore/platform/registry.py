@@ -9,7 +9,9 @@ A failed plugin contributes nothing: its registrations are staged and only commi
 all of its hooks succeeded.
 
 Set ``DIFFCORE_STRICT_PLUGINS=1`` (the CLI's ``--strict-plugins``) to turn any such failure
-into an error, which is what a plugin author wants while developing one.
+into an error, which is what a plugin author wants while developing one. The built-in plugins
+load first and keep their names; what a plugin's status says, and the messages about failed
+plugins, are in :mod:`.plugin_status`.
 
 The registry is built lazily on first use and cached (:func:`get_registry`). Tests add a
 plugin object for one test with :func:`registered_plugin`; the conformance kit tries one with :func:`dry_run`.
@@ -19,9 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import difflib
 import importlib.metadata as md
-import os
 import traceback
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -34,32 +34,10 @@ from ..math import schedules as _schedules
 from ..contract.domain import Domain
 from ..contract.errors import UserError
 from ..contract.hooks import PROJECT, BackboneSpec, DiffcoreHookspecs, Recipe
-
-STRICT_ENV = "DIFFCORE_STRICT_PLUGINS"
-KINDS = ("recipes", "domains", "backbones", "samplers", "schedules")
-
-
-class PluginError(UserError):
-    """A plugin failed to load or register (raised only in strict mode)."""
-
-
-def strict_mode() -> bool:
-    return os.environ.get(STRICT_ENV, "").strip().lower() in ("1", "true", "yes", "on")
-
-
-@dataclass
-class PluginInfo:
-    """One plugin as ``diffcore plugins`` shows it."""
-
-    name: str
-    package: str | None = None  # the distribution that declares the entry point
-    version: str | None = None
-    status: str = "ok"  # "ok", or the error that made the plugin be skipped
-    provides: dict[str, list[str]] = field(default_factory=lambda: {k: [] for k in KINDS})
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
+from .plugin_status import (  # noqa: F401  (STRICT_ENV, OVERRIDE_ENV, broken_warning: the registry's API)
+    ISOLATED, KINDS, OVERRIDE_ENV, STRICT_ENV, PluginError, PluginInfo, admission, broken_warning, describe, is_builtin,
+    lookup, strict_fix, strict_mode, taken,
+)
 
 
 @dataclass
@@ -88,13 +66,13 @@ class Registry:
 
     # ---------------------------------------------------------------- lookups
     def recipe(self, name: str) -> Recipe:
-        return _lookup(self.recipes, name, "plugin (recipe)", hint="run `diffcore plugins` to see what is installed")
+        return lookup(self.recipes, name, "plugin (recipe)", "recipes", self.failed(), "run `diffcore plugins` to see what is installed")
 
     def domain(self, name: str) -> type[Domain]:
-        return _lookup(self.domains, name, "domain")
+        return lookup(self.domains, name, "domain", "domains", self.failed())
 
     def backbone(self, name: str, domain: str | None = None) -> BackboneSpec:
-        spec = _lookup(self.backbones, name, "backbone")
+        spec = lookup(self.backbones, name, "backbone", "backbones", self.failed())
         if domain is not None and spec.domain != domain:
             fits = sorted(n for n, b in self.backbones.items() if b.domain == domain)
             raise UserError(
@@ -104,20 +82,8 @@ class Registry:
         return spec
 
     def failed(self) -> list[PluginInfo]:
-        return [p for p in self.plugins.values() if not p.ok]
-
-
-def _lookup(table: dict, name: str, what: str, hint: str = ""):
-    if name in table:
-        return table[name]
-    valid = sorted(table)
-    msg = f"unknown {what} {name!r}; valid: {', '.join(valid) if valid else '(none installed)'}"
-    close = difflib.get_close_matches(name, valid, n=1)
-    if close:
-        msg += f" (did you mean {close[0]!r}?)"
-    if hint:
-        msg += f"; {hint}"
-    raise UserError(msg)
+        """The broken plugins (a built-in one left out by DIFFCORE_OVERRIDE_BUILTINS is not)."""
+        return [p for p in self.plugins.values() if not p.ok and not p.overridden]
 
 
 # ------------------------------------------------------------------- building
@@ -141,19 +107,6 @@ def _entry_point_candidates() -> list[_Candidate]:
     return out
 
 
-def _describe(exc: BaseException, stack: list | None = None) -> str:
-    """``Type: message (file:line)``: the innermost frame says where a plugin author looks
-    (in the exception's traceback, or in ``stack`` where the exception was caught early)."""
-    text = f"{type(exc).__name__}: {exc}"
-    frames = [
-        f for f in (traceback.extract_tb(exc.__traceback__) if stack is None else stack)
-        if f.filename != __file__ and not f.filename.startswith("<") and "importlib" not in f.filename
-    ]
-    if frames:
-        text += f" (at {frames[-1].filename}:{frames[-1].lineno})"
-    return text
-
-
 class _Staging:
     """One plugin's registrations, committed only if all its hooks succeed; ``errors`` holds
     each failure (its status text and exception). With ``keep_going`` (a dry run) a refused
@@ -173,16 +126,13 @@ class _Staging:
         def register(*args, **kwargs) -> None:
             try:
                 method(*args, **kwargs)
-            except Exception as exc:  # the caller's line, as if the hook had raised it
-                self.errors.append((f"failed in {hook}: {_describe(exc, traceback.extract_stack())}", exc))
+            except ISOLATED as exc:  # the caller's line, as if the hook had raised it
+                self.errors.append((f"failed in {hook}: {describe(exc, traceback.extract_stack())}", exc))
 
         return register
 
-    def _owner(self, kind: str, name: str) -> str | None:
-        for p in self.reg.plugins.values():
-            if p.ok and name in p.provides[kind]:
-                return p.name
-        return None
+    def _owner(self, kind: str, name: str) -> PluginInfo | None:
+        return next((p for p in self.reg.plugins.values() if p.ok and name in p.provides[kind]), None)
 
     def add(self, kind: str, name: str, obj: Any) -> None:
         if not isinstance(name, str) or not name:
@@ -190,10 +140,10 @@ class _Staging:
         if name in self.items[kind]:
             raise ValueError(f"registers {kind[:-1]} {name!r} twice")
         owner = self._owner(kind, name)
-        builtin = (kind == "schedules" and name in _schedules.names()) or (kind == "samplers" and name in _sampling.names())
-        if owner is not None or builtin:
-            by = f"plugin {owner!r}" if owner else "diffcore"
-            raise ValueError(f"{kind[:-1]} {name!r} is already registered by {by}")
+        if owner is not None:
+            raise ValueError(taken(kind, name, owner, self.reg.plugins.get(self.plugin)))
+        if (kind == "schedules" and name in _schedules.names()) or (kind == "samplers" and name in _sampling.names()):
+            raise ValueError(f"{kind[:-1]} {name!r} is already registered by diffcore")
         self.items[kind][name] = obj
 
     # the `register` callbacks handed to each hook
@@ -266,17 +216,21 @@ def _manager() -> pluggy.PluginManager:
 
 def _load_all(reg: Registry, candidates: Iterable[_Candidate], strict: bool) -> None:
     pm = _manager()
+    candidates = sorted(candidates, key=lambda c: not is_builtin(c.package))  # the built-in plugins keep their names
+    builtins = {c.name for c in candidates if is_builtin(c.package)}
     for cand in candidates:
         info = PluginInfo(cand.name, cand.package, cand.version)
-        if cand.name in reg.plugins:
-            info.status = f"skipped: a plugin named {cand.name!r} is already loaded (from {reg.plugins[cand.name].package})"
-            reg.plugins[f"{cand.name} ({cand.package})"] = info
-            _fail(info, None, strict)
+        info.status = admission(info, builtins, reg.plugins) or "ok"
+        if not info.ok:
+            reg.plugins[f"{cand.name} ({cand.package})" if cand.name in reg.plugins or info.overridden else cand.name] = info
+            if not info.overridden:
+                _fail(info, None, strict)
             continue
         reg.plugins[cand.name] = info
         staging = _stage(pm, cand, _Staging(cand.name, reg))
         if staging.errors:
             info.status = staging.errors[0][0]
+            info.attempted = {kind: sorted(items) for kind, items in staging.items.items() if items}
             _fail(info, staging.errors[0][1], strict)
         else:
             _commit(reg, info, staging)
@@ -288,8 +242,8 @@ def _stage(pm: pluggy.PluginManager, cand: _Candidate, staging: _Staging) -> _St
     try:
         obj = cand.load()
         pm.register(obj, name=cand.name)
-    except Exception as exc:  # an import error, a hook that does not match its spec...
-        staging.errors.append((f"failed to load: {_describe(exc)}", exc))
+    except ISOLATED as exc:  # an import error, sys.exit(), a hook that does not match its spec...
+        staging.errors.append((f"failed to load: {describe(exc)}", exc))
         return staging
     callers = pm.get_hookcallers(obj) or []
     staging.hooks = sorted(c.name for c in callers)
@@ -301,8 +255,8 @@ def _stage(pm: pluggy.PluginManager, cand: _Candidate, staging: _Staging) -> _St
             if impl.plugin_name == cand.name and (staging.keep_going or not staging.errors):
                 try:  # called directly, not through pm.hook, so a raise is this plugin's alone
                     impl.function(**{arg: staging.callback(hook) for arg in impl.argnames})
-                except Exception as exc:
-                    staging.errors.append((f"failed in {hook}: {_describe(exc)}", exc))
+                except ISOLATED as exc:
+                    staging.errors.append((f"failed in {hook}: {describe(exc)}", exc))
     if staging.errors:
         pm.unregister(obj)
     return staging
@@ -310,7 +264,7 @@ def _stage(pm: pluggy.PluginManager, cand: _Candidate, staging: _Staging) -> _St
 
 def _fail(info: PluginInfo, exc: BaseException | None, strict: bool) -> None:
     if strict:
-        raise PluginError(f"plugin {info.name!r}: {info.status} (unset {STRICT_ENV} to skip broken plugins)") from exc
+        raise PluginError(f"plugin {info.name!r}: {info.status} ({strict_fix()})") from exc
 
 
 def _commit(reg: Registry, info: PluginInfo, staging: _Staging) -> None:

@@ -148,27 +148,37 @@ def load_weights(net: nn.Module, state: dict[str, Any], path: Path) -> None:
     bad = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
     if bad:
         raise UserError(f"checkpoint {path}: entries that are not tensors: {', '.join(bad[:5])}")
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in own if k in state and state[k].shape != own[k].shape]
-    if missing or unexpected or shapes:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing key(s) (e.g. {', '.join(missing[:3])})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected key(s) (e.g. {', '.join(unexpected[:3])})")
-        if shapes:
-            parts.append(f"{len(shapes)} shape mismatch(es) (e.g. {'; '.join(shapes[:3])})")
+    parts = mismatch({k: tuple(v.shape) for k, v in own.items()}, {k: tuple(v.shape) for k, v in state.items()})
+    if parts:
         raise UserError(f"checkpoint {path} does not fit this run's backbone: {', '.join(parts)}")
     net.load_state_dict(state, strict=True)
 
 
+def mismatch(own: dict[str, tuple], theirs: dict[str, tuple], where: str = "") -> list[str]:
+    """How the tensor shapes ``theirs`` (a file's) differ from ``own`` (the model's), one part
+    each for shape mismatches, missing and unexpected names (empty: they fit)."""
+    missing = sorted(set(own) - set(theirs))
+    unexpected = sorted(set(theirs) - set(own))
+    shapes = [f"{k} {theirs[k]}{where} vs {own[k]}" for k in own if k in theirs and theirs[k] != own[k]]
+    parts = []
+    if shapes:
+        parts.append(f"{len(shapes)} shape mismatch(es) (e.g. {'; '.join(shapes[:2])})")
+    if missing:
+        parts.append(f"{len(missing)} missing tensor(s) (e.g. {', '.join(missing[:3])})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected tensor(s) (e.g. {', '.join(unexpected[:3])})")
+    return parts
+
+
 def save_weights(net: nn.Module, path: Path) -> None:
-    """The module's state dict as safetensors (cloned: safetensors refuses shared storage)."""
+    """The module's state dict as safetensors (cloned: safetensors refuses shared storage),
+    written to a temporary file and renamed over ``path``: never half a file."""
     from safetensors.torch import save_file
 
+    from .runfiles import atomic_write
+
     state = {k: v.detach().to("cpu").contiguous().clone() for k, v in net.state_dict().items()}
-    save_file(state, str(path), metadata={"format": "pt", "producer": "diffcore"})
+    atomic_write(path, lambda tmp: save_file(state, str(tmp), metadata={"format": "pt", "producer": "diffcore"}))
 
 
 # ------------------------------------------------------------------------ runs

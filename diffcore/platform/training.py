@@ -6,6 +6,7 @@ and multi-node DDP are the same command), checkpoints, CSV metrics and preview s
 
 Under ``--strategy ddp`` Lightning re-launches the same command line once per extra
 process; those processes (rank > 0) train but write nothing to the run directory.
+A run is a transaction (:mod:`.runfiles`); SIGINT/SIGTERM stop it with a checkpoint (:mod:`.interrupts`).
 """
 
 from __future__ import annotations
@@ -23,14 +24,16 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.plugins import TorchCheckpointIO
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import rank_zero_experiment
 from torch import nn
 from torch.utils.data import DataLoader
 
-from . import runs
-from .config import Resolved, RunConfig, write_yaml
+from . import interrupts, runfiles, runs
+from .runfiles import Prepared, check_resume_checkpoint, prepare_run_dir  # noqa: F401  (the CLI's and callers' names)
+from .config import Resolved, RunConfig, to_yaml
 from ..contract.domain import Domain
 from ..contract.errors import UserError
 from ..math.losses import DiffusionLoss
@@ -200,13 +203,14 @@ class Previews(Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         step = trainer.global_step
         # The last step's previews are written by FinishRun.
-        if self.every > 0 and step % self.every == 0 and step < trainer.max_steps and trainer.is_global_zero:
+        if self.every > 0 and step % self.every == 0 and step < trainer.max_steps and trainer.is_global_zero and not interrupts.received():
             safe_previews(pl_module, self.run_dir, f"step-{step:07d}")
 
 
 class FinishRun(Callback):
-    """At the end of training: last.ckpt (every rank takes part), then on rank 0 the
-    safetensors weights and the final previews."""
+    """At the end of training (also when a signal stopped it): last.ckpt (every rank takes
+    part), then on rank 0 the safetensors weights and, unless stopped by a signal, the final
+    previews."""
 
     def __init__(self, run_dir: Path):
         self.run_dir = run_dir
@@ -217,7 +221,39 @@ class FinishRun(Callback):
             return
         runs.save_weights(pl_module.ema, self.run_dir / runs.EMA_WEIGHTS)
         runs.save_weights(pl_module.backbone, self.run_dir / runs.MODEL_WEIGHTS)
-        safe_previews(pl_module, self.run_dir, f"step-{trainer.global_step:07d}")
+        if interrupts.received() is None:
+            safe_previews(pl_module, self.run_dir, f"step-{trainer.global_step:07d}")
+
+
+class StopOnSignal(Callback):
+    """SIGINT/SIGTERM (recorded by :func:`interrupts.catching`) set ``trainer.should_stop``
+    after the current step, agreed over every rank (a signal may reach rank 0 only), so every
+    rank stops at the same step and :class:`FinishRun` writes a resumable last.ckpt."""
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        interrupts.reinstall()  # Lightning installed its own SIGTERM handler at the start of fit
+        self._check(trainer)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self._check(trainer)
+
+    def _check(self, trainer) -> None:
+        stop = interrupts.received() is not None
+        if trainer.world_size > 1:
+            stop = trainer.strategy.reduce_boolean_decision(stop, all=False)
+        if stop:
+            trainer.should_stop = True
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning checkpoints (last.ckpt, step=N.ckpt) written to a temporary file beside the
+    target and renamed over it: a kill while saving leaves the previous checkpoint intact."""
+
+    def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
+        if storage_options is not None:
+            return super().save_checkpoint(checkpoint, path, storage_options)
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        runfiles.atomic_write(path, lambda tmp: torch.save(checkpoint, tmp))
 
 
 def progress_bar() -> Callback:
@@ -258,36 +294,6 @@ def make_loader(domain: Domain, config: RunConfig) -> DataLoader:
 
 
 # ------------------------------------------------------------------------ runs
-def prepare_run_dir(resolved: Resolved, run_dir: Path, *, resume: bool) -> Path:
-    """Create (or, for ``resume``, check) the run directory. Never overwrites another run;
-    config.yaml is written by :func:`train` once the data and the backbone are built, so a
-    run that fails to start leaves no run behind."""
-    run_dir = Path(run_dir)
-    if run_dir.exists() and not run_dir.is_dir():
-        raise UserError(f"--out {run_dir} is a file, not a folder")
-    if resume:
-        check_resume_checkpoint(run_dir / runs.LAST_CKPT, resolved.config.training.max_steps)
-    elif runs.holds_run(run_dir):
-        raise UserError(f"{run_dir} already holds a run; pass --resume to continue it, or choose another --out")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return run_dir
-
-
-def check_resume_checkpoint(path: Path, max_steps: int) -> int:
-    """Read last.ckpt safely (refusing anything but tensors and plain data) and return its
-    step count; refuse a resume that would train no further."""
-    if not Path(path).is_file():
-        raise UserError(f"--resume: {path} does not exist; nothing to resume")
-    ckpt = runs.read_lightning_checkpoint(path)
-    step = int(ckpt.get("global_step", 0))
-    if step >= max_steps:
-        raise UserError(
-            f"--resume: the run has already trained {step} steps (training.max_steps={max_steps}); "
-            f"pass --max-steps N with N > {step} to continue"
-        )
-    return step
-
-
 def _quiet_lightning() -> None:
     # Lightning's info lines (GPU available, TPU available, ...) drown the progress bar.
     logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
@@ -305,32 +311,50 @@ def _quiet_lightning() -> None:
         warnings.filterwarnings("ignore", message=msg)
 
 
-def train(resolved: Resolved, run_dir: Path, *, resume: bool = False, progress: bool = True) -> L.Trainer:
-    """Train the resolved config into ``run_dir`` (already prepared by rank 0)."""
+RESUME_ENV = "_DIFFCORE_DDP_RESUME_FROM"  # the checkpoint rank 0 chose, for the processes DDP launches
+
+
+def train(resolved: Resolved, run_dir: Path, *, resume: bool = False, progress: bool = True,
+          start: runfiles.ResumePoint | None = None) -> L.Trainer:
+    """Train the resolved config into ``run_dir`` (already prepared by rank 0; ``start``: the
+    checkpoint :func:`prepare_run_dir` chose for a resume). Raises
+    :class:`interrupts.Interrupted` when SIGINT/SIGTERM stopped it (after writing last.ckpt)."""
+    with interrupts.catching():
+        return _train(resolved, Path(run_dir).resolve(), resume, progress, start)
+
+
+def _train(resolved: Resolved, run_dir: Path, resume: bool, progress: bool, start) -> L.Trainer:
     _quiet_lightning()
     cfg = resolved.config
     tc = cfg.training
-    run_dir = Path(run_dir).resolve()
+    rank0 = runs.launcher_rank() == 0
     os.environ[runs.RUN_DIR_ENV] = str(run_dir)  # inherited by the processes DDP launches
+    if rank0 or not resume:
+        os.environ.pop(RESUME_ENV, None)
+    ckpt_path = os.environ.get(RESUME_ENV) if resume else None
+    if resume and not ckpt_path:  # processes DDP launched use the checkpoint rank 0 checked
+        start = start or runfiles.resume_point(run_dir, tc.max_steps)
+        ckpt_path = os.environ[RESUME_ENV] = str(start.path)
     L.seed_everything(tc.seed, workers=True, verbose=False)
     runs.use_threads(tc.threads)
 
+    interrupts.check()
     domain, net = runs.build_model(resolved, run_dir)
     module = DiffusionModule(net, resolved.schedule(), cfg, domain, resolved.plan)
     loader = make_loader(domain, cfg)
-    if runs.launcher_rank() == 0:
+    if rank0:
         try:
             state = json.dumps(domain.state_dict(), indent=2)
         except TypeError as e:
             raise UserError(f"the {domain.name!r} domain's state_dict() is not JSON-serialisable ({e}); this is a bug in its plugin") from None
-        write_yaml(cfg, run_dir / runs.CONFIG)
-        (run_dir / runs.DOMAIN_STATE).write_text(state + "\n", encoding="utf-8")
+        if start is not None:  # everything is checked before the run's files are rewritten
+            own = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+            runfiles.check_fits(start, own, runfiles.changes(run_dir, cfg))
+        interrupts.check()
+        runfiles.write_text_atomic(run_dir / runs.DOMAIN_STATE, state + "\n")
+        runfiles.write_text_atomic(run_dir / runs.CONFIG, to_yaml(cfg))
 
-    # Lightning reads it with torch.load(weights_only=True) (below); prepare_run_dir has
-    # already checked it the same way, with a clear message for a file it refuses.
-    ckpt_path = run_dir / runs.LAST_CKPT if resume else None
-
-    callbacks: list[Callback] = [Previews(run_dir, tc.preview_every), FinishRun(run_dir)]
+    callbacks: list[Callback] = [StopOnSignal(), Previews(run_dir, tc.preview_every), FinishRun(run_dir)]
     if progress:
         callbacks.append(progress_bar())
     if tc.checkpoint_every > 0:
@@ -369,11 +393,22 @@ def train(resolved: Resolved, run_dir: Path, *, resume: bool = False, progress: 
             enable_model_summary=False,
             num_sanity_val_steps=0,
             limit_val_batches=0,
+            plugins=[AtomicCheckpointIO()],
         )
     except Exception as e:  # MisconfigurationException, ValueError: a wrong accelerator/strategy/precision
         raise UserError(f"training.accelerator/devices/strategy/precision: {e}") from None
     try:
+        # Lightning reads the checkpoint with torch.load(weights_only=True); prepare_run_dir has
+        # already read it the same way, with a clear message for a file it refuses.
         trainer.fit(module, train_dataloaders=loader, ckpt_path=ckpt_path, weights_only=True)
+    except (KeyboardInterrupt, SystemExit):
+        # A second Ctrl-C (Lightning turns it into SystemExit(1)), or Lightning's own
+        # SIGTERMException if the signal came while its handler was installed: no new checkpoint.
+        if interrupts.received() is None:
+            raise
+        raise interrupts.Interrupted(interrupts.received()) from None
     finally:
         torch.use_deterministic_algorithms(was_deterministic, warn_only=warn_only)
+    if interrupts.received() is not None:
+        raise interrupts.Interrupted(interrupts.received(), trainer.global_step, complete=trainer.global_step >= tc.max_steps)
     return trainer
