@@ -1,7 +1,8 @@
 """The ``image`` domain: tensors ``[B, C, H, W]`` in [-1, 1], class labels as conditions.
 
 Data come from :mod:`diffcore_image.data` (the embedded digits, or ``data.path``), samples
-are written by :mod:`diffcore_image.writer`, metrics computed by :mod:`diffcore_image.metrics`.
+are written by :mod:`diffcore_image.writer`, metrics computed by :mod:`diffcore_image.metrics`,
+edits (``diffcore edit``: inputs, masks, the before/after picture) by :mod:`diffcore_image.edit`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pydantic import BaseModel, Field
 from diffcore import Domain, Options, UserError, cycle_classes
 
 from . import data as _data
+from . import edit as _edit
 from .metrics import FEATURES, MetricModel, image_metrics
 from .writer import GRID_NAME, write_grid, write_images
 
@@ -43,6 +45,7 @@ class ImageDomain(Domain):
 
     name = "image"
     Options = ImageOptions
+    EditOptions = _edit.ImageEditOptions
 
     def __init__(self, options: BaseModel | None = None, *, workdir: Path | None = None):
         super().__init__(options, workdir=workdir)
@@ -135,6 +138,28 @@ class ImageDomain(Domain):
         if names and len(set(names)) <= 16 and len(x) >= 2 * len(set(names)):
             ncols = len(set(names))  # one column per class when sampled evenly
         return write_images(x, out_dir, indices=idx, labels=labels, grid_name=GRID_NAME, ncols=ncols)
+
+    # -------------------------------------------------------------- editing
+    def edit_batches(
+        self,
+        inputs: Sequence[str],
+        num: int,
+        batch_size: int,
+        classes: Sequence[int] | None = None,
+        options: BaseModel | None = None,
+    ) -> Iterable[dict]:
+        """PNG/JPEG ``inputs`` loaded like a training folder's images, ``num`` edits each;
+        the region to generate from ``--mask`` (white = generated), ``--box`` or ``--half``
+        (none: keep nothing, for SDEdit and inversion). ``cond`` only with ``classes``
+        (without, a class-conditional U-Net is asked unconditionally). See
+        :mod:`diffcore_image.edit`."""
+        return _edit.edit_batches(inputs, num, batch_size, resolution=self.options.resolution, channels=self.channels,
+                                  labels=self.labels, classes=classes, options=options)
+
+    def write_edits(self, results: list[tuple[torch.Tensor, dict]], out_dir: Path) -> list[Path]:
+        """One PNG per edit (``<index>_<input>[_<class>].png``) and ``before_after.png``:
+        inputs, inputs with the generated region tinted red, outputs."""
+        return _edit.write_edits(results, out_dir)
 
     # -------------------------------------------------------------- metrics
     def evaluate(self, sample_fn: Callable[[dict], torch.Tensor], num: int, out_dir: Path) -> dict[str, float]:

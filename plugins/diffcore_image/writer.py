@@ -36,12 +36,13 @@ def safe_label(label: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", str(label)).strip("-.") or "class"
 
 
-def grid(images: np.ndarray, ncols: int | None = None, pad: int = 1) -> np.ndarray:
-    """``[B, H, W, C]`` uint8 -> one ``[rows*(H+pad)+pad, cols*(W+pad)+pad, C]`` image."""
+def grid(images: np.ndarray, ncols: int | None = None, pad: int = 1, min_cell: int = MIN_CELL) -> np.ndarray:
+    """``[B, H, W, C]`` uint8 -> one ``[rows*(H+pad)+pad, cols*(W+pad)+pad, C]`` image (cells
+    upscaled to at least ``min_cell`` pixels)."""
     b, h, w, c = images.shape
     ncols = ncols or max(1, math.ceil(math.sqrt(b)))
     nrows = max(1, math.ceil(b / ncols))
-    scale = max(1, math.ceil(MIN_CELL / max(h, w)))
+    scale = max(1, math.ceil(min_cell / max(h, w)))
     if scale > 1:
         images = images.repeat(scale, axis=1).repeat(scale, axis=2)
         h, w = h * scale, w * scale
