@@ -224,11 +224,21 @@ def evaluate(
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Weights to evaluate instead of RUN/ema.safetensors."),
     option: list[str] = typer.Option([], "--option", help="A sampler option, KEY=VALUE (repeatable), as for `diffcore sample` [default: sampling.options]."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch's intra-op CPU threads [default: sampling.threads, else half the cores]."),
+    list_: bool = typer.Option(False, "--list", help="Print the evaluations recorded in RUN/metrics.json, one line each, and exit."),
 ) -> None:
-    """Compute the domain's quality metrics; merge them into RUN/metrics.json and print them."""
+    """Compute the domain's quality metrics; record them in RUN/metrics.json (one record per
+    sampler, steps, spacing, options, guidance, seed, num and weights) and print them."""
     from diffcore.platform import config as cfgmod
-    from diffcore.platform import runs
+    from diffcore.platform import records, runs
 
+    if list_:
+        if not Path(run).is_dir():
+            fail(f"--run {run}: no such run directory")
+        try:
+            typer.echo(records.table(records.load(Path(run) / runs.METRICS_JSON)))
+        except (ValueError, UnicodeDecodeError) as e:
+            fail(f"{Path(run) / runs.METRICS_JSON}: cannot be read as evaluation records ({e})")
+        return
     r = runs.load_run(run, checkpoint)
     plan = cfgmod.sampling_plan(r.config, key="cli", sampler=sampler, steps=steps, guidance=guidance,
                                 options=_sampler_options(option, None))

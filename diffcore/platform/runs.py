@@ -348,30 +348,23 @@ def sample_fn(run: Run, plan: SamplingPlan | None = None, generator: torch.Gener
 
 
 def evaluate(run: Run, plan: SamplingPlan | None = None, num: int = 512, *, seed: int = 0, **overrides) -> dict[str, Any]:
-    """The domain's metrics for this run, merged into ``RUN/metrics.json`` (earlier keys that
-    this evaluation does not recompute are kept)."""
+    """The domain's metrics for this run, recorded in ``RUN/metrics.json`` (:mod:`.records`: one
+    record per sampler, steps, spacing, options, guidance, seed, num and weights; the same key
+    replaces its record). Returns the record as a flat mapping: the metrics and ``evaluated_with``."""
+    from . import records
+
     plan = _plan(run, plan, overrides)
+    path = run.dir / METRICS_JSON
+    records.load_keeping_bad(path)  # before the work: an unreadable file is set aside as metrics.json.bad
     torch.manual_seed(seed)  # a domain may draw from the global RNG (e.g. which classes)
     gen = torch.Generator(device=run.device).manual_seed(seed)
     fn = sample_fn(run, plan, gen)
     out_dir = run.dir / "eval"
     out_dir.mkdir(parents=True, exist_ok=True)
     metrics = dict(run.domain.evaluate(fn, num, out_dir))
-    path = run.dir / METRICS_JSON
-    merged: dict[str, Any] = {}
-    if path.is_file():
-        try:
-            merged = json.loads(path.read_text(encoding="utf-8"))
-        except ValueError:
-            # Never lose what was there: keep the unreadable file aside.
-            path.replace(path.with_suffix(".json.bad"))
-            merged = {}
-    merged.update(metrics)
-    merged["evaluated_with"] = {
-        "sampler": plan.sampler, "steps": plan.steps, "options": dict(plan.options), "guidance": plan.guidance,
-        "num": num, "seed": seed, "weights": str(run.weights),
-    }
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(merged, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    tmp.replace(path)
-    return merged
+    record = records.make_record({
+        "sampler": plan.sampler, "steps": plan.steps, "spacing": plan.spacing, "options": dict(plan.options),
+        "guidance": plan.guidance, "num": num, "seed": seed, "weights": str(run.weights),
+    }, metrics)
+    records.save(path, records.upsert(records.load_keeping_bad(path), record), record)
+    return records.flat_view(record)

@@ -257,7 +257,10 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 def progress_bar() -> Callback:
-    """Lightning's progress bar, counting steps (runs are sized in steps, not epochs)."""
+    """Lightning's progress bar, counting steps (runs are sized in steps, not epochs); plain lines if stdout is no tty."""
+    if not sys.stdout.isatty():
+        from diffcore.platform.progress import LineProgress
+        return LineProgress()
     from lightning.pytorch.callbacks import RichProgressBar, TQDMProgressBar
     from lightning.pytorch.callbacks.progress.rich_progress import _RICH_AVAILABLE
 

@@ -56,10 +56,10 @@ def test_train_sample_evaluate_in_subprocesses(toy_site, tmp_path):
     proc = run_cli(["evaluate", "--run", str(run), "--num", "16", "--sampler", "euler", "--steps", "4"], site=toy_site)
     assert proc.returncode == 0, proc.stderr
     metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["earlier"] == 1.5  # merged, not clobbered
+    assert metrics["records"][0]["metrics"] == {"earlier": 1.5}  # the old flat file kept as a record, not clobbered
     assert 0.0 <= metrics["class_accuracy"] <= 1.0 and metrics["finite"] == 1.0
     assert metrics["evaluated_with"]["sampler"] == "euler"
-    assert json.loads(proc.stdout) == metrics
+    assert json.loads(proc.stdout) == {k: v for k, v in metrics.items() if k != "records"}
 
 
 @pytest.fixture

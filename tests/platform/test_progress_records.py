@@ -1,0 +1,126 @@
+"""Progress lines for redirected logs (diffcore.platform.progress) and evaluation records
+in RUN/metrics.json (diffcore.platform.records, `diffcore evaluate --list`)."""
+
+from __future__ import annotations
+
+import json
+import re
+from types import SimpleNamespace
+
+from typer.testing import CliRunner
+
+from conftest import TINY, run_cli
+from diffcore.platform.cli import app
+from diffcore.platform.progress import LineProgress, format_duration, progress_line
+
+LINE = re.compile(r"^step (\d+)/(\d+)  loss \S+  \S+ it/s  ETA (\d+h\d\dm|\d+m\d\ds|\d+s)$")
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(app, list(args))
+
+
+# ------------------------------------------------------------------ progress
+def test_train_prints_progress_lines_when_stdout_is_a_pipe(toy_site, tmp_path):
+    run = tmp_path / "run"
+    args = [a for a in TINY if a != "--no-progress"]
+    proc = run_cli(["train", "--plugin", "toy", "--out", str(run), *args, "--max-steps", "20", "--threads", "1"],
+                   site=toy_site, OMP_NUM_THREADS="1")
+    assert proc.returncode == 0, proc.stderr
+    assert "\r" not in proc.stdout
+    lines = [m for m in map(LINE.match, proc.stdout.splitlines()) if m]
+    steps = [int(m[1]) for m in lines]
+    assert steps[0] == 1 and steps[-1] == 20, proc.stdout  # the first and the last step always
+    assert steps == sorted(set(steps)) and len(steps) >= 5, proc.stdout  # every 10% (2 steps) of 20
+    assert all(m[2] == "20" for m in lines)
+
+
+def test_no_progress_stays_silent(toy_plugin, tmp_path):
+    res = invoke("train", "--plugin", "toy", "--out", str(tmp_path / "run"), *TINY, "--threads", "1")
+    assert res.exit_code == 0, res.output
+    assert not re.search(r"^step \d+/", res.output, re.M), res.output
+
+
+def _trainer(step, max_steps=600, loss=0.0412):
+    return SimpleNamespace(global_step=step, max_steps=max_steps, is_global_zero=True, callback_metrics={"loss": loss})
+
+
+def test_a_line_every_tenth_or_every_30_seconds_whichever_first():
+    import io
+
+    clock = SimpleNamespace(t=0.0)
+    out = io.StringIO()
+    bar = LineProgress(stream=out, clock=lambda: clock.t)
+    bar.on_train_start(_trainer(0), None)
+    printed = []
+    for step in range(1, 601):
+        clock.t += 1.0 if step <= 300 else 0.01  # slow at first (30 s before 10% = 60 steps), then fast
+        before = out.getvalue().count("\n")
+        bar.on_train_batch_end(_trainer(step), None, None, None, step - 1)
+        if out.getvalue().count("\n") > before:
+            printed.append(step)
+    assert printed[0] == 1 and printed[-1] == 600
+    assert 60 in printed and 120 in printed and 600 in printed  # every 10% of max_steps
+    assert 31 in printed and 90 in printed  # 30 s after the line before (before the next 10% line)
+    assert 310 not in printed and 360 in printed  # fast: only every 60 steps
+    line = out.getvalue().splitlines()[-1]
+    assert line.startswith("step 600/600  loss 0.0412  ") and line.endswith("ETA 0s")
+
+
+def test_progress_line_format():
+    assert progress_line(120, 600, 0.0412, 2.31) == "step 120/600  loss 0.0412  2.31 it/s  ETA 3m28s"
+    assert progress_line(1, 600, None, None) == "step 1/600  ETA ?"
+    assert format_duration(45) == "45s" and format_duration(3725) == "1h02m" and format_duration(float("nan")) == "?"
+
+
+# ------------------------------------------------------------------ evaluation records
+def test_evaluations_coexist_replace_list_and_upgrade_an_old_flat_file(toy_plugin, tmp_path):
+    run = tmp_path / "run"
+    res = invoke("train", "--plugin", "toy", "--out", str(run), *TINY, "--threads", "1")
+    assert res.exit_code == 0, res.output
+    path = run / "metrics.json"
+    # an old flat file, as `diffcore evaluate` wrote it before records
+    old = {"class_accuracy": 0.25, "finite": 1.0,
+           "evaluated_with": {"sampler": "ddpm", "steps": 50, "options": {}, "guidance": 1.0, "num": 4, "seed": 0, "weights": "w"}}
+    path.write_text(json.dumps(old))
+    res = invoke("evaluate", "--run", str(run), "--list")
+    assert res.exit_code == 0, res.output
+    assert len(res.output.splitlines()) == 2 and "ddpm" in res.output.splitlines()[1]
+
+    common = ["--run", str(run), "--num", "8", "--steps", "3", "--threads", "1"]
+    for sampler in ("euler", "ddim"):
+        res = invoke("evaluate", *common, "--sampler", sampler)
+        assert res.exit_code == 0, res.output
+        assert json.loads(res.output)["evaluated_with"]["sampler"] == sampler
+    doc = json.loads(path.read_text())
+    recs = doc["records"]
+    assert [r["evaluated_with"]["sampler"] for r in recs] == ["ddpm", "euler", "ddim"]
+    assert recs[0]["metrics"] == {"class_accuracy": 0.25, "finite": 1.0}  # the old file, upgraded to a record
+    assert all(r["timestamp"] for r in recs)
+    assert doc["evaluated_with"]["sampler"] == "ddim" and doc["finite"] == 1.0  # older readers: the latest, flat
+    assert recs[1]["evaluated_with"]["spacing"] and recs[1]["evaluated_with"]["num"] == 8
+
+    # the same key replaces its record, in place; another seed is another record
+    recs[1]["metrics"]["marker"] = 1.0
+    path.write_text(json.dumps(doc))
+    assert invoke("evaluate", *common, "--sampler", "euler").exit_code == 0
+    assert invoke("evaluate", *common, "--sampler", "euler", "--seed", "1").exit_code == 0
+    recs = json.loads(path.read_text())["records"]
+    assert [(r["evaluated_with"]["sampler"], r["evaluated_with"]["seed"]) for r in recs] == [
+        ("ddpm", 0), ("euler", 0), ("ddim", 0), ("euler", 1)]
+    assert "marker" not in recs[1]["metrics"]
+
+    res = invoke("evaluate", "--run", str(run), "--list")
+    assert res.exit_code == 0, res.output
+    lines = res.output.splitlines()
+    assert len(lines) == 5 and lines[0].split()[:3] == ["when", "sampler", "steps"]
+    assert [ln.split()[1] for ln in lines[1:]] == ["ddpm", "euler", "ddim", "euler"]
+    assert "class_accuracy=" in lines[2]
+
+
+def test_list_without_evaluations_and_with_a_bad_file(tmp_path):
+    res = invoke("evaluate", "--run", str(tmp_path), "--list")
+    assert res.exit_code == 0 and "no evaluations recorded" in res.output
+    (tmp_path / "metrics.json").write_text("[1, 2]")
+    res = invoke("evaluate", "--run", str(tmp_path), "--list")
+    assert res.exit_code == 2 and "metrics.json" in res.output and "Traceback" not in res.output
