@@ -42,8 +42,11 @@ class BackboneSpec:
     (the diffusion time; t = 1 is the noise end) and the domain's condition (``None`` means
     unconditional: the model must then predict unconditionally, which classifier-free
     guidance relies on), and returns a tensor shaped like ``x_t`` (the prediction named by
-    the run's ``diffusion.prediction``). ``domain`` has been set up, so ``build`` can read
-    ``domain.labels`` or data statistics. ``Options`` validates the ``backbone:`` section.
+    the run's ``diffusion.prediction``). For training, ``domain``
+    has been set up (``setup()``, data read); at sampling it is only restored from the run's
+    ``domain_state.json`` (``load_state_dict``, no data read). So ``build`` may read
+    ``domain.labels`` or statistics that ``state_dict`` keeps, never the data sets.
+    ``Options`` validates the ``backbone:`` section.
     """
 
     name: str

@@ -93,7 +93,7 @@ def train(
     """Train a recipe's backbone on its domain's data and write a run directory.
 
     Config resolution: core defaults < recipe defaults < --config FILE < --set KEY=VALUE <
-    the flags above. The run directory receives config.yaml (resolved), checkpoints/,
+    the flags below (--max-steps ... --threads). The run directory receives config.yaml (resolved), checkpoints/,
     ema.safetensors, metrics.csv and previews/.
 
     Ctrl-C (SIGINT) or SIGTERM stops after the current step with a checkpoint (exit 130 or
@@ -180,7 +180,7 @@ def sample(
     guidance: Optional[float] = typer.Option(None, "--guidance", help="Classifier-free guidance scale w >= 0 (1: plain conditional) [default: sampling.guidance]."),
     class_: list[str] = typer.Option([], "--class", help="Class label (name or index) to generate; repeatable (cycled over the samples)."),
     option: list[str] = typer.Option([], "--option", help="A sampler option, KEY=VALUE (repeatable), e.g. --option eta=0.5 for ddim, --option corrector_steps=2 for pc; checked against the sampler's table entry (docs/samplers.md) [default: sampling.options]."),
-    eta: Optional[float] = typer.Option(None, "--eta", help="Shorthand for --option eta=ETA (DDIM's eta)."),
+    eta: Optional[float] = typer.Option(None, "--eta", help="Shorthand for --option eta=ETA; refused by a sampler that does not declare eta (of the built-ins only ddim does)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", parser=out_path, metavar="PATH", help="Output folder (must be new or empty) [default: RUN/samples/<date>-<time>]."),
     domain_help: bool = typer.Option(False, "--domain-help", help="List the extra options this run's domain accepts, and exit."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch's intra-op CPU threads [default: sampling.threads, else half the cores]."),
