@@ -64,17 +64,17 @@ def edit(
     plan = cfgmod.sampling_plan(r.config, key="cli", sampler=sampler, steps=steps, spacing=spacing, times=_times(times),
                                 guidance=guidance, options=_sampler_options(option, None))
     _notes(plan)
-    if mode == "invert" and plan.sampler != "ddim":
-        typer.echo(f"note: --mode invert inverts and samples back with ddim (eta 0) on the {plan.spacing} grid; --sampler {plan.sampler} is not used", err=True)
+    ran = editing.effective_plan(plan, mode, strength, resample, particles)
+    if ran.sampler != plan.sampler:
+        why = "--mode invert inverts and samples back with ddim (eta 0)" if mode == "invert" else "--particles runs ddpm's kernels"
+        typer.echo(f"note: {why} on the {plan.spacing} grid; --sampler {plan.sampler} and its options are not used", err=True)
     runs.use_threads(threads or r.config.sampling.threads)
     batches = domain.edit_batches(input_, num, batch_size or r.config.sampling.batch_size,
                                   classes=runs.class_ids(domain, class_ or None), options=options)
-    if particles > 1 and plan.sampler != "ddpm":
-        typer.echo(f"note: --particles runs ddpm's kernels on the {plan.spacing} grid; --sampler {plan.sampler} is not used", err=True)
-    results = editing.edit_run(r, plan, batches, mode=mode, strength=strength, resample=resample, particles=particles, seed=seed)
+    results = editing.edit_run(r, ran, batches, mode=mode, strength=strength, resample=resample, particles=particles, seed=seed)
     out.mkdir(parents=True, exist_ok=True)
     paths = domain.write_edits(results, out)
-    settings = editing.record(plan, mode=mode, strength=strength, resample=resample, seed=seed, inputs=input_, num=num,
-                              weights=r.weights, particles=particles)
+    settings = editing.record(ran, mode=mode, strength=strength, resample=resample, particles=particles, seed=seed,
+                              inputs=input_, num=num, classes=class_, domain_options=options, weights=r.weights)
     (out / editing.EDIT_JSON).write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
     typer.echo(f"wrote {len(paths)} file(s) and {editing.EDIT_JSON} to {out}")

@@ -16,6 +16,7 @@ edits`) conditions any sampler on them. Three modes:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable
 from typing import Any
@@ -50,11 +51,7 @@ def check_settings(mode: str, strength: float | None, resample: int) -> float:
 
 def inversion_plan(plan: SamplingPlan) -> SamplingPlan:
     """The plan's grid and guidance with the ddim sampler at eta = 0, what inversion inverts."""
-    if plan.sampler == "ddim" and not plan.options.get("eta"):
-        return plan
-    times = plan.ts[:-1]
-    return SamplingPlan.make(plan.schedule, "ddim", options={"eta": 0.0}, times=list(times), prediction=plan.prediction,
-                             clip_x0=plan.clip_x0, guidance=plan.guidance)
+    return dataclasses.replace(plan, sampler="ddim", options={"eta": 0.0})
 
 
 def edit_run(
@@ -72,12 +69,7 @@ def edit_run(
     ``domain.write_edits``. ``particles`` > 1: inpaint by SMC (SMCDiff) on the plan's grid with
     DDPM's kernels, K particles per output, one of them returned."""
     strength = check_settings(mode, strength, resample)
-    if particles > 1:
-        if mode != "inpaint" or resample > 1 or strength < 1:
-            raise UserError("--particles: SMC inpainting runs from pure noise (--mode inpaint, --strength 1) without --resample")
-        plan = ddpm_plan(plan)
-    if mode == "invert":
-        plan = inversion_plan(plan)
+    plan = effective_plan(plan, mode, strength, resample, particles)
     gen = torch.Generator(device=run.device).manual_seed(seed)
     domain, results = run.domain, []
     for batch in batches:
@@ -104,12 +96,20 @@ def edit_run(
     return results
 
 
+def effective_plan(plan: SamplingPlan, mode: str, strength: float, resample: int, particles: int) -> SamplingPlan:
+    """The plan an edit really runs: the ddim sampler at eta 0 for inversion, ddpm for SMC
+    particles (which run from pure noise, without RePaint); the plan itself otherwise."""
+    if particles > 1:
+        if mode != "inpaint" or resample > 1 or strength < 1:
+            raise UserError("--particles works with --mode inpaint from pure noise: drop --resample, --strength "
+                            "and --mode sdedit/invert, or drop --particles")
+        return ddpm_plan(plan)
+    return inversion_plan(plan) if mode == "invert" else plan
+
+
 def ddpm_plan(plan: SamplingPlan) -> SamplingPlan:
     """The plan's grid and guidance with the ddpm sampler, whose Gaussian kernels SMC weighs."""
-    if plan.sampler == "ddpm":
-        return plan
-    return SamplingPlan.make(plan.schedule, "ddpm", times=list(plan.ts[:-1]), prediction=plan.prediction,
-                             clip_x0=plan.clip_x0, guidance=plan.guidance)
+    return dataclasses.replace(plan, sampler="ddpm", options={})
 
 
 def _smc(run: Run, plan: SamplingPlan, b: Batch, known: torch.Tensor, keep: torch.Tensor, k: int, gen) -> torch.Tensor:
@@ -157,11 +157,15 @@ def _inputs(b: Batch, name: str) -> tuple[torch.Tensor, torch.Tensor | None]:
         raise UserError(f"the mask does not fit the input: {e}") from None
     return known.float(), keep
 
-def record(plan: SamplingPlan, *, mode: str, strength: float | None, resample: int, seed: int, inputs, num: int,
-           weights, particles: int = 1) -> dict[str, Any]:
-    """What ``edit.json`` records: enough to repeat the edit."""
-    strength = DEFAULT_STRENGTH[mode] if strength is None else strength
-    sampler = "ddim" if mode == "invert" else ("ddpm" if particles > 1 else plan.sampler)
-    return {"mode": mode, "strength": strength, "resample": resample, "particles": particles, "seed": seed, "inputs": list(inputs), "num": num,
-            "sampler": sampler, "steps": plan.steps, "spacing": plan.spacing,
-            "options": dict(plan.options), "guidance": plan.guidance, "weights": str(weights)}
+def record(plan: SamplingPlan, *, mode: str, strength: float, resample: int, particles: int, seed: int, inputs,
+           num: int, classes, domain_options, weights) -> dict[str, Any]:
+    """What ``edit.json`` records: every setting of the edit, with the plan it really ran
+    (:func:`effective_plan`), input files as absolute paths, the domain's mask options."""
+    from pathlib import Path
+
+    return {"mode": mode, "strength": strength, "resample": resample, "particles": particles, "seed": seed,
+            "inputs": [str(Path(i).resolve()) if Path(i).is_file() else i for i in inputs], "num": num,
+            "classes": list(classes or []),
+            "domain_options": domain_options.model_dump(mode="json") if domain_options is not None else {},
+            "sampler": plan.sampler, "steps": plan.steps, "spacing": plan.spacing, "options": dict(plan.options),
+            "guidance": plan.guidance, "weights": str(weights)}

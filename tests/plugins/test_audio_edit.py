@@ -218,7 +218,9 @@ def test_cli_continuation_returns_the_kept_seconds_exactly_and_writes_the_files(
     assert res.exit_code == 0, res.output
     for name in ("0000_note_E4.wav", "0001_note_E4.wav", "0000_note_E4.png", "spectrograms.png", "before_after.png", "edit.json"):
         assert (out / name).is_file(), name
-    assert json.loads((out / "edit.json").read_text())["resample"] == 2
+    rec = json.loads((out / "edit.json").read_text())  # every setting, to repeat the edit
+    assert (rec["resample"], rec["num"], rec["classes"], rec["steps"]) == (2, 2, ["E4"], 2)
+    assert rec["domain_options"]["keep"] == "0:0.25" and rec["inputs"] == [str(wav.resolve())]
     src = pcm(wav)
     for name in ("0000_note_E4.wav", "0001_note_E4.wav"):
         edited = pcm(out / name)

@@ -165,8 +165,9 @@ def smc(
     their input. The kept part follows one forward-noised path y_t of the input (drawn upwards
     from the clean end); each DDPM step t -> s weighs a particle by the density its reverse
     kernel gives the kept part, N(y_s; mean_kept, std^2), resamples a group when its effective
-    sample size falls below ``ess`` (systematic resampling), then moves the free part. The
-    plan's sampler must be "ddpm" (the kernels are its posteriors)."""
+    sample size falls below ``ess`` (systematic resampling), then moves the free part; at the
+    end every row is an independent draw from its group's final weights, so any one row of a
+    group (the platform keeps the first) is a sample. The plan's sampler must be "ddpm"."""
     keep = check_keep(known, keep)
     if plan.sampler != "ddpm":
         raise ValueError(f"smc runs DDPM's Gaussian kernels; make the plan with sampler 'ddpm', not {plan.sampler!r}")
@@ -203,7 +204,12 @@ def smc(
             else:
                 x = mean
             x = torch.where(kept > 0.5, path[s], x)
-        return _resample(logw, 1.0 + 1e-9, generator, x)[0]  # unweighted samples at the end
+        # The end: each particle an independent draw from its group's weights (multinomial, so
+        # any one slot, e.g. the first, is itself a weighted draw; systematic resampling's slots are not).
+        w = torch.softmax(logw, 1)
+        dev = generator.device if generator is not None else w.device
+        idx = torch.multinomial(w.to(dev), particles, replacement=True, generator=generator).to(w.device)
+        return x[(idx + particles * torch.arange(idx.shape[0], device=w.device)[:, None]).reshape(-1)]
 
 
 def _resample(logw: torch.Tensor, ess: float, generator, *tensors):
@@ -216,7 +222,8 @@ def _resample(logw: torch.Tensor, ess: float, generator, *tensors):
     low = (1.0 / (w**2).sum(1)) < ess * k
     if not bool(low.any()):
         return (*tensors, logw)
-    u = (torch.rand(g, 1, generator=generator, dtype=w.dtype, device="cpu").to(w.device) + torch.arange(k, device=w.device)) / k
+    dev = generator.device if generator is not None else w.device  # draw where the generator lives (CUDA or CPU)
+    u = (torch.rand(g, 1, generator=generator, dtype=w.dtype, device=dev).to(w.device) + torch.arange(k, device=w.device)) / k
     idx = torch.searchsorted(w.cumsum(1).contiguous(), u.contiguous()).clamp(max=k - 1)
     idx = torch.where(low[:, None], idx, torch.arange(k, device=w.device).expand(g, k))
     flat = (idx + k * torch.arange(g, device=w.device)[:, None]).reshape(-1)
