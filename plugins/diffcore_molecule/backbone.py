@@ -120,6 +120,8 @@ class EGNN(nn.Module):
 
     ``cond``: ``{"atoms": [B, N, F], "pairs": [B, N, N, E], "atom_mask": [B, N]}`` (from
     :meth:`MoleculeDomain.collate`); ``None`` means no graph (all atoms real, no features).
+    An edit batch adds ``fixed [B, N]`` (the kept atoms) and ``known [B, N, 3]`` (the input):
+    the position output is then moved towards the kept atoms' frame (:func:`anchor`).
     """
 
     def __init__(self, atom_dim: int, pair_dim: int, options: EGNNOptions | None = None):
@@ -169,7 +171,35 @@ class EGNN(nn.Module):
             h, xl = layer(h, xl, edge, emask, count, both)
         out = (xl - x0 if self.options.output == "displacement" else xl) * mask[..., None]
         com = out.sum(1, keepdim=True) / mask.sum(1).clamp(min=1.0)[:, None, None]
-        return (out - com) * mask[..., None]
+        out = (out - com) * mask[..., None]
+        if cond is not None and "fixed" in cond and self.options.output == "position":
+            out = anchor(out, mask, cond["fixed"].to(x.device, dtype), cond["known"].to(x.device, dtype))
+        return out
+
+
+#: prior spread (data units) of where the generated atoms' centroid lies relative to the input's
+#: (chosen on training molecules: docs/domains/molecules.md, "Editing")
+ANCHOR_TAU = 0.3
+
+
+def anchor(out: torch.Tensor, mask: torch.Tensor, fixed: torch.Tensor, known: torch.Tensor,
+           tau: float = ANCHOR_TAU) -> torch.Tensor:
+    """Editing (:mod:`diffcore_molecule.edit`): the predicted positions ``out [B, N, 3]``
+    (centred) translated towards the frame of the kept atoms: by ``w (c_known - c_out)``, where
+    c is the centroid of the ``fixed [B, N]`` atoms in ``known [B, N, 3]`` and in ``out``, and
+    ``w = tau^2 / (tau^2 + e^2)``, e^2 the mean squared distance between the fixed atoms of
+    ``out`` and of ``known`` with each set centred on its own centroid. A centred x0_hat sits
+    on the input's centroid; once the network's fixed atoms match the kept ones in shape (e -> 0
+    as the noise falls), its frame is theirs, so the generated atoms join the kept ones. While
+    they do not (high noise), their centroid says little and the input's centroid is the
+    better guess: a full translation there (w = 1 throughout) halved the bonds kept."""
+    w = fixed * mask
+    nf = w.sum(1, keepdim=True).clamp(min=1.0)[..., None]  # [B, 1, 1]
+    c_out = (out * w[..., None]).sum(1, keepdim=True) / nf
+    c_known = (known * w[..., None]).sum(1, keepdim=True) / nf
+    e2 = (((out - c_out) - (known - c_known)).pow(2) * w[..., None]).sum((1, 2), keepdim=True) / nf
+    weight = tau**2 / (tau**2 + e2) * (w.sum(1) > 0)[:, None, None]
+    return out + weight * (c_known - c_out) * mask[..., None]
 
 
 def build_egnn(options: EGNNOptions, domain) -> EGNN:

@@ -28,6 +28,7 @@ from torch.utils.data import Dataset
 from diffcore import Batch, Domain, Options, UserError
 
 from . import data as D
+from .edit import MoleculeEditOptions
 
 log = logging.getLogger("diffcore.molecule")
 
@@ -141,6 +142,7 @@ class MoleculeDomain(Domain):
     name = "molecule"
     Options = MoleculeOptions
     SampleOptions = MoleculeSampleOptions
+    EditOptions = MoleculeEditOptions
 
     def __init__(self, options: BaseModel | None = None, *, workdir: Path | None = None):
         super().__init__(options, workdir=workdir)
@@ -259,6 +261,22 @@ class MoleculeDomain(Domain):
         from .writer import write_sdf_files
 
         return write_sdf_files(results, Path(out_dir))
+
+    # ---------------------------------------------------------------- editing
+    def edit_batches(self, inputs: Sequence[str], num: int, batch_size: int, classes: Sequence[int] | None = None,
+                     options: BaseModel | None = None) -> Iterable[Batch]:
+        """``num`` conformers of each input (SDF/MOL file with 3D coordinates, or SMILES) whose
+        ``--fix-atoms`` / ``--core`` atoms keep the input's coordinates (:mod:`diffcore_molecule.edit`)."""
+        from .edit import edit_batches
+
+        return edit_batches(self, inputs, num, batch_size, options)
+
+    def write_edits(self, results: list[tuple[torch.Tensor, Batch]], out_dir: Path) -> list[Path]:
+        """Per input: its edited conformers aligned onto the input's fixed atoms (SDF), the input
+        conformer (SDF) and a before/after picture (PNG)."""
+        from .edit import write_edits
+
+        return write_edits(results, Path(out_dir))
 
     # ---------------------------------------------------------------- metrics
     def evaluate(self, sample_fn: Callable[[Batch], torch.Tensor], num: int, out_dir: Path) -> dict[str, float]:
