@@ -17,7 +17,11 @@ included:
 (what ``diffcore edit`` runs) with the run's sampling plan (DDPM, 200 steps; ``--resample``
 for RePaint). The baseline is rdkit's ETKDG v3 with a coordinate constraint on the fixed atoms
 (``EmbedMolecule`` with ``coordMap``; no MMFF, as the baseline of ``diffcore evaluate``), the
-same number per molecule. Both are aligned onto the input's fixed atoms (Kabsch) and scored:
+same number per molecule, with its default start (``etkdg_coordmap``) and with
+``useRandomCoords`` (``etkdg_coordmap_random``, rdkit's advice with coordMap). A third row, the
+model's own conformers of the same molecules sampled without editing (``model_unedited``),
+says how good the model is unconstrained. All are aligned onto the input's fixed atoms
+(Kabsch) and scored:
 
 ``fixed_rmsd``
     RMSD (Angstrom) of the fixed atoms from their input coordinates after the alignment;
@@ -56,6 +60,7 @@ from diffcore.platform import config as cfgmod
 from diffcore.platform import editing, runs
 from diffcore_molecule import edit as E
 from diffcore_molecule.metrics import _angles, _bonds, bond_angles, bond_lengths, connectivity_ok
+from diffcore_molecule.writer import decode
 
 
 def with_hydrogens(mol: Chem.Mol, atoms: set[int]) -> list[int]:
@@ -105,7 +110,11 @@ def etkdg_constrained(mol: Chem.Mol, coords: np.ndarray, fixed: list[int], num: 
         params.randomSeed = seed + k
         params.useRandomCoords = random_coords
         params.SetCoordMap({i: Point3D(*map(float, coords[i])) for i in fixed})
-        if AllChem.EmbedMolecule(m, params) == 0:
+        try:
+            ok = AllChem.EmbedMolecule(m, params) == 0
+        except RuntimeError:  # rdkit's optimiser can fail an invariant with coordMap: a failed embedding
+            ok = False
+        if ok:
             out.append(m.GetConformer().GetPositions())
     return out
 
@@ -217,6 +226,16 @@ def main(argv=None) -> dict:
                         E.picture(e, [(c, rm) for c, rm, _ in confs[:3]], Path(args.picture))
                         entry["picture"] = e.graph.name
                         break
+        # the model's unedited conformers of the same molecules, aligned the same way: a reference
+        t0 = time.time()
+        make = runs.sample_fn(run, plan, torch.Generator().manual_seed(args.seed))
+        gens: dict[int, list] = {}
+        for batch in dom.graph_batches([e.graph for e in edits], args.num, run.config.sampling.batch_size):
+            for (_, c, _), g in zip(decode(make(batch), batch), batch["mol"]):
+                gens.setdefault(g, []).append(c)
+        rows = [scored(e, refs[id(e)], [E.align(c, e.coords, e.fixed) for c in gens[k]], args.num) for k, e in enumerate(edits)]
+        entry["model_unedited"] = summarise(rows, args.num * len(edits)) | {"seconds": round(time.time() - t0, 1)}
+        print(core_name, "unedited", json.dumps(entry["model_unedited"]), flush=True)
         for name, random_coords in (("etkdg_coordmap", False), ("etkdg_coordmap_random", True)):
             t0 = time.time()
             rows = []

@@ -121,7 +121,7 @@ class EGNN(nn.Module):
     ``cond``: ``{"atoms": [B, N, F], "pairs": [B, N, N, E], "atom_mask": [B, N]}`` (from
     :meth:`MoleculeDomain.collate`); ``None`` means no graph (all atoms real, no features).
     An edit batch adds ``fixed [B, N]`` (the kept atoms) and ``known [B, N, 3]`` (the input):
-    the position output is then moved towards the kept atoms' frame (:func:`anchor`).
+    the position output is then moved rigidly towards the kept atoms (:func:`anchor`).
     """
 
     def __init__(self, atom_dim: int, pair_dim: int, options: EGNNOptions | None = None):
@@ -177,29 +177,44 @@ class EGNN(nn.Module):
         return out
 
 
-#: prior spread (data units) of where the generated atoms' centroid lies relative to the input's
-#: (chosen on training molecules: docs/domains/molecules.md, "Editing")
-ANCHOR_TAU = 0.3
+#: how far (data units) the network's fixed atoms may be from the kept ones, in shape, before the
+#: move onto them is damped (chosen on training molecules: docs/domains/molecules.md, "Editing")
+ANCHOR_TAU = 1.0
+
+
+def kabsch_rotation(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """``[B, 3, 3]`` proper rotations r minimising ||p r^T - q|| for centred ``p``, ``q``
+    ``[B, N, 3]`` (rows that should not count zeroed in ``p``); the identity where they do not
+    fix one (fewer than 3 atoms, or all on a line)."""
+    u, s, vt = torch.linalg.svd(p.transpose(1, 2) @ q)
+    d = torch.sign(torch.linalg.det(vt.transpose(1, 2) @ u.transpose(1, 2)))
+    d = torch.where(d == 0, torch.ones_like(d), d)
+    diag = torch.diag_embed(torch.stack([torch.ones_like(d), torch.ones_like(d), d], dim=-1))
+    r = vt.transpose(1, 2) @ diag @ u.transpose(1, 2)
+    loose = s[:, 1] <= 1e-6 * s[:, 0].clamp(min=1e-12)
+    return torch.where(loose[:, None, None], torch.eye(3, dtype=p.dtype, device=p.device).expand_as(r), r)
 
 
 def anchor(out: torch.Tensor, mask: torch.Tensor, fixed: torch.Tensor, known: torch.Tensor,
            tau: float = ANCHOR_TAU) -> torch.Tensor:
     """Editing (:mod:`diffcore_molecule.edit`): the predicted positions ``out [B, N, 3]``
-    (centred) translated towards the frame of the kept atoms: by ``w (c_known - c_out)``, where
-    c is the centroid of the ``fixed [B, N]`` atoms in ``known [B, N, 3]`` and in ``out``, and
-    ``w = tau^2 / (tau^2 + e^2)``, e^2 the mean squared distance between the fixed atoms of
-    ``out`` and of ``known`` with each set centred on its own centroid. A centred x0_hat sits
-    on the input's centroid; once the network's fixed atoms match the kept ones in shape (e -> 0
-    as the noise falls), its frame is theirs, so the generated atoms join the kept ones. While
-    they do not (high noise), their centroid says little and the input's centroid is the
-    better guess: a full translation there (w = 1 throughout) halved the bonds kept."""
-    w = fixed * mask
-    nf = w.sum(1, keepdim=True).clamp(min=1.0)[..., None]  # [B, 1, 1]
-    c_out = (out * w[..., None]).sum(1, keepdim=True) / nf
-    c_known = (known * w[..., None]).sum(1, keepdim=True) / nf
-    e2 = (((out - c_out) - (known - c_known)).pow(2) * w[..., None]).sum((1, 2), keepdim=True) / nf
-    weight = tau**2 / (tau**2 + e2) * (w.sum(1) > 0)[:, None, None]
-    return out + weight * (c_known - c_out) * mask[..., None]
+    (centred) moved towards the kept atoms: ``out + w (moved - out)`` (a linear blend; at w = 1
+    a rigid motion), where ``moved``
+    is ``out`` rotated and translated so that its ``fixed [B, N]`` atoms best fit those of
+    ``known [B, N, 3]`` (Kabsch), and ``w = tau^2 / (tau^2 + e^2)``, e^2 the mean squared
+    distance between the fixed atoms of ``out`` and of ``known``, each set centred on its own
+    centroid. A centred x0_hat sits on the input's centroid, so its fixed atoms are off the
+    kept ones by as much as the generated atoms' centroid moved: the generated atoms would not
+    join the kept ones. Once the network's fixed atoms match the kept ones in shape (e -> 0 as
+    the noise falls) its frame is theirs; while they do not (high noise) the move is damped."""
+    w = (fixed * mask)[..., None]
+    nf = w.sum(1, keepdim=True).clamp(min=1.0)  # [B, 1, 1]
+    c_out, c_known = (out * w).sum(1, keepdim=True) / nf, (known * w).sum(1, keepdim=True) / nf
+    p, q = out - c_out, known - c_known
+    e2 = ((p - q).pow(2) * w).sum((1, 2), keepdim=True) / nf
+    moved = p @ kabsch_rotation(p * w, q).transpose(1, 2) + c_known
+    weight = tau**2 / (tau**2 + e2) * (w.sum((1, 2)) > 0)[:, None, None]
+    return (out + weight * (moved - out)) * mask[..., None]
 
 
 def build_egnn(options: EGNNOptions, domain) -> EGNN:

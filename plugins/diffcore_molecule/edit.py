@@ -11,15 +11,16 @@ them) and every atom matched by ``--core SMARTS`` (all matches).
 Centre of mass. Training data are centred over all atoms and the EGNN returns centred
 positions: its x0_hat fixes the shape, not where it sits. ``known`` is the input centred over
 all its atoms (as training data) and ``keep`` is 1 on the fixed atoms' rows; the replacement
-method puts a noised copy of the fixed atoms into x_t at every step. A centred x0_hat places
-the molecule on the input's centroid, so when the generated atoms' centroid moves (new side
-chains), its fixed atoms sit off the kept ones by about (n_free / n) x that move, and the bonds
-between kept and generated atoms stretch. So an edit batch's ``cond`` carries ``fixed`` (the
-mask) and ``known``, and the EGNN moves its x0_hat towards the kept atoms' frame as far as its
-own fixed atoms match the kept ones in shape (:func:`~diffcore_molecule.backbone.anchor`):
-fully at low noise, hardly at high noise, where a full move measured worse. The output is then
-aligned back onto the input's fixed atoms (Kabsch: rotation and translation; with no fixed
-atom, onto all atoms), so the fixed atoms keep their input coordinates.
+method puts a noised copy of the fixed atoms into x_t at every step (the noise, zero-CoM over
+all atoms, is the training noise's marginal there). A centred x0_hat places the molecule on
+the input's centroid, so when the generated atoms' centroid moves (new side chains), its fixed
+atoms sit off the kept ones by about (n_free / n) x that move and the bonds between kept and
+generated atoms stretch. So an edit batch's ``cond`` carries ``fixed`` (the mask) and
+``known``, and the EGNN moves its x0_hat rigidly onto the kept atoms (Kabsch), damped while
+its own fixed atoms are far from the kept ones in shape, i.e. at high noise
+(:func:`~diffcore_molecule.backbone.anchor`). The output is then aligned back onto the input's
+fixed atoms (Kabsch; with no fixed atom, onto all atoms), so the fixed atoms keep their input
+coordinates.
 """
 
 from __future__ import annotations
@@ -264,7 +265,8 @@ def collect(results) -> list[tuple[EditInput, list[tuple[np.ndarray, float, bool
 
 def write_edits(results, out_dir: Path) -> list[Path]:
     """Per input molecule: ``NAME.sdf`` (its edited conformers, in the input's frame, with the
-    properties ``fixed_atoms``, ``fixed_rmsd`` and ``stereo_ok``), ``NAME-input.sdf`` (the input
+    properties ``fixed_atoms``, ``fixed_rmsd`` (``rmsd_to_input``, over all atoms, when none is
+    fixed) and ``stereo_ok``), ``NAME-input.sdf`` (the input
     conformer) and ``NAME.png`` (input and up to three edits, fixed atoms highlighted)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -284,7 +286,7 @@ def write_edits(results, out_dir: Path) -> list[Path]:
                 m.SetProp("input", e.what)
                 m.SetIntProp("conformer", cid)
                 m.SetProp("fixed_atoms", fixed)
-                m.SetDoubleProp("fixed_rmsd", rmsd)
+                m.SetDoubleProp("fixed_rmsd" if e.fixed else "rmsd_to_input", rmsd)
                 m.SetProp("stereo_ok", "yes" if ok else "no")
                 w.write(m, confId=cid)
         src = with_conformers(mg.mol, [e.coords])
@@ -329,7 +331,8 @@ def picture(e: EditInput, edits: list[tuple[np.ndarray, float]], path: Path) -> 
             size = 18 if sym == "H" else 45
             ax.scatter(*xy[i], s=size, color=_COLOURS.get(sym, "#a000a0"), zorder=3,
                        edgecolors="#ff8c00" if i in fixed else "none", linewidths=2.0)
-        ax.set_title(title if rmsd is None else f"{title}: fixed RMSD {rmsd:.3f} Å", fontsize=8)
+        what = "fixed RMSD" if e.fixed else "RMSD to input"
+        ax.set_title(title if rmsd is None else f"{title}: {what} {rmsd:.3f} Å", fontsize=8)
         ax.set_xlim(lo[0], hi[0])
         ax.set_ylim(lo[1], hi[1])
         ax.set_aspect("equal")

@@ -17,7 +17,7 @@ from rdkit import Chem  # noqa: E402
 import diffcore  # noqa: E402
 from diffcore.errors import UserError  # noqa: E402
 from diffcore_molecule import data as D  # noqa: E402
-from diffcore_molecule.backbone import EGNN, EGNNOptions, anchor  # noqa: E402
+from diffcore_molecule.backbone import EGNN, EGNNOptions, anchor, kabsch_rotation  # noqa: E402
 from diffcore_molecule.domain import MoleculeDomain, MoleculeOptions, zero_com_noise  # noqa: E402
 from diffcore_molecule.edit import MoleculeEditOptions as Opts  # noqa: E402
 from diffcore_molecule.edit import align  # noqa: E402
@@ -137,10 +137,10 @@ def test_fix_atoms_parses_lists_and_ranges():
 
 
 # ------------------------------------------------------------- centre of mass
-def test_egnn_moves_its_output_towards_the_fixed_atoms_as_far_as_their_shapes_agree():
+def test_egnn_moves_its_output_onto_the_fixed_atoms_as_far_as_their_shapes_agree():
     torch.manual_seed(0)
     net = EGNN(D.atom_feature_dim(5), D.PAIR_FEATURE_DIM, EGNNOptions(hidden=16, layers=2))
-    b, n = 3, 7
+    b, n = 4, 7
     mask = torch.ones(b, n)
     mask[2, 5:] = 0
     cond = {"atoms": torch.rand(b, n, net.atom_dim), "pairs": torch.rand(b, n, n, net.pair_dim), "atom_mask": mask}
@@ -148,19 +148,33 @@ def test_egnn_moves_its_output_towards_the_fixed_atoms_as_far_as_their_shapes_ag
     t = torch.full((b,), 0.3)
     plain = net(x, t, cond)
     fixed = torch.zeros(b, n)
-    fixed[:2, :3] = 1  # example 2 has no fixed atom: left centred
+    fixed[[0, 1], :4] = 1
+    fixed[3, :1] = 1  # one fixed atom: a translation only; example 2 has none: left centred
+    rot = torch.tensor([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
     offset = torch.tensor([0.4, -1.0, 2.0])
-    known = plain + offset  # example 0: the same shape as the output's, moved
-    known[1, :3] += torch.tensor([[0.5, 0.0, 0.0], [-0.5, 0.0, 0.0], [0.0, 0.0, 0.0]])  # example 1: another shape
+    known = plain + offset  # example 0: the output's own shape and orientation, moved
+    known[1] = plain[1] @ rot.T + offset  # example 1: the same shape, turned
+    known[3] = plain[3] + offset
     out = net(x, t, {**cond, "fixed": fixed, "known": known})
-    assert torch.allclose(out[0, :3].mean(0), known[0, :3].mean(0), atol=1e-5)  # same shape: fully in their frame
-    shift = out - plain
-    assert torch.allclose(shift[:2], shift[:2, :1].expand_as(shift[:2]), atol=1e-5)  # a translation: the shape is kept
-    e2 = 2 * 0.5**2 / 3  # mean squared shape difference: +-0.5 on two of the three atoms (centroid unchanged)
-    w = 0.3**2 / (0.3**2 + e2)
-    assert torch.allclose(shift[1, 0], w * offset, atol=1e-4)  # part of the way
-    assert torch.equal(out[2], plain[2])
-    assert out[2, 5:].abs().max() == 0  # padding stays zero
+    assert torch.allclose(out[0], known[0], atol=1e-5)  # e = 0: moved fully onto the kept atoms
+    p = plain[1, :4] - plain[1, :4].mean(0)
+    w = 1.0 / (1.0 + (p @ rot.T - p).pow(2).sum(-1).mean())  # e^2 counts the turn: damped
+    assert 0.1 < w < 0.9
+    assert torch.allclose(out[1], plain[1] + w * (known[1] - plain[1]), atol=1e-4)  # towards the rigid fit
+    assert torch.allclose(out[3], known[3], atol=1e-5)  # one fixed atom: a translation only
+    assert torch.equal(out[2], plain[2]) and out[2, 5:].abs().max() == 0  # no fixed atom; padding stays zero
+
+
+def test_kabsch_rotation_recovers_a_turn_and_leaves_a_line_alone():
+    g = torch.Generator().manual_seed(0)
+    p = torch.randn(2, 6, 3, generator=g)
+    p = p - p.mean(1, keepdim=True)
+    q_, _ = torch.linalg.qr(torch.randn(3, 3, generator=g))
+    r = q_ * torch.sign(torch.linalg.det(q_))
+    p[1] = torch.linspace(-1, 1, 6)[:, None] * torch.tensor([1.0, 2.0, 0.5])  # all on a line
+    got = kabsch_rotation(p, p @ r.T)
+    assert torch.allclose(got[0], r, atol=1e-5)
+    assert torch.allclose(got[1], torch.eye(3))
 
 
 def _edit_with(oracle, known, keep):
