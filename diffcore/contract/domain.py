@@ -35,6 +35,8 @@ import torch
 from pydantic import BaseModel, ConfigDict
 from torch.utils.data import Dataset, default_collate
 
+from . import legacy
+
 Batch = dict[str, Any]
 
 
@@ -156,16 +158,27 @@ class Domain(abc.ABC):
         ``SampleOptions``."""
 
     @abc.abstractmethod
-    def write_samples(self, results: list[tuple[torch.Tensor, Batch]], out_dir: Path) -> list[Path]:
+    def write_samples(
+        self, results: list[tuple[torch.Tensor, Batch]], out_dir: Path, options: BaseModel | None = None
+    ) -> list[Path]:
         """Write generated samples (each ``(x, batch)`` pair: a generated tensor and the
         sampling batch it came from) as the domain's files (PNG, WAV, SDF...) under
-        ``out_dir``; return the paths written. Must not overwrite files other than its own."""
+        ``out_dir``; return the paths written. Must not overwrite files other than its own.
+        ``options`` is what :meth:`sample_batches` was given: the validated ``SampleOptions``
+        of ``diffcore sample`` (``None`` where nobody gave any, e.g. training previews: use the
+        defaults). Written before ``options`` existed, ``write_samples(results, out_dir)`` is
+        still called, with a deprecation warning (:mod:`diffcore.contract.legacy`)."""
 
     # ------------------------------------------------------------- metrics
-    def evaluate(self, sample_fn: Callable[[Batch], torch.Tensor], num: int, out_dir: Path) -> dict[str, float]:
+    def evaluate(
+        self, sample_fn: Callable[[Batch], torch.Tensor], num: int, out_dir: Path, batch_size: int = 64
+    ) -> dict[str, float]:
         """Quality metrics of the model behind ``sample_fn`` (a function from a sampling batch
-        to generated ``x``). Returns flat ``{name: value}``; the CLI writes it to
-        ``metrics.json``. The default reports nothing."""
+        to generated ``x``), from ``num`` samples generated in batches of at most
+        ``batch_size`` (the run's ``sampling.batch_size`` or ``diffcore evaluate
+        --batch-size``). Returns flat ``{name: value}``; the CLI records it in
+        ``metrics.json``. The default reports nothing. Written before ``batch_size`` existed,
+        ``evaluate(sample_fn, num, out_dir)`` is still called, with a deprecation warning."""
         return {}
 
     # ------------------------------------------------------------- editing
@@ -200,8 +213,8 @@ class Domain(abc.ABC):
     def write_edits(self, results: list[tuple[torch.Tensor, Batch]], out_dir: Path) -> list[Path]:
         """Write edited samples (``(x, batch)`` pairs; the batch holds ``known`` and ``keep``)
         under ``out_dir``; return the paths. The default writes them as samples
-        (:meth:`write_samples`); a domain adds a before/after picture here."""
-        return self.write_samples(results, out_dir)
+        (:meth:`write_samples`, with no options); a domain adds a before/after picture here."""
+        return legacy.write_samples(self, results, out_dir, None)
 
     @classmethod
     def supports_editing(cls) -> bool:

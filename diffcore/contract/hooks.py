@@ -76,7 +76,12 @@ class DiffcoreHookspecs:
     @hookspec
     def diffcore_register_domains(self, register: Callable[[type[Domain]], None]) -> None:
         """Register domain classes: ``register(MyDomain)``. ``MyDomain`` subclasses
-        :class:`diffcore.Domain` and sets ``name`` and ``Options``. A domain that overrides
+        :class:`diffcore.Domain` and sets ``name`` and ``Options``; its writer is
+        ``write_samples(self, results, out_dir, options)`` (``options``: the validated
+        ``SampleOptions`` the samples were asked with, or ``None``) and its metrics
+        ``evaluate(self, sample_fn, num, out_dir, batch_size)`` (generate in batches of at most
+        ``batch_size``). The older forms without ``options`` / ``batch_size`` are still called,
+        with a :class:`diffcore.contract.PluginDeprecationWarning`. A domain that overrides
         :meth:`diffcore.Domain.edit_batches` (and optionally ``EditOptions``, ``write_edits``)
         supports ``diffcore edit``: inpainting, SDEdit and inversion on its users' files."""
 

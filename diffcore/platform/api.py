@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from ..contract import legacy
 from . import config as cfgmod
 from . import runs
 
@@ -53,12 +54,13 @@ class Pipeline:
                  batch_size: int | None = None, sample_options: dict | None = None, **options):
         """``[(x, batch)]`` as the domain's writer takes them (see :meth:`sample`)."""
         plan = self.plan(sampler, steps, spacing=spacing, guidance=guidance, **options)
-        classes = _classes(cond)
-        opts = None
-        if self.domain.SampleOptions is not None:
-            opts = self.domain.SampleOptions.model_validate(sample_options or {})
         return runs.sample(self.run, plan, num or self.config.sampling.num, batch_size=batch_size, seed=seed,
-                           classes=classes, options=opts)
+                           classes=_classes(cond), options=self._sample_options(sample_options))
+
+    def _sample_options(self, given: dict | None):
+        """The domain's ``SampleOptions`` validated from ``given`` (``None`` if it has none)."""
+        model = self.domain.SampleOptions
+        return None if model is None else model.model_validate(given or {})
 
     def sample(self, num: int | None = None, **kw) -> torch.Tensor | list[torch.Tensor]:
         """Generate ``num`` samples (default ``sampling.num``) in the domain's tensor layout.
@@ -75,7 +77,8 @@ class Pipeline:
         """Generate as :meth:`sample` does and write the domain's files (PNG, WAV, SDF...)."""
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        return self.domain.write_samples(self.generate(num, **kw), out)
+        results = self.generate(num, **kw)
+        return legacy.write_samples(self.domain, results, out, self._sample_options(kw.get("sample_options")))
 
     def __repr__(self) -> str:
         return f"Pipeline({str(self.run.dir)!r}, domain={self.domain.name!r}, weights={self.run.weights.name!r})"

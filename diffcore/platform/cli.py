@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any, Optional
@@ -19,7 +20,7 @@ import typer
 from diffcore.platform.cliopts import (  # noqa: F401  (EXIT_USER_ERROR, fail: part of the CLI's API)
     EXIT_USER_ERROR, _describe_options, _notes, _sampler_options, _times, fail, friendly, output_dir, parse_extra_options,
 )
-from diffcore.platform.cliopts import out_path, seed_value
+from diffcore.platform.cliopts import count_value, out_path, seed_value
 
 app = typer.Typer(
     name="diffcore",
@@ -53,8 +54,13 @@ def _main(
     Start with `diffcore plugins` (what is installed), then
     `diffcore train --plugin NAME --out RUN` and `diffcore sample --run RUN`.
     """
+    import warnings
+
+    from diffcore.contract.legacy import PluginDeprecationWarning
     from diffcore.platform.plugin_status import set_strict_flag
 
+    if not sys.warnoptions:  # Python hides DeprecationWarning outside __main__; a plugin's author should see this one
+        warnings.simplefilter("default", PluginDeprecationWarning)
     set_strict_flag(strict_plugins)  # sets DIFFCORE_STRICT_PLUGINS=1, also seen by the processes DDP re-launches
     if strict_plugins:
         from diffcore.platform.registry import reset_registry
@@ -113,7 +119,7 @@ def train(
 
 def _train(plugin, config, set_, out, resume, progress, flag_values) -> None:
     from diffcore.platform import config as cfgmod
-    from diffcore.platform import interrupts, runs
+    from diffcore.platform import ddp_failure, interrupts, runs
 
     flags: dict[str, Any] = {}
     given = dict(zip(TRAINING_FLAGS, flag_values))
@@ -138,17 +144,29 @@ def _train(plugin, config, set_, out, resume, progress, flag_values) -> None:
             out = Path("runs") / f"{resolved.recipe.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     interrupts.check()
     cfgmod.check_hardware(resolved.config)  # an accelerator or precision this machine cannot run: refused before any work
-    from diffcore.platform import training  # Lightning: imported once the config is known to be valid
+    from diffcore.platform import extensions, training  # Lightning: imported once the config is known to be valid
 
+    added = extensions.build(resolved.config.training, out.resolve())  # training.callbacks/logger: refused before any work
     prepared = training.prepare_run_dir(resolved, out, resume=resume) if rank == 0 else None
+    world = resolved.config.training.devices * resolved.config.training.num_nodes
+    if rank == 0 and world > 1:
+        ddp_failure.watch(out, world)  # a launched process's death: one line, not a silent kill
     try:
         for note in prepared.notes if prepared else []:
             typer.echo(f"note: {note}", err=True)
-        trainer = training.train(resolved, out, resume=resume, progress=progress, start=prepared and prepared.start)
+        for line in added.lines if prepared else []:
+            typer.echo(f"added {line}")
+        trainer = training.train(resolved, out, resume=resume, progress=progress, start=prepared and prepared.start, added=added)
     except (interrupts.Interrupted, KeyboardInterrupt) as e:  # KeyboardInterrupt: a second Ctrl-C
         stop = e if isinstance(e, interrupts.Interrupted) else interrupts.Interrupted(interrupts.SIGINT)
         stop.run_dir = out  # the message says how to resume this run
         raise stop from None
+    except Exception as e:  # a DDP process died: one line instead of the collective's traceback
+        why = ddp_failure.reason(e, world)
+        if why is None:
+            raise
+        ddp_failure.report(out, rank, world, why)
+        raise typer.Exit(ddp_failure.EXIT) from None
     finally:
         if prepared:
             prepared.release()
@@ -174,7 +192,7 @@ def sample(
     steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Sampling steps [default: sampling.steps]."),
     spacing: Optional[str] = typer.Option(None, "--spacing", help="Where the steps go: linspace, trailing, leading, leading-multistep, logsnr, karras [default: sampling.spacing, else the sampler's own]."),
     times: Optional[str] = typer.Option(None, "--times", help="The model times themselves, comma-separated and decreasing, e.g. 0.999,0.8,0.5,0.2,0.02 (instead of --steps/--spacing)."),
-    num: Optional[int] = typer.Option(None, "--num", "-n", min=1, help="Number of samples [default: sampling.num]."),
+    num: Optional[int] = typer.Option(None, "--num", "-n", parser=count_value, metavar="INTEGER", help="Number of samples, at most 1000000 and what fits in memory [default: sampling.num]."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Samples per batch [default: sampling.batch_size]."),
     seed: int = typer.Option(0, "--seed", parser=seed_value, metavar="INTEGER", help="Seed of the noise, 0 to 2**32 - 1: the same seed gives the same samples."),
     guidance: Optional[float] = typer.Option(None, "--guidance", help="Classifier-free guidance scale w >= 0 (1: plain conditional) [default: sampling.guidance]."),
@@ -190,6 +208,7 @@ def sample(
     Domains may accept extra options (e.g. molecules: --smiles CCO, repeatable, and
     --smiles-file FILE); `diffcore sample --run RUN --domain-help` lists them.
     """
+    from diffcore.contract import legacy
     from diffcore.platform import config as cfgmod
     from diffcore.platform import runs
 
@@ -205,9 +224,9 @@ def sample(
     _notes(plan)
     runs.use_threads(threads or r.config.sampling.threads)
     results = runs.sample(r, plan, num or r.config.sampling.num, batch_size=batch_size, seed=seed,
-                          classes=class_ or None, options=options)
+                          classes=class_ or None, options=options, out_dir=out)
     out.mkdir(parents=True, exist_ok=True)
-    paths = r.domain.write_samples(results, out)
+    paths = legacy.write_samples(r.domain, results, out, options)
     typer.echo(f"wrote {len(paths)} file(s) to {out}")
 
 
@@ -216,7 +235,8 @@ def sample(
 @friendly
 def evaluate(
     run: Path = typer.Option(..., "--run", "-r", help="Run directory written by `diffcore train`."),
-    num: int = typer.Option(512, "--num", "-n", min=1, help="Number of samples the metrics are computed from."),
+    num: int = typer.Option(512, "--num", "-n", parser=count_value, metavar="INTEGER", help="Number of samples the metrics are computed from (at most 1000000)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Samples per batch [default: sampling.batch_size]."),
     sampler: Optional[str] = typer.Option(None, "--sampler", help="Sampler [default: the run's sampling.sampler]."),
     steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Sampling steps [default: sampling.steps]."),
     guidance: Optional[float] = typer.Option(None, "--guidance", help="Classifier-free guidance scale w >= 0 [default: sampling.guidance]."),
@@ -244,7 +264,7 @@ def evaluate(
                                 options=_sampler_options(option, None))
     _notes(plan)
     runs.use_threads(threads or r.config.sampling.threads)
-    metrics = runs.evaluate(r, plan, num, seed=seed)
+    metrics = runs.evaluate(r, plan, num, seed=seed, batch_size=batch_size)
     typer.echo(json.dumps(metrics, indent=2, sort_keys=True))
 
 

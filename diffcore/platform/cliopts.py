@@ -67,6 +67,21 @@ def seed_value(value) -> int:
     return seed
 
 
+def count_value(value) -> int:
+    """``--num``'s parser: a positive integer, at most :data:`~diffcore.platform.budget.MAX_SAMPLES`
+    (whether the samples fit in memory is checked once the run's sample size is known)."""
+    from diffcore.platform.budget import check_count
+
+    try:
+        num = value if isinstance(value, int) else int(str(value).strip())
+    except ValueError:
+        fail(f"--num {value!r}: expected a positive integer, e.g. --num 64")
+    try:
+        return check_count(num)
+    except UserError as e:
+        fail(str(e))
+
+
 def out_path(value) -> Path:
     """``--out``'s parser: an empty value is refused (it would mean the current folder)."""
     if not str(value).strip():

@@ -41,6 +41,7 @@ from diffcore.math.forward import PREDICTIONS
 from diffcore.contract.hooks import BackboneSpec, Recipe
 from diffcore.math.losses import WEIGHTINGS
 from diffcore.math import sampling as _sampling
+from diffcore.platform.extensions import Extension
 from diffcore.platform.messages import _did_you_mean, format_errors
 from diffcore.platform.plugin_status import PluginError
 from diffcore.platform.validation import SEED_MAX, check_hardware, require_finite  # noqa: F401  (check_hardware: for train)
@@ -101,6 +102,8 @@ class TrainingConfig(Section):
     preview_every: int = Field(0, ge=0, description="Write preview samples every N steps (0: only at the end of training).")
     preview_num: int = Field(16, ge=0, description="Number of preview samples (0 disables previews).")
     log_every: int = Field(50, ge=1, description="Log the loss to metrics.csv every N steps.")
+    callbacks: list[Extension] = Field(default_factory=list, description="Lightning callbacks to add, each `{class: package.module.ClassName, args: {...}}` (a subclass of lightning.pytorch.callbacks.Callback from an installed module, never a file; args plain YAML data), e.g. `[{class: lightning.pytorch.callbacks.LearningRateMonitor, args: {logging_interval: step}}]`; `diffcore train` prints what it added (docs/cli.md: Callbacks and loggers).")
+    logger: Extension | None = Field(None, description="A logger besides the run's own metrics.csv: csv, tensorboard, wandb or mlflow (written under the run directory; the last three need their package), or `{class: PATH, args: {...}}` naming a subclass of lightning.pytorch.loggers.Logger; null: metrics.csv only.")
     threads: int | None = Field(None, ge=1, le=1024, description="torch's intra-op CPU threads per process; null: OMP_NUM_THREADS if set, else half the CPU cores, at least 1 (torch's default of every core can make a step many times slower on a busy machine: docs/benchmarks.md).")
 
 

@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 
 from diffcore.platform.cliopts import (
-    _describe_options, _notes, _sampler_options, _times, fail, out_path, output_dir, parse_extra_options, seed_value,
+    _describe_options, _notes, _sampler_options, _times, count_value, fail, out_path, output_dir, parse_extra_options, seed_value,
 )
 
 
@@ -21,7 +21,7 @@ def edit(
     strength: Optional[float] = typer.Option(None, "--strength", help="How far into the noise the edit starts, in (0, 1]: 1 from pure noise, small stays close to the input [default: inpaint 1, sdedit 0.6, invert 1]."),
     resample: int = typer.Option(1, "--resample", min=1, help="RePaint: run each step this many times, jumping back in between, to harmonise the kept and generated parts (1: off)."),
     particles: int = typer.Option(1, "--particles", min=1, help="SMC inpainting (SMCDiff): K particles per output, weighed by how well they explain the kept part; exact as K and the steps grow, K times the cost; runs ddpm on the plan's grid (1: off)."),
-    num: int = typer.Option(1, "--num", "-n", min=1, help="Outputs per input."),
+    num: int = typer.Option(1, "--num", "-n", parser=count_value, metavar="INTEGER", help="Outputs per input."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Samples per batch [default: sampling.batch_size]."),
     sampler: Optional[str] = typer.Option(None, "--sampler", help="Sampler [default: the run's sampling.sampler; invert always samples back with ddim]."),
     steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Sampling steps of the whole grid (an edit of strength s runs the last s of them) [default: sampling.steps]."),
@@ -45,7 +45,7 @@ def edit(
     `diffcore edit --run RUN --domain-help` lists them.
     """
     from diffcore.platform import config as cfgmod
-    from diffcore.platform import editing, runs
+    from diffcore.platform import budget, editing, runs
 
     r = runs.load_run(run, checkpoint)
     domain = r.domain
@@ -71,6 +71,8 @@ def edit(
     runs.use_threads(threads or r.config.sampling.threads)
     batches = domain.edit_batches(input_, num, batch_size or r.config.sampling.batch_size,
                                   classes=runs.class_ids(domain, class_ or None), options=options)
+    # an edit holds the output, the input and its mask per sample: 3 tensors
+    batches = budget.checked_batches(batches, num * len(input_), what=f"--num {num} x {len(input_)} input(s)", copies=3, out_dir=out)
     results = editing.edit_run(r, ran, batches, mode=mode, strength=strength, resample=resample, particles=particles, seed=seed)
     out.mkdir(parents=True, exist_ok=True)
     paths = domain.write_edits(results, out)

@@ -64,15 +64,19 @@ def edit_run(
     resample: int = 1,
     particles: int = 1,
     seed: int = 0,
+    progress: bool = True,
 ) -> list[tuple[torch.Tensor, Batch]]:
     """Edit the domain's batches with the run's model as ``plan`` says: ``[(x, batch)]`` for
     ``domain.write_edits``. ``particles`` > 1: inpaint by SMC (SMCDiff) on the plan's grid with
-    DDPM's kernels, K particles per output, one of them returned."""
+    DDPM's kernels, K particles per output, one of them returned. ``progress``: lines on stderr when
+    it takes long (:mod:`.progress_lines`)."""
+    from .progress_lines import track
+
     strength = check_settings(mode, strength, resample)
     plan = effective_plan(plan, mode, strength, resample, particles)
     gen = torch.Generator(device=run.device).manual_seed(seed)
     domain, results = run.domain, []
-    for batch in batches:
+    for batch in track(batches, "editing", progress):
         b = _to(batch, run.device)
         known, keep = _inputs(b, domain.name)
         if mode == "inpaint" and keep is None:

@@ -17,9 +17,9 @@ def _did_you_mean(name, valid) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-def _sub_model(annotation) -> type[BaseModel] | str | None:
-    """The model a field holds (also inside ``X | None``), "container" for dicts and lists,
-    None for a leaf value."""
+def _sub_model(annotation) -> type[BaseModel] | str | tuple | None:
+    """The model a field holds (also inside ``X | None``), ("items", model) for a list of
+    models, "container" for other dicts and lists, None for a leaf value."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
     origin = typing.get_origin(annotation)
@@ -29,6 +29,8 @@ def _sub_model(annotation) -> type[BaseModel] | str | None:
         if models:
             return models[0]
         return "container" if "container" in found else None
+    if origin is list and isinstance(_sub_model(typing.get_args(annotation)[0]), type):
+        return ("items", _sub_model(typing.get_args(annotation)[0]))  # a list of sections: key[i].field
     if origin in (dict, list, tuple, set, frozenset) or annotation in (dict, list, tuple):
         return "container"
     return None
@@ -44,8 +46,11 @@ def _walk(model: type[BaseModel], loc: tuple) -> tuple[list[str], type[BaseModel
         if isinstance(cur, type) and issubclass(cur, BaseModel):
             parent = cur
             path.append(str(part))
-            field = cur.model_fields.get(part) if isinstance(part, str) else None
+            field = _field(cur, part)
             cur = _sub_model(field.annotation) if field is not None else None
+        elif isinstance(cur, tuple) and isinstance(part, int):
+            path[-1] += f"[{part}]"
+            cur = cur[1]
         elif cur == "container":
             path.append(str(part))
             cur = "container-item"
@@ -56,6 +61,13 @@ def _walk(model: type[BaseModel], loc: tuple) -> tuple[list[str], type[BaseModel
     return path, parent
 
 
+def _field(model: type[BaseModel], key: Any):
+    """The field ``key`` names in ``model`` (by its alias, e.g. ``class``, or its name)."""
+    if not isinstance(key, str):
+        return None
+    return model.model_fields.get(key) or next((f for f in model.model_fields.values() if f.alias == key), None)
+
+
 def format_errors(err: ValidationError, model: type[BaseModel], prefix: str = "") -> str:
     """One line per problem: ``key.path: what is wrong``."""
     lines: list[str] = []
@@ -63,7 +75,7 @@ def format_errors(err: ValidationError, model: type[BaseModel], prefix: str = ""
         path, parent = _walk(model, e["loc"])
         key = ".".join(([prefix] if prefix else []) + path) or (prefix or "config")
         if e["type"] == "extra_forbidden":
-            allowed = list(parent.model_fields) if parent is not None else []
+            allowed = [f.alias or n for n, f in parent.model_fields.items()] if parent is not None else []
             line = f"unknown key '{key}' (allowed: {', '.join(allowed) or 'none'})" + _did_you_mean(path[-1] if path else "", allowed)
         elif e["type"] == "missing":
             line = f"{key}: required key is missing"

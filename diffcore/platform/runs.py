@@ -92,11 +92,16 @@ def holds_run(path: Path) -> bool:
 
 
 # ----------------------------------------------------------------- checkpoints
-def read_lightning_checkpoint(path: Path) -> dict[str, Any]:
-    """A Lightning ``.ckpt`` read with ``torch.load(weights_only=True)`` (no code runs)."""
+def read_lightning_checkpoint(path: Path, expected: int | None = None) -> dict[str, Any]:
+    """A Lightning ``.ckpt`` read with ``torch.load(weights_only=True)`` (no code runs), once its
+    size in memory is known to be sane (:func:`.budget.check_checkpoint`; ``expected``: the bytes
+    of the model's state, when known)."""
+    from .budget import check_checkpoint
+
     path = Path(path)
     if not path.is_file():
         raise UserError(f"checkpoint {path} does not exist")
+    check_checkpoint(path, expected)
     try:
         with warnings.catch_warnings():  # torch warns about a foreign pickle protocol; we refuse or accept below
             warnings.simplefilter("ignore")
@@ -125,33 +130,60 @@ def _backbone_state(ckpt: dict[str, Any], path: Path, prefer_ema: bool = True) -
     raise UserError(f"checkpoint {path} holds no diffcore model weights (no 'ema.' or 'backbone.' keys)")
 
 
-def read_weights(path: Path) -> dict[str, torch.Tensor]:
-    """A state dict from ``.safetensors`` or a Lightning ``.ckpt`` file (EMA weights)."""
+def read_weights(path: Path, like: nn.Module | None = None) -> dict[str, torch.Tensor]:
+    """A state dict from ``.safetensors`` or a Lightning ``.ckpt`` file (EMA weights). With
+    ``like`` (the model they are for), a file whose tensors do not fit it, or that would take far
+    more memory than it, is refused before its tensors are read (:mod:`.budget`)."""
+    from . import budget
+
     path = Path(path)
     if not path.is_file():
         raise UserError(f"checkpoint {path} does not exist")
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
+        shapes = budget.safetensors_shapes(path)  # the header only
+        if like is not None and shapes is not None:
+            check_fits(like, shapes, path)
         try:
             return load_file(str(path), device="cpu")
         except Exception as e:  # SafetensorError, OSError: a corrupt or foreign file
             raise UserError(f"checkpoint {path} is not a valid safetensors file: {e}") from None
     if path.suffix in (".ckpt", ".pt", ".pth"):
-        return _backbone_state(read_lightning_checkpoint(path), path)
+        return _backbone_state(read_lightning_checkpoint(path, budget.state_bytes(like) if like is not None else None), path)
     raise UserError(f"checkpoint {path}: unknown format {path.suffix!r}; use a .safetensors file or a Lightning .ckpt")
 
 
 def load_weights(net: nn.Module, state: dict[str, Any], path: Path) -> None:
     """``net.load_state_dict(state)`` with a readable refusal when they do not fit."""
-    own = net.state_dict()
     bad = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
     if bad:
         raise UserError(f"checkpoint {path}: entries that are not tensors: {', '.join(bad[:5])}")
-    parts = mismatch({k: tuple(v.shape) for k, v in own.items()}, {k: tuple(v.shape) for k, v in state.items()})
+    check_fits(net, {k: tuple(v.shape) for k, v in state.items()}, path)
+    check_values(net, state, path)
+    net.load_state_dict(state, strict=True)
+
+
+def check_values(net: nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
+    """Refuse tensors whose kind of number is not the model's (integers for float weights:
+    load_state_dict would convert them silently) or that hold infinity or NaN, naming them."""
+    own = net.state_dict()
+    kind = [f"{k} ({v.dtype} for {own[k].dtype})" for k, v in state.items()
+            if k in own and v.is_floating_point() != own[k].is_floating_point()]
+    if kind:
+        raise UserError(f"checkpoint {path}: tensors of the wrong kind of number: {', '.join(kind[:3])}; "
+                        "the file was not written by diffcore, or was changed since")
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise UserError(f"checkpoint {path}: {len(bad)} tensor(s) hold infinity or NaN (e.g. {', '.join(bad[:3])}); "
+                        "the training diverged before it was saved: use an earlier checkpoint (--checkpoint RUN/checkpoints/step=N.ckpt)")
+
+
+def check_fits(net: nn.Module, shapes: dict[str, tuple], path: Path) -> None:
+    """Refuse a file's tensors (name -> shape) that do not fit ``net``, naming the keys."""
+    parts = mismatch({k: tuple(v.shape) for k, v in net.state_dict().items()}, shapes)
     if parts:
         raise UserError(f"checkpoint {path} does not fit this run's backbone: {', '.join(parts)}")
-    net.load_state_dict(state, strict=True)
 
 
 def mismatch(own: dict[str, tuple], theirs: dict[str, tuple], where: str = "") -> list[str]:
@@ -243,7 +275,7 @@ def load_run(run_dir: str | Path, checkpoint: str | Path | None = None, *, devic
         if not last.is_file():
             raise UserError(f"{run_dir} has no weights yet ({EMA_WEIGHTS} or {LAST_CKPT}); train it first or pass --checkpoint")
         weights = last  # a run that stopped before writing its EMA weights
-    load_weights(net, read_weights(weights), weights)
+    load_weights(net, read_weights(weights, like=net), weights)
     dev = pick_device(device)
     net.to(dev).eval()
     return Run(run_dir, resolved, domain, net, weights, dev)
@@ -308,14 +340,22 @@ def sample(
     seed: int = 0,
     classes: Sequence[str | int] | None = None,
     options: BaseModel | None = None,
+    out_dir: Path | None = None,
+    progress: bool = True,
 ) -> list[tuple[torch.Tensor, Batch]]:
     """Generate ``num`` samples from a run as ``plan`` says (:func:`diffcore.platform.config.
-    sampling_plan`): ``[(x, batch)]`` for ``domain.write_samples``."""
+    sampling_plan`): ``[(x, batch)]`` for ``domain.write_samples``. ``num``, and the memory its
+    samples will take (and the free space of ``out_dir``, where the caller writes them), are
+    checked before any work (:mod:`.budget`); ``progress``: lines on stderr when it takes long (:mod:`.progress_lines`)."""
+    from . import budget, progress_lines
+
+    budget.check_count(num)
     gen = torch.Generator(device=run.device).manual_seed(seed)
     make = sample_fn(run, plan, gen)
     ids = class_ids(run.domain, classes)
     results = []
-    for batch in run.domain.sample_batches(num, batch_size or run.config.sampling.batch_size, classes=ids, options=options):
+    batches = run.domain.sample_batches(num, batch_size or run.config.sampling.batch_size, classes=ids, options=options)
+    for batch in progress_lines.track(budget.checked_batches(batches, num, what=f"--num {num}", out_dir=out_dir), "sampling", progress):
         results.append((make(batch).cpu(), batch))
     return results
 
@@ -347,21 +387,29 @@ def sample_fn(run: Run, plan: SamplingPlan | None = None, generator: torch.Gener
     return fn
 
 
-def evaluate(run: Run, plan: SamplingPlan | None = None, num: int = 512, *, seed: int = 0, **overrides) -> dict[str, Any]:
+def evaluate(run: Run, plan: SamplingPlan | None = None, num: int = 512, *, seed: int = 0, batch_size: int | None = None,
+             progress: bool = True, **overrides) -> dict[str, Any]:
     """The domain's metrics for this run, recorded in ``RUN/metrics.json`` (:mod:`.records`: one
     record per sampler, steps, spacing, options, guidance, seed, num and weights; the same key
-    replaces its record). Returns the record as a flat mapping: the metrics and ``evaluated_with``."""
-    from . import records
+    replaces its record), from samples generated in batches of ``batch_size`` (default: the
+    run's ``sampling.batch_size``). Returns the record as a flat mapping: the metrics and
+    ``evaluated_with``. ``num`` and the memory of its samples are checked before any work
+    (:mod:`.budget`); ``progress``: lines on stderr when it takes long (:mod:`.progress_lines`)."""
+    from ..contract import legacy
+    from . import budget, progress_lines, records
 
+    budget.check_evaluation(run.domain, num)
     plan = _plan(run, plan, overrides)
     path = run.dir / METRICS_JSON
     records.load_keeping_bad(path)  # before the work: an unreadable file is set aside as metrics.json.bad
     torch.manual_seed(seed)  # a domain may draw from the global RNG (e.g. which classes)
     gen = torch.Generator(device=run.device).manual_seed(seed)
     fn = sample_fn(run, plan, gen)
+    if progress:
+        fn = progress_lines.counting(fn, "evaluating", num, batch_size or run.config.sampling.batch_size)
     out_dir = run.dir / "eval"
     out_dir.mkdir(parents=True, exist_ok=True)
-    metrics = dict(run.domain.evaluate(fn, num, out_dir))
+    metrics = dict(legacy.evaluate(run.domain, fn, num, out_dir, batch_size or run.config.sampling.batch_size))
     record = records.make_record({
         "sampler": plan.sampler, "steps": plan.steps, "spacing": plan.spacing, "options": dict(plan.options),
         "guidance": plan.guidance, "num": num, "seed": seed, "weights": str(run.weights),

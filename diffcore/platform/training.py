@@ -25,15 +25,14 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.plugins import TorchCheckpointIO
-from lightning.pytorch.loggers import CSVLogger
-from lightning.pytorch.loggers.csv_logs import ExperimentWriter
-from lightning.pytorch.loggers.logger import rank_zero_experiment
 from torch import nn
 from torch.utils.data import DataLoader
 
-from . import interrupts, runfiles, runs
+from . import extensions, interrupts, runfiles, runs
+from .csvlog import RunCSVLogger
 from .runfiles import Prepared, check_resume_checkpoint, prepare_run_dir  # noqa: F401  (the CLI's and callers' names)
 from .config import Resolved, RunConfig, to_yaml
+from ..contract import legacy
 from ..contract.domain import Domain
 from ..contract.errors import UserError
 from ..math.losses import DiffusionLoss
@@ -116,33 +115,6 @@ def lr_factor(step: int, tc) -> float:
     return tc.lr_final_fraction + (1 - tc.lr_final_fraction) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-# ---------------------------------------------------------------------- logging
-class _AppendingWriter(ExperimentWriter):
-    """Lightning's CSV writer deletes an existing metrics.csv; a resumed run appends to it."""
-
-    def _check_log_dir_exists(self) -> None:
-        if self._fs.isfile(self.metrics_file_path):
-            import csv
-
-            with self._fs.open(self.metrics_file_path, "r", newline="") as f:
-                header = next(csv.reader(f), [])
-            self.metrics_keys = sorted(header)
-
-
-class RunCSVLogger(CSVLogger):
-    """CSV metrics written straight into the run directory (RUN/metrics.csv)."""
-
-    def __init__(self, run_dir: Path, flush_logs_every_n_steps: int = 50):
-        super().__init__(save_dir=run_dir, name="", version="", flush_logs_every_n_steps=flush_logs_every_n_steps)
-
-    @property
-    @rank_zero_experiment
-    def experiment(self):
-        if self._experiment is None:
-            self._experiment = _AppendingWriter(log_dir=self.log_dir)
-        return self._experiment
-
-
 # -------------------------------------------------------------------- callbacks
 def write_previews(module: DiffusionModule, run_dir: Path, tag: str) -> list[Path]:
     """EMA samples under RUN/previews/<tag>/ through the domain's writer."""
@@ -170,7 +142,7 @@ def _write_previews(module: DiffusionModule, net: nn.Module, run_dir: Path, tag:
         for batch in module.domain.sample_batches(num, min(num, cfg.sampling.batch_size)):
             x = runs.generate_batch(net, module.plan, module.domain, batch, generator=gen, device=module.device)
             results.append((x.float().cpu(), batch))
-        return module.domain.write_samples(results, out)
+        return legacy.write_samples(module.domain, results, out, None)
 
 
 def safe_previews(module: DiffusionModule, run_dir: Path, tag: str) -> list[Path]:
@@ -318,19 +290,21 @@ RESUME_ENV = "_DIFFCORE_DDP_RESUME_FROM"  # the checkpoint rank 0 chose, for the
 
 
 def train(resolved: Resolved, run_dir: Path, *, resume: bool = False, progress: bool = True,
-          start: runfiles.ResumePoint | None = None) -> L.Trainer:
+          start: runfiles.ResumePoint | None = None, added: extensions.Added | None = None) -> L.Trainer:
     """Train the resolved config into ``run_dir`` (already prepared by rank 0; ``start``: the
-    checkpoint :func:`prepare_run_dir` chose for a resume). Raises
+    checkpoint :func:`prepare_run_dir` chose for a resume; ``added``: the config's callbacks and
+    logger, else built here by :func:`extensions.build`). Raises
     :class:`interrupts.Interrupted` when SIGINT/SIGTERM stopped it (after writing last.ckpt)."""
     with interrupts.catching():
-        return _train(resolved, Path(run_dir).resolve(), resume, progress, start)
+        return _train(resolved, Path(run_dir).resolve(), resume, progress, start, added)
 
 
-def _train(resolved: Resolved, run_dir: Path, resume: bool, progress: bool, start) -> L.Trainer:
+def _train(resolved: Resolved, run_dir: Path, resume: bool, progress: bool, start, added) -> L.Trainer:
     _quiet_lightning()
     cfg = resolved.config
     tc = cfg.training
     rank0 = runs.launcher_rank() == 0
+    added = added if added is not None else extensions.build(tc, run_dir)  # before any file is written
     os.environ[runs.RUN_DIR_ENV] = str(run_dir)  # inherited by the processes DDP launches
     if rank0 or not resume:
         os.environ.pop(RESUME_ENV, None)
@@ -357,7 +331,7 @@ def _train(resolved: Resolved, run_dir: Path, resume: bool, progress: bool, star
         runfiles.write_text_atomic(run_dir / runs.DOMAIN_STATE, state + "\n")
         runfiles.write_text_atomic(run_dir / runs.CONFIG, to_yaml(cfg))
 
-    callbacks: list[Callback] = [StopOnSignal(), Previews(run_dir, tc.preview_every), FinishRun(run_dir)]
+    callbacks: list[Callback] = [StopOnSignal(), Previews(run_dir, tc.preview_every), FinishRun(run_dir), *added.callbacks]
     if progress:
         callbacks.append(progress_bar())
     if tc.checkpoint_every > 0:
@@ -388,10 +362,10 @@ def _train(resolved: Resolved, run_dir: Path, resume: bool, progress: bool, star
             precision=tc.precision,
             gradient_clip_val=tc.grad_clip,
             deterministic="warn" if tc.deterministic else None,
-            logger=RunCSVLogger(run_dir, flush_logs_every_n_steps=max(1, tc.log_every)),
+            logger=[RunCSVLogger(run_dir, flush_logs_every_n_steps=max(1, tc.log_every)), *added.loggers],  # metrics.csv first
             log_every_n_steps=tc.log_every,
             callbacks=callbacks,
-            enable_checkpointing=tc.checkpoint_every > 0,
+            enable_checkpointing=tc.checkpoint_every > 0 or any(isinstance(c, ModelCheckpoint) for c in added.callbacks),
             enable_progress_bar=progress,
             enable_model_summary=False,
             num_sanity_val_steps=0,

@@ -43,8 +43,10 @@ a domain (:func:`check_domain`, :mod:`.domain`, :mod:`.domain_data`, :mod:`.doma
     padding, about standard normal where ``mask`` = 1, and reproducible with its generator;
     ``state_dict()`` is JSON and restores a fresh domain that can sample without ``setup()``
     (as ``diffcore sample`` does); ``sample_batches`` gives consistent ``shape``/``cond``/
-    ``mask`` covering ``num``; ``write_samples`` writes files inside ``out_dir`` and returns
-    their paths; optionally ``evaluate`` returns ``{name: number}``.
+    ``mask`` covering ``num``; ``write_samples(results, out_dir, options)`` writes files inside
+    ``out_dir`` and returns their paths; optionally ``evaluate(sample_fn, num, out_dir,
+    batch_size)`` returns ``{name: number}`` and generates in batches of at most ``batch_size``.
+    A method of the contract's old form (without ``options`` / ``batch_size``) is a warning.
 a backbone (:func:`check_backbone`, :mod:`.backbone`)
     ``build(options, domain)`` gives an ``nn.Module`` whose ``forward(x_t, t, cond)`` returns
     ``x_t``'s shape and dtype, accepts ``cond=None`` (and no ``cond`` at all), depends on

@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from ..contract import legacy
 from ..contract.domain import Domain
 from .domain_data import check_cond, check_mask
 from .report import _Checker, _Stop
@@ -66,15 +67,25 @@ def _noised(dom: Domain, b: Mapping, seed: int, scale: float = 1.0) -> torch.Ten
     return (scale * dom.noise(like, b, generator=torch.Generator().manual_seed(seed))).clamp(-1, 1)
 
 
+def _old_form(ck: _Checker, dom: Domain, method: str) -> bool:
+    """Whether ``method`` has the old form of the contract (then called in it, with a warning)."""
+    if legacy.takes_new_form(dom, method):
+        return False
+    ck.warn(f"{method} has the old signature; define {legacy.NEW_FORMS[method][0]} (the old form still works, deprecated)")
+    return True
+
+
 def check_write_samples(ck: _Checker, fresh: Domain, num: int, sopts: Any, root: Path) -> None:
-    """``write_samples(results, out_dir)`` writes non-empty files inside ``out_dir`` and returns their paths."""
+    """``write_samples(results, out_dir, options)`` writes non-empty files inside ``out_dir``
+    and returns their paths."""
     batches = _batches_of(ck, fresh, num, "sample_batches for write_samples", **({"options": sopts} if sopts is not None else {}))
     out_dir = root / "samples"
     out_dir.mkdir(parents=True, exist_ok=True)
     with ck.running("noise for sampling batches"):
         results = [(_noised(fresh, b, 7, 0.5), b) for b in batches]
-    with ck.running("write_samples(results, out_dir)", "write the samples as files under out_dir and return their paths"):
-        paths = fresh.write_samples(results, out_dir)
+    _old_form(ck, fresh, "write_samples")
+    with ck.running("write_samples(results, out_dir, options)", "write the samples as files under out_dir and return their paths"):
+        paths = legacy.write_samples(fresh, results, out_dir, sopts)
     if not isinstance(paths, (list, tuple)) or not paths:
         ck.fail(f"write_samples() returned {paths!r}", "return the list of paths written (a non-empty list of Path)")
         return
@@ -94,12 +105,25 @@ def check_val_dataset(ck: _Checker, domain: Domain) -> None:
                       "val_dataset()[0] is not a dict with a tensor 'x'", "return items like train_dataset's, or None")
 
 
-def check_evaluate(ck: _Checker, domain: Domain, fresh: Domain, root: Path) -> None:
-    """``evaluate(sample_fn, 8, out_dir)`` on noise "samples" returns ``{name: number}``."""
+def check_evaluate(ck: _Checker, domain: Domain, fresh: Domain, root: Path, batch_size: int = 4) -> None:
+    """``evaluate(sample_fn, 8, out_dir, 4)`` on noise "samples" returns ``{name: number}`` and
+    asks ``sample_fn`` for batches of at most 4."""
     eval_dir = root / "eval"
     eval_dir.mkdir(parents=True, exist_ok=True)
-    with ck.running("evaluate(sample_fn, 8, out_dir)", "compute metrics from sample_fn(batch) and return {name: number}"):
-        metrics = domain.evaluate(lambda b: _noised(fresh, b, 3), 8, eval_dir)
+    sizes: list[int] = []
+
+    def sample_fn(b: Mapping) -> torch.Tensor:
+        x = _noised(fresh, b, 3)
+        sizes.append(len(x))
+        return x
+
+    old = _old_form(ck, domain, "evaluate")
+    with ck.running(f"evaluate(sample_fn, 8, out_dir, {batch_size})", "compute metrics from sample_fn(batch) and return {name: number}"):
+        metrics = legacy.evaluate(domain, sample_fn, 8, eval_dir, batch_size)
+    if not old:
+        ck.expect(max(sizes, default=0) <= batch_size, "evaluate respects batch_size",
+                  f"evaluate(..., batch_size={batch_size}) asked sample_fn for a batch of {max(sizes, default=0)}",
+                  "generate in batches of at most batch_size, e.g. self.sample_batches(num, batch_size)")
     good = isinstance(metrics, Mapping) and all(
         isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool) for k, v in metrics.items())
     ck.expect(good, "evaluate returns {name: number}", f"evaluate() returned {metrics!r}", "return a flat dict of str -> float (written to metrics.json)")

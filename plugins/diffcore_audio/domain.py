@@ -219,16 +219,19 @@ class AudioDomain(Domain):
         x = x.detach().float().cpu()
         return torch.cat([self.codec.decode(x[i : i + chunk]) for i in range(0, len(x), chunk)]) if len(x) else x.new_zeros(0, self.codec.num_samples)
 
-    def write_samples(self, results: list[tuple[torch.Tensor, dict]], out_dir: Path, *, waves: list[torch.Tensor] | None = None) -> list[Path]:
+    def write_samples(self, results: list[tuple[torch.Tensor, dict]], out_dir: Path, options=None, *,
+                      waves: list[torch.Tensor] | None = None) -> list[Path]:
         """``NNNN_LABEL.wav`` (16-bit PCM at ``data.sample_rate``, ``data.clip_seconds`` long)
         and ``NNNN_LABEL.png`` (its spectrogram) per sample, plus ``spectrograms.png``, a grid
-        of them all. ``waves`` (one tensor per result): the audio, instead of decoding ``x``."""
+        of them all; when audio went beyond [-1, 1] (clipped in the WAV), ``clipping.json`` and
+        one line on stderr. ``waves`` (one tensor per result): the audio, instead of decoding
+        ``x``. The audio domain has no sample options."""
         from . import writer
 
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         c = self.codec
-        paths, dbs, titles, k = [], [], [], 0
+        paths, dbs, titles, clipped, k = [], [], [], {}, 0
         vmax = c.db_max if c.db_max is not None else 0.0
         vmin = vmax - c.dynamic_range_db
         for j, (x, batch) in enumerate(results):
@@ -238,7 +241,7 @@ class AudioDomain(Domain):
             for i in range(len(x)):
                 stem = f"{k:04d}_{writer.safe_name(labels[i])}"
                 wav, png = out_dir / f"{stem}.wav", out_dir / f"{stem}.png"
-                writer.write_wav(wav, wave[i], c.sample_rate)
+                clipped[wav.name] = writer.write_wav(wav, wave[i], c.sample_rate)
                 writer.write_spectrogram_png(png, db[i], sample_rate=c.sample_rate, hop_length=c.hop_length, title=labels[i], vmin=vmin, vmax=vmax)
                 paths += [wav, png]
                 dbs.append(db[i])
@@ -248,7 +251,8 @@ class AudioDomain(Domain):
             grid = out_dir / "spectrograms.png"
             writer.write_grid_png(grid, dbs[:64], titles[:64], sample_rate=c.sample_rate, hop_length=c.hop_length, vmin=vmin, vmax=vmax)
             paths.append(grid)
-        return paths
+        record = writer.record_clipping(out_dir, clipped)
+        return paths + ([record] if record else [])
 
     # -------------------------------------------------------------- editing
     def edit_batches(self, inputs: Sequence[str], num: int, batch_size: int, classes: Sequence[int] | None = None, options=None) -> list[dict]:
@@ -265,9 +269,11 @@ class AudioDomain(Domain):
         return edit.write_edits(self, results, out_dir)
 
     # -------------------------------------------------------------- metrics
-    def evaluate(self, sample_fn: Callable[[dict], torch.Tensor], num: int, out_dir: Path) -> dict[str, float]:
+    def evaluate(self, sample_fn: Callable[[dict], torch.Tensor], num: int, out_dir: Path,
+                 batch_size: int = 64) -> dict[str, float]:
         """Pitch accuracy of conditional samples (pitched classes) and the MFCC Fréchet
-        distance to held-out clips, with its real-vs-real floor (see :mod:`.metrics`)."""
+        distance to held-out clips, with its real-vs-real floor (see :mod:`.metrics`), from
+        ``num`` samples generated ``batch_size`` at a time."""
         from . import metrics
 
         if num < 2:
@@ -277,7 +283,7 @@ class AudioDomain(Domain):
             raise UserError("evaluate needs held-out clips: set data.val_per_class > 0 (embedded data) or data.val_fraction > 0 with a data.path of several files")
         c = self.codec
         xs, requested = [], []
-        for batch in self.sample_batches(num, 64):
+        for batch in self.sample_batches(num, batch_size):
             xs.append(sample_fn(batch).detach().float().cpu())
             requested += batch.get("cond", torch.full((batch["shape"][0],), -1)).tolist()
         x = torch.cat(xs)

@@ -1,8 +1,10 @@
-"""Writing generated audio: 16-bit PCM WAV files (soundfile) and spectrogram pictures
-(matplotlib with the Agg backend, so no display is needed)."""
+"""Writing generated audio: 16-bit PCM WAV files (soundfile), a record of the clips that
+went beyond [-1, 1] and were clipped, and spectrogram pictures (matplotlib with the Agg
+backend, so no display is needed)."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -20,10 +22,35 @@ def safe_name(label: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", label.replace("#", "s")) or "sample"
 
 
-def write_wav(path: Path, wave: torch.Tensor, sample_rate: int) -> None:
-    """Mono 16-bit PCM; samples beyond [-1, 1] are clipped rather than wrapped."""
-    data = wave.detach().float().clamp(-1.0, 1.0).cpu().numpy()
-    sf.write(str(path), data, sample_rate, subtype="PCM_16")
+CLIPPING_NAME = "clipping.json"
+
+
+def write_wav(path: Path, wave: torch.Tensor, sample_rate: int) -> tuple[int, float]:
+    """Mono 16-bit PCM; samples beyond [-1, 1] are clipped rather than wrapped. Returns how
+    many samples were clipped and the largest |x| before clipping."""
+    w = wave.detach().float().cpu()
+    sf.write(str(path), w.clamp(-1.0, 1.0).numpy(), sample_rate, subtype="PCM_16")
+    return int((w.abs() > 1.0).sum()), float(w.abs().max()) if w.numel() else 0.0
+
+
+def record_clipping(out_dir: Path, counts: dict[str, tuple[int, float]]) -> Path | None:
+    """``counts``: (samples clipped, peak |x|) per WAV written. If any was clipped, write
+    ``clipping.json`` (the totals and each clipped file) and say so in one line on stderr;
+    returns its path, or ``None`` when nothing was clipped."""
+    from .data import report
+
+    bad = {name: c for name, c in counts.items() if c[0]}
+    if not bad:
+        return None
+    total, peak = sum(c for c, _ in bad.values()), max(p for _, p in bad.values())
+    path = Path(out_dir) / CLIPPING_NAME
+    path.write_text(json.dumps({
+        "clips": len(counts), "clipped_clips": len(bad), "clipped_samples": total, "max_abs": round(peak, 4),
+        "files": {name: {"clipped_samples": c, "max_abs": round(p, 4)} for name, (c, p) in bad.items()},
+    }, indent=2) + "\n")
+    report(f"{len(bad)} of {len(counts)} clips exceeded [-1, 1] and were clipped in the WAV files "
+           f"({total} samples, max |x| {peak:.2f}); listed in {path}")
+    return path
 
 
 def plot_spectrogram(ax, db: torch.Tensor, *, sample_rate: int, hop_length: int, title: str = "", vmin=None, vmax=None) -> None:

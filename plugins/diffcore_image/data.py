@@ -8,8 +8,8 @@ labelled 8x8 images with values 0..16. They are scaled to [-1, 1] (v / 8 - 1) an
 bilinearly to ``resolution`` (16 by default), which keeps their strokes smooth: a U-Net has
 room for one downsampling level and attention at 8x8, and no pixels are spent on padding.
 
-A folder: every PNG/JPEG file is opened with PIL, converted to grayscale or RGB,
-centre-cropped to a square and resized (bicubic) to ``resolution``. If the folder has
+A folder: every PNG/JPEG file is opened with PIL, converted to grayscale or RGB (16-bit
+grayscale PNGs scaled by 65535, 8-bit images by 255), centre-cropped to a square and resized (bicubic) to ``resolution``. If the folder has
 subfolders holding images, each subfolder is a class (named after it, files found
 recursively); otherwise the images are unlabelled. A file PIL cannot read is reported by name
 on the ``diffcore_image`` logger and skipped, with a count at the end.
@@ -66,7 +66,7 @@ def _image_files_recursive(folder: Path) -> list[Path]:
 
 def _is_colour(img) -> bool:
     """True if any pixel has unequal R, G, B (a grayscale image saved as RGB counts as gray)."""
-    if img.mode in ("1", "L", "LA", "I", "I;16", "F"):
+    if img.mode in ("1", "L", "LA", "F") or img.mode.startswith("I"):
         return False
     a = np.asarray(img.convert("RGB"))
     return bool((a[..., 0] != a[..., 1]).any() or (a[..., 1] != a[..., 2]).any())
@@ -75,11 +75,20 @@ def _is_colour(img) -> bool:
 def _to_array(img, resolution: int, channels: int) -> np.ndarray:
     from PIL import Image
 
-    img = img.convert("RGB" if channels == 3 else "L")
+    # A 16-bit grayscale PNG opens as mode "I;16" (older Pillow: "I", 32-bit integers; PNG holds
+    # at most 16 bits): convert("L") would clip every value above 255 to white. Scale by 65535.
+    deep = img.mode.startswith("I")
+    if deep:
+        img = Image.fromarray((np.asarray(img, dtype=np.float64).clip(0, 65535) / 65535.0).astype(np.float32))  # mode F
+    else:
+        img = img.convert("RGB" if channels == 3 else "L")
     w, h = img.size
     s = min(w, h)
     left, top = (w - s) // 2, (h - s) // 2
     img = img.crop((left, top, left + s, top + s)).resize((resolution, resolution), Image.Resampling.BICUBIC)
+    if deep:  # bicubic may overshoot [0, 1]; L and RGB clip by themselves
+        a = np.asarray(img, dtype=np.float32).clip(0.0, 1.0) * 2.0 - 1.0
+        return np.repeat(a[None], channels, axis=0)
     a = np.asarray(img, dtype=np.float32) / 127.5 - 1.0
     return a[None] if channels == 1 else a.transpose(2, 0, 1)
 

@@ -19,9 +19,7 @@ from diffcore import Domain, Options, UserError, cycle_classes
 from . import data as _data
 from . import edit as _edit
 from .metrics import FEATURES, MetricModel, image_metrics
-from .writer import GRID_NAME, write_grid, write_images
-
-EVAL_BATCH = 250  # samples generated per batch by evaluate()
+from .writer import GRID_NAME, grid_columns, write_grid, write_images
 
 
 class ImageOptions(Options):
@@ -123,7 +121,11 @@ class ImageDomain(Domain):
                 batch["labels"] = [labels[i] if labels and 0 <= i < len(labels) else str(i) for i in part]
             yield batch
 
-    def write_samples(self, results: list[tuple[torch.Tensor, dict]], out_dir: Path) -> list[Path]:
+    def write_samples(self, results: list[tuple[torch.Tensor, dict]], out_dir: Path,
+                      options: BaseModel | None = None) -> list[Path]:
+        """One PNG per sample (``<index>[_<class>].png``) and ``samples.png``, a near-square
+        grid of them (one class per column when the classes make that near square). The
+        image domain has no sample options."""
         xs, idx, labels = [], [], []
         for x, batch in results:
             xs.append(x.detach().float().cpu())
@@ -133,10 +135,7 @@ class ImageDomain(Domain):
         if not xs:
             return []
         x = torch.cat(xs)
-        ncols = None
-        names = [lb for lb in labels if lb is not None]
-        if names and len(set(names)) <= 16 and len(x) >= 2 * len(set(names)):
-            ncols = len(set(names))  # one column per class when sampled evenly
+        ncols = grid_columns(len(x), len({lb for lb in labels if lb is not None}))
         return write_images(x, out_dir, indices=idx, labels=labels, grid_name=GRID_NAME, ncols=ncols)
 
     # -------------------------------------------------------------- editing
@@ -162,18 +161,19 @@ class ImageDomain(Domain):
         return _edit.write_edits(results, out_dir)
 
     # -------------------------------------------------------------- metrics
-    def evaluate(self, sample_fn: Callable[[dict], torch.Tensor], num: int, out_dir: Path) -> dict[str, float]:
+    def evaluate(self, sample_fn: Callable[[dict], torch.Tensor], num: int, out_dir: Path,
+                 batch_size: int = 250) -> dict[str, float]:
         """Class consistency and the Fréchet distance of ``num`` samples (classes evenly
-        spread) against the held-out images, with its real-vs-real floor (see
-        :mod:`diffcore_image.metrics`). Also writes ``eval_grid.png`` (up to 100 of the
-        samples) to ``out_dir``."""
+        spread, generated ``batch_size`` at a time) against the held-out images, with its
+        real-vs-real floor (see :mod:`diffcore_image.metrics`). Also writes ``eval_grid.png``
+        (up to 100 of the samples) to ``out_dir``."""
         self.setup()
         if len(self._val.x) < 2:
             raise UserError("data.val_fraction: no held-out images to evaluate against; set data.val_fraction > 0 (e.g. 0.2)")
         # feature dimension at most a quarter of the reference size (64 for digits' 359)
         model = MetricModel(self._train.x, self._train.y, features=max(2, min(FEATURES, len(self._val.x) // 4)))
         xs, ys = [], []
-        for batch in self.sample_batches(num, EVAL_BATCH):
+        for batch in self.sample_batches(num, batch_size):
             xs.append(sample_fn(batch).detach().float().cpu())
             if "cond" in batch:
                 ys.append(batch["cond"])
@@ -182,6 +182,5 @@ class ImageDomain(Domain):
         metrics = image_metrics(model, x, requested, self._train.x, self._val.x, self._val.y)
         if out_dir is not None:
             k = min(len(x), 100)
-            ncols = len(self.labels) if self.labels and len(self.labels) <= 16 and k >= len(self.labels) else None
-            write_grid(x[:k], Path(out_dir) / "eval_grid.png", ncols)
+            write_grid(x[:k], Path(out_dir) / "eval_grid.png", grid_columns(k, len(self.labels or [])))
         return metrics

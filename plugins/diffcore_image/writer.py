@@ -36,6 +36,19 @@ def safe_label(label: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", str(label)).strip("-.") or "class"
 
 
+def grid_columns(n: int, classes: int | None = None) -> int:
+    """Columns of a near-square grid of ``n`` images: ceil(sqrt(n)), or the multiple of
+    ``classes`` closest to it when that keeps rows and columns within a factor of 2 (samples
+    that cycle through the classes then have one class per column: 100 digits, 10 x 10)."""
+    square = max(1, math.ceil(math.sqrt(n)))
+    if classes and classes > 1:
+        cols = max(1, round(square / classes)) * classes
+        rows = math.ceil(n / cols)
+        if max(cols, rows) <= 2 * min(cols, rows):
+            return cols
+    return square
+
+
 def grid(images: np.ndarray, ncols: int | None = None, pad: int = 1, min_cell: int = MIN_CELL) -> np.ndarray:
     """``[B, H, W, C]`` uint8 -> one ``[rows*(H+pad)+pad, cols*(W+pad)+pad, C]`` image (cells
     upscaled to at least ``min_cell`` pixels)."""

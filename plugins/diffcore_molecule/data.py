@@ -30,6 +30,8 @@ from rdkit.Chem import AllChem
 
 from diffcore import UserError
 
+from .progress import reported
+
 log = logging.getLogger("diffcore.molecule")
 
 DEFAULT_ELEMENTS = ("H", "C", "N", "O", "F")
@@ -368,9 +370,8 @@ def build(source: Source, rules: Rules, *, conformers: int, seed: int, mmff: boo
         mols = _read_default(rules)
     if max_molecules is not None:
         mols = mols[:max_molecules]
-    log.info("building reference conformers for %d molecules from %s", len(mols), source.describe())
-    graphs = []
-    for i, (name, mol) in enumerate(mols):
+    graphs = []  # minutes for the default set: progress on stderr (none when the cache serves)
+    for i, (name, mol) in enumerate(reported(mols, f"building reference conformers of {source.describe()}", "molecules")):
         if mol.GetNumConformers() > 0:  # 3D structures given in an SDF file: they are the references
             coords = np.stack([c.GetPositions() for c in mol.GetConformers()])
         else:

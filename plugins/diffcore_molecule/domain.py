@@ -257,7 +257,10 @@ class MoleculeDomain(Domain):
         self._scale()
         return self.graph_batches(graphs, num, batch_size)
 
-    def write_samples(self, results: list[tuple[torch.Tensor, Batch]], out_dir: Path) -> list[Path]:
+    def write_samples(self, results: list[tuple[torch.Tensor, Batch]], out_dir: Path,
+                      options: BaseModel | None = None) -> list[Path]:
+        """One SDF file per molecule (its conformers); the molecules travel in the batches, so
+        ``options`` (``--smiles``...) are not needed again here."""
         from .writer import write_sdf_files
 
         return write_sdf_files(results, Path(out_dir))
@@ -279,10 +282,12 @@ class MoleculeDomain(Domain):
         return write_edits(results, Path(out_dir))
 
     # ---------------------------------------------------------------- metrics
-    def evaluate(self, sample_fn: Callable[[Batch], torch.Tensor], num: int, out_dir: Path) -> dict[str, float]:
-        """Generate about ``num`` conformers in all: ``eval_factor`` x (number of references)
-        for each of the first held-out molecules (at least one molecule), and score them and
-        rdkit's ETKDG against the references (see :mod:`diffcore_molecule.metrics`)."""
+    def evaluate(self, sample_fn: Callable[[Batch], torch.Tensor], num: int, out_dir: Path,
+                 batch_size: int = 128) -> dict[str, float]:
+        """Generate about ``num`` conformers in all (``batch_size`` at a time): ``eval_factor``
+        x (number of references) for each of the first held-out molecules (at least one
+        molecule), and score them and rdkit's ETKDG against the references (see
+        :mod:`diffcore_molecule.metrics`)."""
         from .metrics import evaluate_model
 
         self.setup()
@@ -296,4 +301,4 @@ class MoleculeDomain(Domain):
                 break
             chosen.append(g)
             total += need
-        return evaluate_model(self, chosen, sample_fn, Path(out_dir))
+        return evaluate_model(self, chosen, sample_fn, Path(out_dir), batch_size)

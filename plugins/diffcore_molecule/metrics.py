@@ -124,12 +124,13 @@ def generate(domain, graphs: list[D.MolGraph], counts: list[int], sample_fn: Cal
     return gens
 
 
-def evaluate_model(domain, graphs: list[D.MolGraph], sample_fn: Callable, out_dir: Path) -> dict[str, float]:
-    """The module's metrics for the model behind ``sample_fn`` and for ETKDG on ``graphs``;
-    per-molecule rows go to ``out_dir/molecule_metrics.csv``."""
+def evaluate_model(domain, graphs: list[D.MolGraph], sample_fn: Callable, out_dir: Path,
+                   batch_size: int = 128) -> dict[str, float]:
+    """The module's metrics for the model behind ``sample_fn`` (in batches of ``batch_size``)
+    and for ETKDG on ``graphs``; per-molecule rows go to ``out_dir/molecule_metrics.csv``."""
     o = domain.options
     counts = [o.eval_factor * len(g.coords) for g in graphs]
-    gens = generate(domain, graphs, counts, sample_fn)
+    gens = generate(domain, graphs, counts, sample_fn, batch_size)
     rows, base_rows, table = [], [], []
     for k, (mg, gen) in enumerate(zip(graphs, gens)):
         refs = mg.coords.double().numpy()

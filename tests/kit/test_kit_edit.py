@@ -27,7 +27,7 @@ class Pairs(Domain):
         for i in range(0, num, batch_size):
             yield {"shape": (min(batch_size, num - i), 2)}
 
-    def write_samples(self, results, out_dir):
+    def write_samples(self, results, out_dir, options=None):
         path = Path(out_dir) / "points.csv"
         path.write_text("\n".join(f"{a:.4f},{b:.4f}" for x, _ in results for a, b in x.tolist()) + "\n")
         return [path]

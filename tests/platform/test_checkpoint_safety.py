@@ -107,3 +107,24 @@ def test_lightning_checkpoint_and_safetensors_give_the_same_model(tiny_run):
     # the checkpoint Lightning wrote loads under weights_only=True: tensors and plain data only
     ckpt = torch.load(tiny_run / "checkpoints" / "last.ckpt", weights_only=True)
     assert ckpt["global_step"] == 4 and "hyper_parameters" not in ckpt
+
+
+def test_weights_that_are_integers_or_not_finite_are_refused(tiny_run, tmp_path):
+    from safetensors.torch import load_file
+
+    good = load_file(str(tiny_run / "ema.safetensors"))
+    name = next(k for k, v in good.items() if v.is_floating_point() and v.numel() > 1)
+    as_int = tmp_path / "int32.safetensors"
+    save_file({**good, name: good[name].round().to(torch.int32)}, str(as_int))
+    nan = tmp_path / "nan.safetensors"
+    save_file({**good, name: good[name].clone().fill_(float("nan"))}, str(nan))
+    fine = tmp_path / "fine.safetensors"
+    save_file(good, str(fine))
+    for path, expected in ((as_int, f"tensors of the wrong kind of number: {name} (torch.int32"),
+                           (nan, f"1 tensor(s) hold infinity or NaN (e.g. {name})")):
+        res = CliRunner().invoke(app, ["sample", "--run", str(tiny_run), "--checkpoint", str(path), "--num", "2"])
+        assert res.exit_code == 2, res.output
+        assert expected in res.stderr and "Traceback" not in res.output
+    res = CliRunner().invoke(app, ["sample", "--run", str(tiny_run), "--checkpoint", str(fine), "--num", "2",
+                                   "--out", str(tmp_path / "s")])
+    assert res.exit_code == 0, res.output  # the same file, unchanged, loads

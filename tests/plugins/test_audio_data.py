@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -113,6 +114,32 @@ def test_written_wavs_read_back_at_the_configured_rate_and_length(tmp_path):
         assert info.samplerate == 8000 and info.frames == 3200 and info.channels == 1
         assert p.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (tmp_path / "spectrograms.png").is_file()
+
+
+def test_clipped_wavs_are_counted_recorded_and_reported_in_one_line(tmp_path, capfd):
+    opts = AudioOptions(sample_rate=8000, clip_seconds=0.2, n_fft=256, hop_length=128, n_mels=16,
+                        notes=["A3"], percussion=[], per_class=1, val_per_class=0, griffin_lim_iters=2)
+    d = AudioDomain(opts)
+    d.setup()
+    (b,) = d.sample_batches(3, 4)
+    waves = torch.zeros(3, 1600)
+    waves[0, :10] = 1.7  # 10 samples over range, peak 1.7
+    waves[1, 5] = -1.25  # 1 sample under -1
+    waves[2] = 0.5 * torch.sin(torch.arange(1600) / 5.0)  # within range
+    paths = d.write_samples([(torch.zeros(b["shape"]), b)], tmp_path / "out", None, waves=[waves])
+    lines = [ln for ln in capfd.readouterr().err.splitlines() if "clipped" in ln]
+    assert len(lines) == 1
+    assert "2 of 3 clips exceeded [-1, 1]" in lines[0] and "11 samples" in lines[0] and "1.70" in lines[0]
+    record = json.loads((tmp_path / "out" / "clipping.json").read_text())
+    assert tmp_path / "out" / "clipping.json" in paths
+    assert record["clipped_clips"] == 2 and record["clipped_samples"] == 11 and record["clips"] == 3
+    assert record["files"]["0000_A3.wav"] == {"clipped_samples": 10, "max_abs": 1.7}
+    assert "0002_A3.wav" not in record["files"]
+    data, _ = sf.read(str(tmp_path / "out" / "0000_A3.wav"))
+    assert data.max() == pytest.approx(1.0, abs=1e-4)  # clipped, not wrapped
+    # nothing over range: no note and no record
+    d.write_samples([(torch.zeros(b["shape"]), b)], tmp_path / "quiet", None, waves=[waves.clamp(-1, 1)])
+    assert "clipped" not in capfd.readouterr().err and not (tmp_path / "quiet" / "clipping.json").exists()
 
 
 def test_class_names_with_symbols_make_safe_file_names(tmp_path):

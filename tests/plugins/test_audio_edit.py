@@ -135,7 +135,7 @@ def test_written_edits_hold_the_input_samples_where_kept_and_a_before_after_pict
     g = torch.Generator().manual_seed(0)
     x = torch.where(b["keep"] > 0, b["known"], torch.rand(b["shape"], generator=g) * 2 - 1)  # noise in the gap
     paths = domain.write_edits([(x, b)], tmp_path / "out")
-    names = sorted(p.name for p in paths)
+    names = sorted(p.name for p in paths if p.name != "clipping.json")  # the noise in the gap may clip
     assert names == ["0000_note.png", "0000_note.wav", "0001_note.png", "0001_note.wav", "before_after.png", "spectrograms.png"]
     assert all(p.stat().st_size > 0 for p in paths)
     src, out = pcm(wav), pcm(tmp_path / "out" / "0000_note.wav")

@@ -11,7 +11,7 @@ from PIL import Image
 
 import diffcore
 from diffcore.errors import UserError
-from diffcore_image.data import load_digits, load_folder, split
+from diffcore_image.data import _to_array, load_digits, load_folder, split
 from diffcore_image.domain import ImageDomain, ImageOptions
 from diffcore_image.backbone import UNetOptions, build_unet
 
@@ -95,6 +95,34 @@ def test_folder_resolution_channels_and_unlabelled(tmp_path):
     d = ImageDomain(ImageOptions(path=str(root), resolution=16, val_fraction=0.0))
     assert d.labels is None
     assert d.val_dataset() is None and "cond" not in d.train_dataset()[0]
+
+
+def test_16_bit_png_folder_is_scaled_by_65535_not_clipped_to_white(tmp_path):
+    # a 16-bit grayscale PNG used to load 94% white: PIL's convert("L") clips every value > 255
+    root = tmp_path / "deep"
+    root.mkdir()
+    arr = np.random.default_rng(2).integers(0, 65536, (16, 16)).astype(np.uint16)
+    Image.fromarray(arr).save(root / "a.png")
+    with Image.open(root / "a.png") as img:
+        assert img.mode.startswith("I")  # what a 16-bit PNG opens as
+    Image.fromarray((arr // 257).astype(np.uint8)).save(root / "b.png")  # the same picture, 8-bit
+    d = ImageDomain(ImageOptions(path=str(root), resolution=16, val_fraction=0.0))
+    deep, flat = (d.train_dataset()[i]["x"][0].double() for i in range(2))
+    expected = torch.from_numpy(arr / 65535.0)
+    assert torch.allclose((deep + 1) / 2, expected, atol=1 / 255)
+    assert torch.allclose(deep, flat, atol=2 / 255)  # 16-bit and 8-bit copies load alike
+    assert float((deep > 0.99).double().mean()) < 0.1  # not mostly white
+
+
+def test_32_bit_int_and_resized_16_bit_images_keep_their_range(tmp_path):
+    arr = np.linspace(0, 65535, 32 * 32).reshape(32, 32)
+    for mode, img in [("I", Image.fromarray(arr.astype(np.int32))), ("I;16", Image.fromarray(arr.astype(np.uint16)))]:
+        assert img.mode == mode
+        for channels in (1, 3):
+            x = torch.from_numpy(_to_array(img, 16, channels))
+            assert x.shape == (channels, 16, 16)
+            assert x.min() >= -1 and x.max() <= 1
+            assert abs(float(x.mean()) - 0.0) < 0.02  # a ramp over the full range averages mid-grey
 
 
 @pytest.mark.parametrize("case", ["missing", "empty", "only-corrupt", "not-a-folder"])

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
 from diffcore_image.domain import ImageDomain, ImageOptions
-from diffcore_image.writer import MIN_CELL, grid, safe_label, to_uint8, write_images
+from diffcore_image.writer import MIN_CELL, grid, grid_columns, safe_label, to_uint8, write_images
 
 
 def test_pixels_map_from_minus_one_one_to_bytes():
@@ -33,8 +34,31 @@ def test_domain_writes_a_png_per_sample_and_a_readable_grid(tmp_path):
     g = Image.open(tmp_path / "samples.png")
     g.load()
     scale = MIN_CELL // 16
-    # 20 samples of 10 classes: one column per class, two rows, 1-pixel gaps
-    assert g.size == (10 * (16 * scale + 1) + 1, 2 * (16 * scale + 1) + 1)
+    # 20 samples of 10 classes: a near-square 5 x 4 grid (not a 10 x 2 strip), 1-pixel gaps
+    assert g.size == (5 * (16 * scale + 1) + 1, 4 * (16 * scale + 1) + 1)
+
+
+def _grid_size(d: ImageDomain, tmp_path, num: int, classes=None) -> tuple[int, int]:
+    results = [(torch.zeros(b["shape"]), b) for b in d.sample_batches(num, 7, classes=classes)]
+    d.write_samples(results, tmp_path, None)
+    with Image.open(tmp_path / "samples.png") as g:
+        return g.size
+
+
+def test_one_class_grid_is_near_square(tmp_path):
+    # `diffcore sample --class 3 --num 16` wrote a 64 x 1040 one-column grid
+    cell = 16 * (MIN_CELL // 16) + 1
+    assert _grid_size(ImageDomain(ImageOptions()), tmp_path, 16, classes=[3]) == (4 * cell + 1, 4 * cell + 1)
+
+
+@pytest.mark.parametrize("num, classes, cols", [(100, None, 10), (64, None, 10), (16, None, 4), (12, [3, 5], 4), (5, [1], 3)])
+def test_grid_columns_near_square_and_one_class_per_column_when_that_fits(tmp_path, num, classes, cols):
+    w, h = _grid_size(ImageDomain(ImageOptions()), tmp_path, num, classes)
+    cell = 16 * (MIN_CELL // 16) + 1
+    rows = -(-num // cols)
+    assert (w, h) == (cols * cell + 1, rows * cell + 1)
+    assert max(cols, rows) <= 2 * min(cols, rows)
+    assert grid_columns(num, 10 if classes is None else len(classes)) == cols
 
 
 def test_rgb_and_unlabelled_images(tmp_path):

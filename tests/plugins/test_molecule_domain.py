@@ -114,6 +114,29 @@ def test_reference_conformers_are_cached(smiles_file, tmp_path):
         assert torch.equal(ga.atoms, gb.atoms) and torch.equal(ga.pairs, gb.pairs)
 
 
+def test_building_references_prints_progress_and_a_cached_set_prints_nothing(smiles_file, tmp_path, capfd):
+    opts = MoleculeOptions(smiles=smiles_file, conformers=1)
+    MoleculeDomain(opts, workdir=tmp_path / "cache").setup()
+    lines = [ln for ln in capfd.readouterr().err.splitlines() if "building reference conformers" in ln]
+    assert lines and lines[0].startswith("diffcore-molecule: building reference conformers") and "0/6 molecules" in lines[0]
+    assert "6/6 molecules in" in lines[-1]
+    MoleculeDomain(opts, workdir=tmp_path / "cache").setup()  # from the cache: quiet
+    assert "building reference conformers" not in capfd.readouterr().err
+
+
+def test_progress_lines_every_few_seconds_with_an_estimate(capsys):
+    from diffcore_molecule.progress import reported
+
+    ticks = iter([0.0, 4.0, 11.0, 12.0, 25.0, 26.0, 100.0])  # start, then after each of 5 items, then the end
+    assert list(reported(list("abcde"), "work", "items", every=10.0, clock=lambda: next(ticks))) == list("abcde")
+    assert capsys.readouterr().err.splitlines() == [
+        "diffcore-molecule: work: 0/5 items",
+        "diffcore-molecule: work: 2/5 items, 11 s, ETA 16 s",  # 11 s for 2: 5.5 s each, 3 left
+        "diffcore-molecule: work: 4/5 items, 25 s, ETA 6 s",
+        "diffcore-molecule: work: 5/5 items in 2 min",
+    ]
+
+
 def test_references_are_sensible_conformers(domain):
     for g in domain.graphs:
         assert g.coords.shape == (2, g.num_atoms, 3)

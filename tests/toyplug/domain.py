@@ -60,11 +60,11 @@ class ToyDomain(Domain):
         labels = torch.tensor([classes[i % len(classes)] for i in range(num)])
         for start in range(0, num, batch_size):
             cond = labels[start : start + batch_size]
-            yield {"shape": (len(cond), 2), "cond": cond, "options": options}
+            yield {"shape": (len(cond), 2), "cond": cond}
 
-    def write_samples(self, results, out_dir: Path):
+    def write_samples(self, results, out_dir: Path, options=None):
         out_dir.mkdir(parents=True, exist_ok=True)
-        opts = results[0][1].get("options") if results else None
+        opts = options
         scale = opts.scale if opts is not None else 1.0
         tags = "-".join(opts.tag) if opts is not None and opts.tag else ""
         path = out_dir / (f"samples-{tags}.csv" if tags else "samples.csv")
@@ -76,11 +76,23 @@ class ToyDomain(Domain):
                     w.writerow([f"{float(p[0]):.5f}", f"{float(p[1]):.5f}", self.labels[int(c)]])
         return [path]
 
-    def evaluate(self, sample_fn, num, out_dir):
+    def evaluate(self, sample_fn, num, out_dir, batch_size=64):
         dists, hits = [], 0
-        for batch in self.sample_batches(num, 64):
+        for batch in self.sample_batches(num, batch_size):
             x = sample_fn(batch) * self.scale
             d = torch.cdist(x, CENTRES)
             dists.append(d.min(1).values)
             hits += int((d.argmin(1) == batch["cond"]).sum())
         return {"mean_dist": float(torch.cat(dists).mean()), "class_accuracy": hits / num, "finite": float(math.isfinite(float(torch.cat(dists).sum())))}
+
+
+class OldFormToyDomain(ToyDomain):
+    """The toy domain written against the contract's old signatures, before ``options`` and
+    ``batch_size`` (tests of diffcore.contract.legacy; registered under the toy's own name by
+    the old-form plugin of tests/platform/test_domain_contract.py)."""
+
+    def write_samples(self, results, out_dir: Path):
+        return super().write_samples(results, out_dir)
+
+    def evaluate(self, sample_fn, num, out_dir):
+        return super().evaluate(sample_fn, num, out_dir)

@@ -139,7 +139,7 @@ class PointsDomain(diffcore.Domain):
         ids = diffcore.cycle_classes(num, classes, len(labels) if labels else None)
         for start in range(0, num, batch_size):
             stop = min(num, start + batch_size)
-            batch: dict[str, Any] = {"shape": (stop - start, 2), "options": options}
+            batch: dict[str, Any] = {"shape": (stop - start, 2)}
             if ids is not None:
                 batch["cond"] = torch.tensor(ids[start:stop], dtype=torch.long)
                 batch["labels"] = [labels[i] if labels and 0 <= i < len(labels) else str(i) for i in ids[start:stop]]
@@ -153,12 +153,14 @@ class PointsDomain(diffcore.Domain):
         x = np.concatenate(xs) if xs else np.zeros((0, 2))
         return self.denormalise(x), (labels if len(labels) == len(x) and labels else None)
 
-    def write_samples(self, results: list[tuple[torch.Tensor, dict]], out_dir: Path) -> list[Path]:
-        """``samples.png`` (a scatter plot over the target in grey) and ``samples.csv``."""
+    def write_samples(self, results: list[tuple[torch.Tensor, dict]], out_dir: Path,
+                      options: BaseModel | None = None) -> list[Path]:
+        """``samples.png`` (a scatter plot over the target in grey) and ``samples.csv``, as the
+        sample ``options`` say (``None``: the defaults)."""
         if not results:
             return []
         self._ensure_stats()
-        opts = results[0][1].get("options") or PointsSampleOptions()
+        opts = options or PointsSampleOptions()
         points, labels = self._collect(results)
         out_dir = Path(out_dir)
         reference = self.target(2000, self.options.seed)[0] if opts.reference else None
@@ -201,7 +203,7 @@ class PointsDomain(diffcore.Domain):
         for start in range(0, len(source), batch_size):
             s = source[start : start + batch_size]
             batch: dict[str, Any] = {
-                "shape": (len(s), 2), "options": None, "source": s, "points": points[s],
+                "shape": (len(s), 2), "source": s, "points": points[s],
                 "known": torch.tensor(known[s], dtype=torch.float32), "keep": torch.tensor(keep[s], dtype=torch.float32),
             }
             if ids is not None:
@@ -229,13 +231,14 @@ class PointsDomain(diffcore.Domain):
         return paths
 
     # -------------------------------------------------------------- metrics
-    def evaluate(self, sample_fn: Callable[[dict], torch.Tensor], num: int, out_dir: Path) -> dict[str, float]:
-        """Energy distance (Szekely & Rizzo 2013) between ``num`` samples and ``num`` fresh
-        target points (standardised units), beside its floor: the mean distance between two
-        independent target sets of the same size. A perfect model scores about the floor;
-        ``energy_distance_ratio`` = distance / floor."""
+    def evaluate(self, sample_fn: Callable[[dict], torch.Tensor], num: int, out_dir: Path,
+                 batch_size: int = 2048) -> dict[str, float]:
+        """Energy distance (Szekely & Rizzo 2013) between ``num`` samples (generated in batches
+        of ``batch_size``) and ``num`` fresh target points (standardised units), beside its
+        floor: the mean distance between two independent target sets of the same size. A
+        perfect model scores about the floor; ``energy_distance_ratio`` = distance / floor."""
         self._ensure_stats()
-        results = [(sample_fn(b).detach().cpu(), b) for b in self.sample_batches(num, 2048)]
+        results = [(sample_fn(b).detach().cpu(), b) for b in self.sample_batches(num, batch_size)]
         gen = torch.cat([x for x, _ in results]).double().reshape(-1, 2)
         seed = self.options.seed
 
