@@ -4,16 +4,15 @@ The contract now reads ``write_samples(results, out_dir, options)`` (the options
 were asked with) and ``evaluate(sample_fn, num, out_dir, batch_size)`` (the run's or the
 command's sampling batch size). Before, they were ``write_samples(results, out_dir)`` and
 ``evaluate(sample_fn, num, out_dir)``. The platform and the conformance kit call a domain
-through :func:`write_samples` and :func:`evaluate` here: each reads the method's signature once
-per class (again if the method is replaced) and calls a method of the old form in the old
-form, with one :class:`PluginDeprecationWarning` that names the class and the new signature.
+through :func:`write_samples` and :func:`evaluate` here: each reads the method's signature and
+calls a method of the old form in the old form, with one :class:`PluginDeprecationWarning`
+per class and function that names the class and the new signature.
 """
 
 from __future__ import annotations
 
 import inspect
 import warnings
-import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,8 +23,7 @@ NEW_FORMS = {
     "evaluate": ("evaluate(self, sample_fn, num, out_dir, batch_size)", 4),
 }
 
-# domain class -> {method: (weak reference to the function read, whether it takes the new form)}
-_seen: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_warned: set = set()  # (domain class, method, function) whose old form was reported
 
 
 class PluginDeprecationWarning(DeprecationWarning):
@@ -34,29 +32,23 @@ class PluginDeprecationWarning(DeprecationWarning):
 
 
 def takes_new_form(domain: Any, method: str) -> bool:
-    """Whether ``domain.<method>`` accepts the arguments of its current form. Read once per
-    class and function; the first time an old form is seen, one :class:`PluginDeprecationWarning`."""
+    """Whether ``domain.<method>`` accepts the arguments of its current form; the first time an
+    old form of a class's function is seen, one :class:`PluginDeprecationWarning`."""
     bound = getattr(domain, method)
-    fn = getattr(bound, "__func__", bound)
-    seen = _seen.setdefault(type(domain), {})
-    if method in seen and seen[method][0]() is fn:
-        return seen[method][1]
     signature, positional = NEW_FORMS[method]
     try:
         inspect.signature(bound).bind(*range(positional))
-        new = True
+        return True
     except TypeError:
-        new = False
+        pass
     except ValueError:  # no signature to read (a C function): assume the current form
-        new = True
-    try:
-        ref = weakref.ref(fn)
-    except TypeError:  # a callable that takes no weak reference: hold it
-        ref = lambda: fn  # noqa: E731
-    seen[method] = (ref, new)
-    if not new:
+        return True
+    fn = getattr(bound, "__func__", bound)
+    key = (type(domain), method, fn)
+    if key not in _warned:
+        _warned.add(key)
         _warn(domain, method, fn, signature)
-    return new
+    return False
 
 
 def _warn(domain: Any, method: str, fn: Any, signature: str) -> None:

@@ -38,6 +38,7 @@ from rdkit import Chem
 from diffcore import Batch, Options, UserError
 
 from . import data as D
+from .backbone import kabsch_rotation
 from .writer import _slug, fix_chirality, with_conformers
 
 FILE_SUFFIXES = (".sdf", ".sd", ".mol", ".mdl")
@@ -216,10 +217,7 @@ def batches_of(domain, edits: list[EditInput], num: int, batch_size: int) -> Ite
 def kabsch(p: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Rotation ``r`` (proper) and translation ``t`` minimising ||p @ r.T + t - q||."""
     pc, qc = p.mean(0), q.mean(0)
-    h = (p - pc).T @ (q - qc)
-    u, _, vt = np.linalg.svd(h)
-    d = np.sign(np.linalg.det(vt.T @ u.T)) or 1.0
-    r = vt.T @ np.diag([1.0, 1.0, d]) @ u.T
+    r = kabsch_rotation(torch.from_numpy(p - pc)[None], torch.from_numpy(q - qc)[None])[0].numpy()
     return r, qc - pc @ r.T
 
 
