@@ -10,7 +10,8 @@ The mathematics is plain torch, usable from a notebook with any ``nn.Module``::
 The house, in layers that import downwards only (docs/architecture.md):
 
 - :mod:`diffcore.math`: schedules, forward process, denoiser, SDE, losses, guidance,
-  likelihood, sampling. torch only; imported here.
+  likelihood, sampling. torch only; imported on first use of one of its names, so that
+  ``import diffcore`` (and ``diffcore --help``) does not load torch.
 - :mod:`diffcore.nn`: network building blocks. torch only.
 - :mod:`diffcore.contract`: what a plugin imports (``Domain``, ``Options``, ``hookimpl``,
   ``BackboneSpec``, ``Recipe``, ``UserError``). Loaded on first use of one of its names, so
@@ -29,19 +30,25 @@ from . import _compat
 
 _compat.install()
 
-from . import nn  # noqa: E402
-from .math import forward, guidance, likelihood, losses, sampling, schedules, sde  # noqa: E402
-from .math.forward import q_sample  # noqa: E402
-from .math.guidance import classifier_free  # noqa: E402
-from .math.likelihood import bits_per_dim, log_likelihood  # noqa: E402
-from .math.losses import DiffusionLoss  # noqa: E402
-from .math.sampling import SamplingPlan, ddim_invert, edit, generate, slerp  # noqa: E402
-from .math.sde import SDE  # noqa: E402
-
 __version__ = "0.1.0"
 
-# The contract's names, imported on first use (they need pydantic and pluggy).
-_CONTRACT = ("BackboneSpec", "Batch", "Domain", "NoOptions", "Options", "Recipe", "UserError", "cycle_classes", "hookimpl")
+# Every public name is imported on first use (PEP 562), so that `import diffcore` (and with it
+# `diffcore --help`, `diffcore --version`) does not load torch: name -> (module, attribute;
+# None: the module itself).
+_LAZY = {
+    **{m: (f"diffcore.math.{m}", None) for m in ("forward", "guidance", "likelihood", "losses", "sampling", "schedules", "sde")},
+    **{m: (f"diffcore.{m}", None) for m in ("contract", "math", "nn", "platform", "testing")},
+    "q_sample": ("diffcore.math.forward", "q_sample"),
+    "classifier_free": ("diffcore.math.guidance", "classifier_free"),
+    **{n: ("diffcore.math.likelihood", n) for n in ("bits_per_dim", "log_likelihood")},
+    "DiffusionLoss": ("diffcore.math.losses", "DiffusionLoss"),
+    **{n: ("diffcore.math.sampling", n) for n in ("SamplingPlan", "ddim_invert", "edit", "generate", "slerp")},
+    "SDE": ("diffcore.math.sde", "SDE"),
+    # the contract's names (they need torch, pydantic and pluggy)
+    **{n: ("diffcore.contract", n) for n in
+       ("BackboneSpec", "Batch", "Domain", "NoOptions", "Options", "Recipe", "UserError", "cycle_classes", "hookimpl")},
+    "load": ("diffcore.platform.api", "load"),  # the platform (pydantic, Lightning's config)
+}
 
 __all__ = [
     "BackboneSpec", "Batch", "DiffusionLoss", "Domain", "NoOptions", "Options", "Recipe", "SDE", "SamplingPlan", "UserError",
@@ -51,16 +58,16 @@ __all__ = [
 
 
 def __getattr__(name: str):
-    if name in _CONTRACT:
-        from . import contract
+    if name not in _LAZY:
+        raise AttributeError(f"module 'diffcore' has no attribute {name!r}")
+    import importlib
 
-        return getattr(contract, name)
-    if name == "load":  # the platform (pydantic, Lightning's config): imported on first use
-        from .platform.api import load
+    module, attr = _LAZY[name]
+    value = importlib.import_module(module)
+    value = value if attr is None else getattr(value, attr)
+    globals()[name] = value  # looked up once
+    return value
 
-        return load
-    if name == "testing":
-        import importlib
 
-        return importlib.import_module(".testing", __name__)
-    raise AttributeError(f"module 'diffcore' has no attribute {name!r}")
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -5,15 +5,34 @@ pluggy for the option models and the hook markers).
 - :mod:`.hooks`: the hook specifications, ``hookimpl``, :class:`BackboneSpec`, :class:`Recipe`;
 - :mod:`.errors`: :class:`UserError`, the error a user can fix;
 - :mod:`.legacy`: calling a plugin written against an older form of a Domain method.
+
+Each name is imported on first use (PEP 562): :mod:`.errors` and :mod:`.legacy` need nothing
+but Python, so the CLI can catch a :class:`UserError` without loading torch.
 """
 
-from .domain import Batch, Domain, NoOptions, Options, cycle_classes
-from .errors import UserError
-from .hooks import PROJECT, BackboneSpec, DiffcoreHookspecs, Recipe, hookimpl, hookspec
-from .legacy import PluginDeprecationWarning
+_WHERE = {  # name -> its module
+    **dict.fromkeys(("Batch", "Domain", "NoOptions", "Options", "cycle_classes"), "domain"),
+    "UserError": "errors",
+    **dict.fromkeys(("PROJECT", "BackboneSpec", "DiffcoreHookspecs", "Recipe", "hookimpl", "hookspec"), "hooks"),
+    "PluginDeprecationWarning": "legacy",
+}
 
 __all__ = [
     "PROJECT", "BackboneSpec", "Batch", "DiffcoreHookspecs", "Domain", "NoOptions", "Options", "PluginDeprecationWarning", "Recipe",
     "UserError",
     "cycle_classes", "hookimpl", "hookspec",
 ]
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module 'diffcore.contract' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_WHERE))

@@ -135,9 +135,11 @@ class SelfAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c = x.shape[:2]
         spatial = x.shape[2:]
-        q, k, v = self.qkv(self.norm(x)).reshape(b, 3, self.heads, c // self.heads, -1).unbind(1)
-        # [B, heads, N, d]
-        out = F.scaled_dot_product_attention(q.transpose(-1, -2), k.transpose(-1, -2), v.transpose(-1, -2))
+        qkv = self.qkv(self.norm(x)).reshape(b, 3 * self.heads, c // self.heads, -1)
+        # [B, heads, N, d] with d contiguous (one copy): on CPU a transposed view (stride N
+        # along d) sends SDPA to its slow math kernel instead of the fused flash kernel.
+        q, k, v = qkv.transpose(-1, -2).contiguous().chunk(3, dim=1)
+        out = F.scaled_dot_product_attention(q, k, v)
         out = out.transpose(-1, -2).reshape(b, c, *spatial)
         return x + self.proj(out)
 

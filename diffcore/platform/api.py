@@ -18,7 +18,7 @@ import torch
 
 from ..contract import legacy
 from . import config as cfgmod
-from . import runs
+from . import generation, runs
 
 
 class Pipeline:
@@ -54,7 +54,7 @@ class Pipeline:
                  batch_size: int | None = None, sample_options: dict | None = None, **options):
         """``[(x, batch)]`` as the domain's writer takes them (see :meth:`sample`)."""
         plan = self.plan(sampler, steps, spacing=spacing, guidance=guidance, **options)
-        return runs.sample(self.run, plan, num or self.config.sampling.num, batch_size=batch_size, seed=seed,
+        return generation.sample(self.run, plan, num or self.config.sampling.num, batch_size=batch_size, seed=seed,
                            classes=_classes(cond), options=self._sample_options(sample_options))
 
     def _sample_options(self, given: dict | None):

@@ -20,7 +20,7 @@ import typer
 from diffcore.platform.cliopts import (  # noqa: F401  (EXIT_USER_ERROR, fail: part of the CLI's API)
     EXIT_USER_ERROR, _describe_options, _notes, _sampler_options, _times, fail, friendly, output_dir, parse_extra_options,
 )
-from diffcore.platform.cliopts import count_value, out_path, seed_value
+from diffcore.platform.cliopts import LazyHelp, count_value, later, out_path, seed_value
 
 app = typer.Typer(
     name="diffcore",
@@ -69,17 +69,22 @@ def _main(
 
 
 # ----------------------------------------------------------------------- train
-TRAINING_FLAGS = ("max_steps", "seed", "accelerator", "devices", "strategy", "precision", "threads")
+TRAINING_FLAGS = ("max_steps", "seed", "accelerator", "devices", "num_nodes", "strategy", "precision", "threads")
 
 
 def _training_flag(key: str) -> str:
-    """A train flag's help: the config field's own description (one text, not a copy)."""
-    from diffcore.platform.config import TrainingConfig
+    """A train flag's help: the config field's own description (one text, not a copy), read
+    when the help is shown (the config imports torch)."""
 
-    return f"{TrainingConfig.model_fields[key].description} Same as --set training.{key}=VALUE."
+    def text() -> str:
+        from diffcore.platform.config import TrainingConfig
+
+        return f"{TrainingConfig.model_fields[key].description} Same as --set training.{key}=VALUE."
+
+    return later(text)
 
 
-@app.command()
+@app.command(cls=LazyHelp)
 @friendly
 def train(
     plugin: Optional[str] = typer.Option(None, "--plugin", "-p", help="Recipe to train (`diffcore plugins` lists them); may also come from `plugin:` in --config."),
@@ -90,6 +95,7 @@ def train(
     seed: Optional[int] = typer.Option(None, "--seed", help=_training_flag("seed")),
     accelerator: Optional[str] = typer.Option(None, "--accelerator", help=_training_flag("accelerator")),
     devices: Optional[int] = typer.Option(None, "--devices", help=_training_flag("devices")),
+    num_nodes: Optional[int] = typer.Option(None, "--num-nodes", min=1, help=_training_flag("num_nodes")),
     strategy: Optional[str] = typer.Option(None, "--strategy", help=_training_flag("strategy")),
     precision: Optional[str] = typer.Option(None, "--precision", help=_training_flag("precision")),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help=_training_flag("threads")),
@@ -109,7 +115,7 @@ def train(
 
     with interrupts.catching():  # a signal from here on stops cleanly, never with a traceback
         try:
-            _train(plugin, config, set_, out, resume, progress, (max_steps, seed, accelerator, devices, strategy, precision, threads))
+            _train(plugin, config, set_, out, resume, progress, (max_steps, seed, accelerator, devices, num_nodes, strategy, precision, threads))
         except (interrupts.Interrupted, KeyboardInterrupt) as e:  # KeyboardInterrupt: a second Ctrl-C
             stop = e if isinstance(e, interrupts.Interrupted) else interrupts.Interrupted(interrupts.SIGINT)
             if runs.launcher_rank() == 0:
@@ -119,7 +125,7 @@ def train(
 
 def _train(plugin, config, set_, out, resume, progress, flag_values) -> None:
     from diffcore.platform import config as cfgmod
-    from diffcore.platform import ddp_failure, interrupts, runs
+    from diffcore.platform import ddp_failure, interrupts, nodes, runs
 
     flags: dict[str, Any] = {}
     given = dict(zip(TRAINING_FLAGS, flag_values))
@@ -144,6 +150,7 @@ def _train(plugin, config, set_, out, resume, progress, flag_values) -> None:
             out = Path("runs") / f"{resolved.recipe.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     interrupts.check()
     cfgmod.check_hardware(resolved.config)  # an accelerator or precision this machine cannot run: refused before any work
+    nodes.check(resolved.config.training.num_nodes)  # several nodes: MASTER_ADDR/PORT/NODE_RANK set, node 0 answering
     from diffcore.platform import extensions, training  # Lightning: imported once the config is known to be valid
 
     added = extensions.build(resolved.config.training, out.resolve())  # training.callbacks/logger: refused before any work
@@ -182,13 +189,31 @@ def _builtin_samplers() -> list[str]:
     return [spec.name for spec in sampling.specs() if spec.owner is None]
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+# Sampling over several processes (diffcore.platform.generation): the same files whatever their number.
+_ACCELERATOR = typer.Option("auto", "--accelerator", help="Where the processes run: cpu, gpu, auto (Lightning's names).")
+_DEVICES = typer.Option(1, "--devices", min=1, help="Processes per node sharing the samples (GPUs, or CPU processes); the files are the same whatever the number.")
+_NUM_NODES = typer.Option(1, "--num-nodes", min=1, help="Nodes sharing the samples (set MASTER_ADDR, MASTER_PORT and NODE_RANK on each, or use torchrun/srun: docs/scaling.md).")
+
+
+def _world(run, accelerator: str, devices: int, num_nodes: int):
+    """The processes that generate together (one: this one), ``run`` moved to this process's device."""
+    from diffcore.platform import generation, nodes
+
+    nodes.check(num_nodes)
+    world = generation.launch(accelerator, devices, num_nodes)
+    if world.device is not None and world.device != run.device:
+        run.net.to(world.device)
+        run.device = world.device
+    return world
+
+
+@app.command(cls=LazyHelp, context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 @friendly
 def sample(
     ctx: typer.Context,
     run: Path = typer.Option(..., "--run", "-r", help="Run directory written by `diffcore train`."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Weights to use instead of RUN/ema.safetensors: a .safetensors file or a Lightning .ckpt (loaded without executing code)."),
-    sampler: Optional[str] = typer.Option(None, "--sampler", help=f"{', '.join(_builtin_samplers())}, or a plugin's [default: the run's sampling.sampler]."),
+    sampler: Optional[str] = typer.Option(None, "--sampler", help=later(lambda: f"{', '.join(_builtin_samplers())}, or a plugin's [default: the run's sampling.sampler].")),
     steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Sampling steps [default: sampling.steps]."),
     spacing: Optional[str] = typer.Option(None, "--spacing", help="Where the steps go: linspace, trailing, leading, leading-multistep, logsnr, karras [default: sampling.spacing, else the sampler's own]."),
     times: Optional[str] = typer.Option(None, "--times", help="The model times themselves, comma-separated and decreasing, e.g. 0.999,0.8,0.5,0.2,0.02 (instead of --steps/--spacing)."),
@@ -202,6 +227,9 @@ def sample(
     out: Optional[Path] = typer.Option(None, "--out", "-o", parser=out_path, metavar="PATH", help="Output folder (must be new or empty) [default: RUN/samples/<date>-<time>]."),
     domain_help: bool = typer.Option(False, "--domain-help", help="List the extra options this run's domain accepts, and exit."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch's intra-op CPU threads [default: sampling.threads, else half the cores]."),
+    accelerator: str = _ACCELERATOR,
+    devices: int = _DEVICES,
+    num_nodes: int = _NUM_NODES,
 ) -> None:
     """Generate samples from a trained run and write them as the domain's files.
 
@@ -210,7 +238,7 @@ def sample(
     """
     from diffcore.contract import legacy
     from diffcore.platform import config as cfgmod
-    from diffcore.platform import runs
+    from diffcore.platform import generation, runs
 
     r = runs.load_run(run, checkpoint)
     model = r.domain.SampleOptions
@@ -221,13 +249,20 @@ def sample(
     out = output_dir(out, run / "samples")
     plan = cfgmod.sampling_plan(r.config, key="cli", sampler=sampler, steps=steps, spacing=spacing, times=_times(times),
                                 guidance=guidance, options=_sampler_options(option, eta))
-    _notes(plan)
+    if runs.launcher_rank() == 0:
+        _notes(plan)
     runs.use_threads(threads or r.config.sampling.threads)
-    results = runs.sample(r, plan, num or r.config.sampling.num, batch_size=batch_size, seed=seed,
-                          classes=class_ or None, options=options, out_dir=out)
+    world = _world(r, accelerator, devices, num_nodes)
+    try:
+        results = generation.sample(r, plan, num or r.config.sampling.num, batch_size=batch_size, seed=seed,
+                                    classes=class_ or None, options=options, out_dir=out, world=world)
+    finally:
+        world.close()
+    if world.rank != 0:
+        return  # rank 0 writes every sample
     out.mkdir(parents=True, exist_ok=True)
     paths = legacy.write_samples(r.domain, results, out, options)
-    typer.echo(f"wrote {len(paths)} file(s) to {out}")
+    typer.echo(f"wrote {len(paths)} file(s) to {out}" + (f" ({world.size} processes)" if world.size > 1 else ""))
 
 
 # -------------------------------------------------------------------- evaluate
@@ -245,11 +280,14 @@ def evaluate(
     option: list[str] = typer.Option([], "--option", help="A sampler option, KEY=VALUE (repeatable), as for `diffcore sample` [default: sampling.options]."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch's intra-op CPU threads [default: sampling.threads, else half the cores]."),
     list_: bool = typer.Option(False, "--list", help="Print the evaluations recorded in RUN/metrics.json, one line each, and exit."),
+    accelerator: str = _ACCELERATOR,
+    devices: int = _DEVICES,
+    num_nodes: int = _NUM_NODES,
 ) -> None:
     """Compute the domain's quality metrics; record them in RUN/metrics.json (one record per
     sampler, steps, spacing, options, guidance, seed, num and weights) and print them."""
     from diffcore.platform import config as cfgmod
-    from diffcore.platform import records, runs
+    from diffcore.platform import generation, records, runs
 
     if list_:
         if not Path(run).is_dir():
@@ -262,10 +300,16 @@ def evaluate(
     r = runs.load_run(run, checkpoint)
     plan = cfgmod.sampling_plan(r.config, key="cli", sampler=sampler, steps=steps, guidance=guidance,
                                 options=_sampler_options(option, None))
-    _notes(plan)
+    if runs.launcher_rank() == 0:
+        _notes(plan)
     runs.use_threads(threads or r.config.sampling.threads)
-    metrics = runs.evaluate(r, plan, num, seed=seed, batch_size=batch_size)
-    typer.echo(json.dumps(metrics, indent=2, sort_keys=True))
+    world = _world(r, accelerator, devices, num_nodes)
+    try:
+        metrics = generation.evaluate(r, plan, num, seed=seed, batch_size=batch_size, world=world)
+    finally:
+        world.close()
+    if world.rank == 0:
+        typer.echo(json.dumps(metrics, indent=2, sort_keys=True))
 
 
 # ------------------------------------------------------------------------ edit

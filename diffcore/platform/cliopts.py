@@ -11,10 +11,32 @@ from typing import Any
 
 import typer
 from pydantic import BaseModel, ValidationError
+from typer.core import TyperCommand
 
 from diffcore.contract.errors import UserError
 
 EXIT_USER_ERROR = 2
+
+_LATER: dict = {}  # placeholder help text -> the function that writes it
+
+
+def later(text) -> str:
+    """An option's help written by ``text()`` only when its command's help is shown (a command
+    made with ``cls=LazyHelp``): the sampler table and the config's field descriptions import
+    torch, which ``diffcore --help``, ``--version`` and a command that needs neither never load."""
+    key = f"(help {len(_LATER)})"
+    _LATER[key] = text
+    return key
+
+
+class LazyHelp(TyperCommand):
+    """A command whose options' help may be :func:`later` texts."""
+
+    def format_help(self, ctx, formatter) -> None:
+        for param in self.params:
+            if getattr(param, "help", None) in _LATER:
+                param.help = _LATER[param.help]()
+        super().format_help(ctx, formatter)
 
 
 def fail(message: str) -> None:

@@ -45,6 +45,7 @@ from diffcore.platform.extensions import Extension
 from diffcore.platform.messages import _did_you_mean, format_errors
 from diffcore.platform.plugin_status import PluginError
 from diffcore.platform.validation import SEED_MAX, check_hardware, require_finite  # noqa: F401  (check_hardware: for train)
+from diffcore.platform.yamlfile import load_yaml  # noqa: F401  (the CLI's and runs' name)
 from diffcore.math.sampling import SPACINGS, SamplingPlan
 
 def _default_spacings() -> str:
@@ -100,11 +101,14 @@ class TrainingConfig(Section):
     num_workers: int = Field(0, ge=0, description="Data-loader worker processes (0 loads data in the training process).")
     checkpoint_every: int = Field(1000, ge=0, description="Save checkpoints/step=N.ckpt every N steps (0: only last.ckpt at the end).")
     preview_every: int = Field(0, ge=0, description="Write preview samples every N steps (0: only at the end of training).")
-    preview_num: int = Field(16, ge=0, description="Number of preview samples (0 disables previews).")
-    log_every: int = Field(50, ge=1, description="Log the loss to metrics.csv every N steps.")
+    preview_num: int = Field(16, ge=0, description="Number of preview samples (0 disables previews); training ends with one line saying what the previews cost (their count, seconds and share of the run).")
+    preview_steps: int | None = Field(None, ge=1, description="Sampling steps of the previews, with the sampling section's sampler and spacing (its `times` are then not used): fewer steps make previews cheaper, e.g. 10; null: as the sampling section says.")
+    log_every: int = Field(50, ge=1, description="Log the loss, lr, ema_decay and samples_per_s (examples per second) to metrics.csv and training.logger every N steps.")
     callbacks: list[Extension] = Field(default_factory=list, description="Lightning callbacks to add, each `{class: package.module.ClassName, args: {...}}` (a subclass of lightning.pytorch.callbacks.Callback from an installed module, never a file; args plain YAML data), e.g. `[{class: lightning.pytorch.callbacks.LearningRateMonitor, args: {logging_interval: step}}]`; `diffcore train` prints what it added (docs/cli.md: Callbacks and loggers).")
-    logger: Extension | None = Field(None, description="A logger besides the run's own metrics.csv: csv, tensorboard, wandb or mlflow (written under the run directory; the last three need their package), or `{class: PATH, args: {...}}` naming a subclass of lightning.pytorch.loggers.Logger; null: metrics.csv only.")
+    logger: Extension | None = Field(None, description="A logger besides the run's own metrics.csv: csv, tensorboard, wandb or mlflow (written under the run directory; the last three need their package, e.g. `pip install \"diffcore[tensorboard]\"`; they also receive each preview's picture), or `{class: PATH, args: {...}}` naming a subclass of lightning.pytorch.loggers.Logger; null: metrics.csv only.")
     threads: int | None = Field(None, ge=1, le=1024, description="torch's intra-op CPU threads per process; null: OMP_NUM_THREADS if set, else half the CPU cores, at least 1 (torch's default of every core can make a step many times slower on a busy machine: docs/benchmarks.md).")
+    compile: bool = Field(False, description="torch.compile the backbone for training: one compilation at the start (seconds to minutes; refused with one line where torch.compile cannot run, e.g. no C++ compiler on CPU), then faster steps where the backbone is large enough; checkpoints and weights hold the plain backbone, and previews and sampling are not compiled.")
+    channels_last: bool = Field(False, description="Keep 4-D tensors (images: batch, channels, height, width) in the channels-last memory format: the backbone's 4-D weights and the batch's 4-D tensors; other tensors are left as they are. Usually helps convolutions on GPUs (tensor cores); the same loss up to rounding.")
 
 
 class SamplingConfig(Section):
@@ -157,31 +161,6 @@ class Resolved:
 
 
 # ---------------------------------------------------------------------- layers
-def load_yaml(path: str | Path, what: str = "config file") -> dict[str, Any]:
-    """A YAML mapping from ``path`` (an empty file is an empty mapping)."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UserError(f"{what} {path} does not exist") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise UserError(f"cannot read {what} {path}: {e}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        where = ""
-        mark = getattr(e, "problem_mark", None)
-        if mark is not None:
-            where = f" at line {mark.line + 1}, column {mark.column + 1}"
-        problem = getattr(e, "problem", None) or str(e)
-        raise UserError(f"{what} {path} is not valid YAML{where}: {problem}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise UserError(f"{what} {path} must hold a mapping of sections (plugin, diffusion, training, ...), not a {type(data).__name__}")
-    return data
-
-
 def parse_set(item: str) -> tuple[list[str], Any]:
     """``"a.b=value"`` -> (["a", "b"], value parsed as YAML)."""
     key, sep, raw = item.partition("=")
@@ -312,6 +291,7 @@ def resolve(
     backbone_options = validate_section(spec.Options, cfg.backbone, "backbone")
     cfg = cfg.model_copy(update={"data": data_options.model_dump(mode="json"), "backbone": backbone_options.model_dump(mode="json")})
     plan = sampling_plan(cfg, key="sampling")
+    preview_plan(cfg)  # training.preview_steps: refused here, before any work
     return Resolved(cfg, recipe, domain_cls, spec, data_options, backbone_options, plan)
 
 
@@ -399,6 +379,18 @@ def sampling_plan(
         raise UserError(f"{name('steps')}: sampler {plan.sampler!r} needs at least {least} steps to stay on the data's scale "
                         f"(got {plan.steps}; docs/samplers.md); raise the steps or choose a deterministic sampler (e.g. auto)")
     return plan
+
+
+def preview_plan(cfg: RunConfig) -> SamplingPlan:
+    """The plan of training previews: the sampling section's, with ``training.preview_steps``
+    steps where that is set."""
+    steps = cfg.training.preview_steps
+    if steps is None:
+        return sampling_plan(cfg)
+    try:
+        return sampling_plan(cfg, steps=steps)
+    except UserError as e:
+        raise UserError(f"training.preview_steps={steps}: {str(e).removeprefix('sampling.steps: ')}") from None
 
 
 # ------------------------------------------------------------------- output

@@ -128,7 +128,8 @@ def build(tc, run_dir: Path) -> Added:
         if short is not None:
             if short.packages and not any(_installed(p) for p in short.packages):
                 raise UserError(f"training.logger.class: {path!r} needs the {short.pip} package, which is not installed: "
-                                f"pip install {short.pip} (or choose another logger; null: only the run's metrics.csv)")
+                                f'pip install "diffcore[{path}]" (or pip install {short.pip}; or choose another logger; '
+                                "null: only the run's metrics.csv)")
             args = {"save_dir": str(Path(run_dir) / short.subdir) if short.subdir else str(run_dir), **short.defaults, **args}
             path = short.path
         cls = resolve_class(path, Logger, "training.logger.class", "lightning.pytorch.loggers.Logger", LOGGERS)

@@ -83,3 +83,23 @@ def _loss(trainer, outputs: Any) -> float | None:
         return float(value)
     except (TypeError, ValueError, RuntimeError):
         return None
+
+
+def progress_bar() -> ProgressBar:
+    """Lightning's progress bar, counting steps (runs are sized in steps, not epochs); plain lines if stdout is no tty."""
+    if not sys.stdout.isatty():
+        return LineProgress()
+    from lightning.pytorch.callbacks import RichProgressBar, TQDMProgressBar
+    from lightning.pytorch.callbacks.progress.rich_progress import _RICH_AVAILABLE
+
+    class StepProgressBar(RichProgressBar if _RICH_AVAILABLE else TQDMProgressBar):
+        def get_metrics(self, trainer, pl_module):
+            items = super().get_metrics(trainer, pl_module)
+            items.pop("v_num", None)
+            items["step"] = f"{trainer.global_step}/{trainer.max_steps}"
+            return items
+
+        def _get_train_description(self, current_epoch: int) -> str:
+            return f"Epoch {current_epoch}"  # not "Epoch 3/-2" (max_epochs=-1: we stop on steps)
+
+    return StepProgressBar()

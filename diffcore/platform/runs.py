@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from pydantic import BaseModel
 from torch import nn
 
 from .config import Resolved, load_yaml, resolve
@@ -57,10 +56,13 @@ RUN_DIR_ENV = "_DIFFCORE_DDP_RUN_DIR"  # how rank 0 tells the processes DDP laun
 def launcher_rank() -> int:
     """This process's global rank as a launcher (Lightning's DDP, torchrun, SLURM) set it in
     the environment, known before Lightning is imported (the same variables Lightning reads)."""
-    for key in ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK"):
+    for key in ("RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK"):
         if key in os.environ:
             return int(os.environ[key])
-    return 0
+    # Lightning's own launcher on node NODE_RANK of several (MASTER_ADDR/NODE_RANK set by hand):
+    # its first process has no LOCAL_RANK yet; any non-zero node is not rank 0.
+    node, local = int(os.environ.get("NODE_RANK", 0) or 0), int(os.environ.get("LOCAL_RANK", 0) or 0)
+    return node * max(1, int(os.environ.get("LOCAL_WORLD_SIZE", 1) or 1)) + local if node else local
 
 
 def default_threads() -> int:
@@ -299,15 +301,25 @@ def generate_batch(
     *,
     generator: torch.Generator | None = None,
     device: torch.device | str = "cpu",
+    seed: int | None = None,
+    first: int = 0,
 ) -> torch.Tensor:
     """Generate ``x`` for one sampling batch of ``domain`` with ``net(x_t, t, cond)`` as
-    ``plan`` says (its guidance scale is applied here, where the condition is known)."""
+    ``plan`` says (its guidance scale is applied here, where the condition is known). The
+    noise comes from ``generator``, or with ``seed`` from each sample's own generator, the
+    batch's examples being samples ``first, first + 1, ...`` (:mod:`.generation`)."""
     b = _to(batch, device)
     like = torch.empty(tuple(b["shape"]), device=device)
-    noise = domain.noise(like, b, generator=generator)
+    if seed is None:
+        draw = lambda z: domain.noise(z, b, generator=generator)  # noqa: E731
+    else:
+        from .generation import per_sample_noise, sample_seed
+
+        draw = per_sample_noise(domain, b, seed, first, device)
+        generator = torch.Generator(device=device).manual_seed(sample_seed(seed, first, 1))  # a plugin sampler's own draws
     # classifier_free(net, None, w) is net(x, t, None): the unconditional model.
     model = classifier_free(net, b.get("cond"), plan.guidance)
-    x = plan.run(model, noise, generator=generator, noise_fn=lambda z: domain.noise(z, b, generator=generator))
+    x = plan.run(model, draw(like), generator=generator, noise_fn=draw)
     mask = b.get("mask")
     return x * mask.to(x.dtype) if mask is not None else x
 
@@ -331,36 +343,7 @@ def class_ids(domain: Domain, classes: Sequence[str | int] | None) -> list[int] 
     return out
 
 
-def sample(
-    run: Run,
-    plan: SamplingPlan,
-    num: int,
-    *,
-    batch_size: int | None = None,
-    seed: int = 0,
-    classes: Sequence[str | int] | None = None,
-    options: BaseModel | None = None,
-    out_dir: Path | None = None,
-    progress: bool = True,
-) -> list[tuple[torch.Tensor, Batch]]:
-    """Generate ``num`` samples from a run as ``plan`` says (:func:`diffcore.platform.config.
-    sampling_plan`): ``[(x, batch)]`` for ``domain.write_samples``. ``num``, and the memory its
-    samples will take (and the free space of ``out_dir``, where the caller writes them), are
-    checked before any work (:mod:`.budget`); ``progress``: lines on stderr when it takes long (:mod:`.progress_lines`)."""
-    from . import budget, progress_lines
-
-    budget.check_count(num)
-    gen = torch.Generator(device=run.device).manual_seed(seed)
-    make = sample_fn(run, plan, gen)
-    ids = class_ids(run.domain, classes)
-    results = []
-    batches = run.domain.sample_batches(num, batch_size or run.config.sampling.batch_size, classes=ids, options=options)
-    for batch in progress_lines.track(budget.checked_batches(batches, num, what=f"--num {num}", out_dir=out_dir), "sampling", progress):
-        results.append((make(batch).cpu(), batch))
-    return results
-
-
-def _plan(run: Run, plan: SamplingPlan | None, overrides: dict[str, Any]) -> SamplingPlan:
+def resolve_plan(run: Run, plan: SamplingPlan | None, overrides: dict[str, Any]) -> SamplingPlan:
     """``plan``, or (the first API, before plans) the run's plan with keyword overrides such as
     ``sampler=``, ``steps=``, ``spacing=``, ``guidance=``, ``eta=``."""
     from .config import sampling_plan
@@ -378,41 +361,10 @@ def _plan(run: Run, plan: SamplingPlan | None, overrides: dict[str, Any]) -> Sam
 def sample_fn(run: Run, plan: SamplingPlan | None = None, generator: torch.Generator | None = None, **overrides) -> Callable[[Batch], torch.Tensor]:
     """A function from a sampling batch to generated ``x`` (what ``Domain.evaluate`` takes),
     sampling as ``plan`` says (default: the run's own plan, with keyword ``overrides``)."""
-    plan = _plan(run, plan, overrides)
+    plan = resolve_plan(run, plan, overrides)
 
     def fn(batch: Batch) -> torch.Tensor:
         with torch.no_grad():
             return generate_batch(run.net, plan, run.domain, batch, generator=generator, device=run.device)
 
     return fn
-
-
-def evaluate(run: Run, plan: SamplingPlan | None = None, num: int = 512, *, seed: int = 0, batch_size: int | None = None,
-             progress: bool = True, **overrides) -> dict[str, Any]:
-    """The domain's metrics for this run, recorded in ``RUN/metrics.json`` (:mod:`.records`: one
-    record per sampler, steps, spacing, options, guidance, seed, num and weights; the same key
-    replaces its record), from samples generated in batches of ``batch_size`` (default: the
-    run's ``sampling.batch_size``). Returns the record as a flat mapping: the metrics and
-    ``evaluated_with``. ``num`` and the memory of its samples are checked before any work
-    (:mod:`.budget`); ``progress``: lines on stderr when it takes long (:mod:`.progress_lines`)."""
-    from ..contract import legacy
-    from . import budget, progress_lines, records
-
-    budget.check_evaluation(run.domain, num)
-    plan = _plan(run, plan, overrides)
-    path = run.dir / METRICS_JSON
-    records.load_keeping_bad(path)  # before the work: an unreadable file is set aside as metrics.json.bad
-    torch.manual_seed(seed)  # a domain may draw from the global RNG (e.g. which classes)
-    gen = torch.Generator(device=run.device).manual_seed(seed)
-    fn = sample_fn(run, plan, gen)
-    if progress:
-        fn = progress_lines.counting(fn, "evaluating", num, batch_size or run.config.sampling.batch_size)
-    out_dir = run.dir / "eval"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    metrics = dict(legacy.evaluate(run.domain, fn, num, out_dir, batch_size or run.config.sampling.batch_size))
-    record = records.make_record({
-        "sampler": plan.sampler, "steps": plan.steps, "spacing": plan.spacing, "options": dict(plan.options),
-        "guidance": plan.guidance, "num": num, "seed": seed, "weights": str(run.weights),
-    }, metrics)
-    records.save(path, records.upsert(records.load_keeping_bad(path), record), record)
-    return records.flat_view(record)

@@ -2,7 +2,8 @@
 
 The mathematics stays in :mod:`diffcore.losses`; this module adds what a run needs around it:
 EMA weights, AdamW with warm-up, the domain's data loader, Lightning's Trainer (so CPU, GPU
-and multi-node DDP are the same command), checkpoints, CSV metrics and preview samples.
+and multi-node DDP are the same command), checkpoints, CSV metrics and preview samples; what it
+logs is in :mod:`.training_logs`, ``training.compile`` and ``channels_last`` in :mod:`.throughput`.
 
 Under ``--strategy ddp`` Lightning re-launches the same command line once per extra
 process; those processes (rank > 0) train but write nothing to the run directory.
@@ -17,6 +18,7 @@ import logging
 import math
 import os
 import sys
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -28,10 +30,11 @@ from lightning.pytorch.plugins import TorchCheckpointIO
 from torch import nn
 from torch.utils.data import DataLoader
 
-from . import extensions, interrupts, runfiles, runs
+from . import extensions, interrupts, runfiles, runs, throughput, training_logs
 from .csvlog import RunCSVLogger
+from .progress import progress_bar
 from .runfiles import Prepared, check_resume_checkpoint, prepare_run_dir  # noqa: F401  (the CLI's and callers' names)
-from .config import Resolved, RunConfig, to_yaml
+from .config import Resolved, RunConfig, preview_plan, to_yaml
 from ..contract import legacy
 from ..contract.domain import Domain
 from ..contract.errors import UserError
@@ -59,27 +62,31 @@ class DiffusionModule(L.LightningModule):
         self.schedule = schedule
         self.cfg = config
         self.domain = domain
-        self.plan = plan  # previews sample as the config's sampling section says
+        self.plan = plan  # previews sample as the config's sampling section (and training.preview_steps) say
+        self.preview_cost = training_logs.PreviewCost()
 
     def forward(self, x_t, t, cond=None):
         return self.backbone(x_t, t, cond)
 
+    def loss(self, batch: dict[str, Any]) -> torch.Tensor:
+        """The denoising loss of one batch (the training step's; :mod:`.throughput` compiles with it)."""
+        return self.loss_fn(self.backbone, batch["x"], cond=batch.get("cond"), mask=batch.get("mask"),
+                            noise_fn=lambda like: self.domain.noise(like, batch))
+
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        loss = self.loss_fn(
-            self.backbone,
-            batch["x"],
-            cond=batch.get("cond"),
-            mask=batch.get("mask"),
-            noise_fn=lambda like: self.domain.noise(like, batch),
-        )
+        loss = self.loss(batch)
         self.log("loss", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=batch["x"].shape[0])
         return loss
 
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        return throughput.to_channels_last(batch) if self.cfg.training.channels_last else batch
+
     def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
-        self.update_ema()
+        self.log("ema_decay", self.update_ema(), on_step=True, on_epoch=False, batch_size=batch["x"].shape[0])
 
     @torch.no_grad()
-    def update_ema(self) -> None:
+    def update_ema(self) -> float:
+        """One EMA update; returns its decay."""
         step = self.global_step
         # Warm-up of the decay (as in many EMA implementations): early weights are forgotten fast.
         decay = min(self.cfg.training.ema_decay, (1 + step) / (10 + step))
@@ -87,6 +94,7 @@ class DiffusionModule(L.LightningModule):
             e.lerp_(p.detach().to(e.dtype), 1.0 - decay)
         for e, b in zip(self.ema.buffers(), self.backbone.buffers()):
             e.copy_(b)
+        return decay
 
     def configure_optimizers(self):
         tc = self.cfg.training
@@ -166,6 +174,14 @@ def safe_previews(module: DiffusionModule, run_dir: Path, tag: str) -> list[Path
         return []
 
 
+def timed_previews(trainer, module: DiffusionModule, run_dir: Path, tag: str) -> None:
+    """:func:`safe_previews`, its seconds and picture logged (:func:`training_logs.preview_written`)."""
+    start = time.perf_counter()
+    paths = safe_previews(module, run_dir, tag)
+    if module.cfg.training.preview_num > 0:
+        training_logs.preview_written(trainer, module.preview_cost, paths, time.perf_counter() - start, module.cfg.training.preview_num)
+
+
 class Previews(Callback):
     """Preview samples every ``every`` steps (rank 0 only)."""
 
@@ -176,7 +192,7 @@ class Previews(Callback):
         step = trainer.global_step
         # The last step's previews are written by FinishRun.
         if self.every > 0 and step % self.every == 0 and step < trainer.max_steps and trainer.is_global_zero and not interrupts.received():
-            safe_previews(pl_module, self.run_dir, f"step-{step:07d}")
+            timed_previews(trainer, pl_module, self.run_dir, f"step-{step:07d}")
 
 
 class FinishRun(Callback):
@@ -194,7 +210,7 @@ class FinishRun(Callback):
         runs.save_weights(pl_module.ema, self.run_dir / runs.EMA_WEIGHTS)
         runs.save_weights(pl_module.backbone, self.run_dir / runs.MODEL_WEIGHTS)
         if interrupts.received() is None:
-            safe_previews(pl_module, self.run_dir, f"step-{trainer.global_step:07d}")
+            timed_previews(trainer, pl_module, self.run_dir, f"step-{trainer.global_step:07d}")
 
 
 class StopOnSignal(Callback):
@@ -226,27 +242,6 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             return super().save_checkpoint(checkpoint, path, storage_options)
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         runfiles.atomic_write(path, lambda tmp: torch.save(checkpoint, tmp))
-
-
-def progress_bar() -> Callback:
-    """Lightning's progress bar, counting steps (runs are sized in steps, not epochs); plain lines if stdout is no tty."""
-    if not sys.stdout.isatty():
-        from diffcore.platform.progress import LineProgress
-        return LineProgress()
-    from lightning.pytorch.callbacks import RichProgressBar, TQDMProgressBar
-    from lightning.pytorch.callbacks.progress.rich_progress import _RICH_AVAILABLE
-
-    class StepProgressBar(RichProgressBar if _RICH_AVAILABLE else TQDMProgressBar):
-        def get_metrics(self, trainer, pl_module):
-            items = super().get_metrics(trainer, pl_module)
-            items.pop("v_num", None)
-            items["step"] = f"{trainer.global_step}/{trainer.max_steps}"
-            return items
-
-        def _get_train_description(self, current_epoch: int) -> str:
-            return f"Epoch {current_epoch}"  # not "Epoch 3/-2" (max_epochs=-1: we stop on steps)
-
-    return StepProgressBar()
 
 
 # ------------------------------------------------------------------------ data
@@ -317,21 +312,11 @@ def _train(resolved: Resolved, run_dir: Path, resume: bool, progress: bool, star
 
     interrupts.check()
     domain, net = runs.build_model(resolved, run_dir)
-    module = DiffusionModule(net, resolved.schedule(), cfg, domain, resolved.plan)
+    module = DiffusionModule(throughput.prepare_backbone(net, tc), resolved.schedule(), cfg, domain, preview_plan(cfg))
     loader = make_loader(domain, cfg)
-    if rank0:
-        try:
-            state = json.dumps(domain.state_dict(), indent=2)
-        except TypeError as e:
-            raise UserError(f"the {domain.name!r} domain's state_dict() is not JSON-serialisable ({e}); this is a bug in its plugin") from None
-        if start is not None:  # everything is checked before the run's files are rewritten
-            own = {k: tuple(v.shape) for k, v in module.state_dict().items()}
-            runfiles.check_fits(start, own, runfiles.changes(run_dir, cfg))
-        interrupts.check()
-        runfiles.write_text_atomic(run_dir / runs.DOMAIN_STATE, state + "\n")
-        runfiles.write_text_atomic(run_dir / runs.CONFIG, to_yaml(cfg))
 
-    callbacks: list[Callback] = [StopOnSignal(), Previews(run_dir, tc.preview_every), FinishRun(run_dir), *added.callbacks]
+    callbacks: list[Callback] = [StopOnSignal(), training_logs.RunScalars(module.preview_cost), Previews(run_dir, tc.preview_every),
+                                 FinishRun(run_dir), *added.callbacks]
     if progress:
         callbacks.append(progress_bar())
     if tc.checkpoint_every > 0:
@@ -375,6 +360,13 @@ def _train(resolved: Resolved, run_dir: Path, resume: bool, progress: bool, star
     except Exception as e:  # MisconfigurationException, ValueError: a wrong accelerator/strategy/precision
         raise UserError(f"training.accelerator/devices/strategy/precision: {e}") from None
     try:
+        if tc.compile:  # compiled now, so that a machine where torch.compile cannot run leaves no run behind
+            took = throughput.compile_backbone(module, throughput.first_batch(loader), trainer)
+            if rank0:
+                print(f"compiled the backbone in {took:.1f} s (training.compile)")
+        if rank0:
+            _write_start(run_dir, cfg, domain, module, start)
+        began = time.perf_counter()
         # Lightning reads the checkpoint with torch.load(weights_only=True); prepare_run_dir has
         # already read it the same way, with a clear message for a file it refuses.
         trainer.fit(module, train_dataloaders=loader, ckpt_path=ckpt_path, weights_only=True)
@@ -386,6 +378,23 @@ def _train(resolved: Resolved, run_dir: Path, resume: bool, progress: bool, star
         raise interrupts.Interrupted(interrupts.received()) from None
     finally:
         torch.use_deterministic_algorithms(was_deterministic, warn_only=warn_only)
+    if module.preview_cost.count:
+        print(module.preview_cost.line(time.perf_counter() - began, module.plan.steps))
     if interrupts.received() is not None:
         raise interrupts.Interrupted(interrupts.received(), trainer.global_step, complete=trainer.global_step >= tc.max_steps)
     return trainer
+
+
+def _write_start(run_dir: Path, cfg: RunConfig, domain: Domain, module: DiffusionModule, start) -> None:
+    """domain_state.json and config.yaml (rank 0), once everything is checked: the backbone
+    built (and compiled), a resumed checkpoint known to fit."""
+    try:
+        state = json.dumps(domain.state_dict(), indent=2)
+    except TypeError as e:
+        raise UserError(f"the {domain.name!r} domain's state_dict() is not JSON-serialisable ({e}); this is a bug in its plugin") from None
+    if start is not None:  # everything is checked before the run's files are rewritten
+        own = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+        runfiles.check_fits(start, own, runfiles.changes(run_dir, cfg))
+    interrupts.check()
+    runfiles.write_text_atomic(run_dir / runs.DOMAIN_STATE, state + "\n")
+    runfiles.write_text_atomic(run_dir / runs.CONFIG, to_yaml(cfg))

@@ -12,11 +12,14 @@ If ``DIR`` has subfolders, each subfolder's name is a class label (``DIR/C4/*.wa
 A file is skipped, and reported by name with the reason, when it cannot be decoded
 (corrupt, or not audio though named like audio), when it is silent (peak below
 ``data.silence_db`` dBFS), or when it is shorter than ``data.min_seconds``. A folder with
-nothing usable is a :class:`~diffcore.UserError` naming it.
+nothing usable is a :class:`~diffcore.UserError` naming it. A large folder is not read here but
+streamed, one file per training item (:mod:`diffcore_audio.stream`, ``data.stream``), from the
+same file list (:func:`list_folder`) and the same checks (:func:`usable_clip`).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,8 +75,83 @@ def fit_length(wave: torch.Tensor, num_samples: int) -> torch.Tensor:
     return torch.nn.functional.pad(wave, (0, num_samples - wave.shape[-1]))
 
 
-def _audio_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS and not p.name.startswith("."))
+class Unusable(ValueError):
+    """Why a file cannot be a training clip (unreadable, too short, silent): the message."""
+
+
+def usable_clip(path: str | Path, *, sample_rate: int, num_samples: int, min_seconds: float,
+                silence_db: float) -> tuple[torch.Tensor, int, int]:
+    """``path`` as a training clip ``[num_samples]`` (see the module docstring), with the file's
+    own rate and its length in samples at ``sample_rate`` before cutting or padding; a file that
+    would be skipped raises :class:`Unusable` with the reason."""
+    try:
+        wave, rate, frames = read_clip(Path(path), sample_rate, num_samples)
+    except (RuntimeError, ValueError, OSError, sf.LibsndfileError) as e:  # LibsndfileError is a RuntimeError
+        raise Unusable(f"unreadable ({str(e).strip() or type(e).__name__})") from None
+    if wave.shape[-1] < int(round(min_seconds * sample_rate)):
+        raise Unusable(f"too short ({frames / rate:.3f} s < data.min_seconds = {min_seconds} s)")
+    clip = fit_length(wave, num_samples)
+    peak = float(clip.abs().max())
+    if peak < 10 ** (silence_db / 20):
+        level = f"{20 * np.log10(peak):.1f} dBFS" if peak > 0 else "digital silence"
+        raise Unusable(f"silent (peak {level} < data.silence_db = {silence_db} dBFS)")
+    return clip, rate, wave.shape[-1]
+
+
+def _audio_names(folder: Path) -> list[str]:
+    """Audio files directly in ``folder``, sorted (``DirEntry.is_file`` reads the directory
+    entry's type: no stat per file)."""
+    with os.scandir(folder) as it:
+        return sorted(e.name for e in it if os.path.splitext(e.name)[1].lower() in AUDIO_EXTENSIONS
+                      and not e.name.startswith(".") and e.is_file())
+
+
+@dataclass
+class Listing:
+    """The audio files of a folder, in order: ``rel[i]`` (bytes, ``os.fsencode``) is file i's
+    path under ``root``, ``ids[i]`` its class id (0 when unlabelled), ``labels`` the classes
+    (subfolders holding audio files) or ``None``. A numpy array, not a list of ``Path``: small,
+    and not copied page by page into forked workers (pytorch/pytorch#13246)."""
+
+    root: Path
+    rel: np.ndarray  # dtype S (bytes)
+    ids: np.ndarray  # int32
+    labels: list[str] | None
+
+    def __len__(self) -> int:
+        return len(self.rel)
+
+    def path(self, i: int) -> Path:
+        return self.root / os.fsdecode(self.rel[i])
+
+
+def list_folder(folder: str | Path, *, verbose: bool = True) -> Listing:
+    """Every audio file under ``folder`` (see the module docstring), by name only: nothing is
+    opened. A missing folder, a file, or no audio file -> UserError naming it."""
+    folder = Path(folder).expanduser()
+    if not folder.exists():
+        raise UserError(f"data.path: the folder {folder} does not exist; point data.path at a folder of audio files (WAV, FLAC, ...)")
+    if not folder.is_dir():
+        raise UserError(f"data.path: {folder} is a file, not a folder; put the audio files in a folder and pass that")
+    with os.scandir(folder) as it:
+        subdirs = sorted(e.name for e in it if e.is_dir() and not e.name.startswith("."))
+    if subdirs:
+        labelled = [(d, [os.path.join(d, f) for f in _audio_names(folder / d)]) for d in subdirs]
+        labelled = [(name, files) for name, files in labelled if files]
+        loose = _audio_names(folder)
+        if loose and verbose:
+            report(f"ignored {len(loose)} audio file(s) directly in {folder}: with subfolders, each subfolder is a class")
+    else:
+        labelled = [("", _audio_names(folder))]
+    if not any(files for _, files in labelled):
+        where = f"{folder} or its subfolders" if subdirs else str(folder)
+        raise UserError(
+            f"data.path: no audio files in {where} (looked for {', '.join(AUDIO_EXTENSIONS)}); "
+            "put WAV/FLAC files there, or one subfolder of them per class"
+        )
+    rel = np.array([os.fsencode(f) for _, files in labelled for f in files], dtype=np.bytes_)
+    ids = np.concatenate([np.full(len(files), c, dtype=np.int32) for c, (_, files) in enumerate(labelled)])
+    return Listing(folder, rel, ids, [name for name, _ in labelled] if subdirs else None)
 
 
 def read_folder(
@@ -84,31 +162,15 @@ def read_folder(
     min_seconds: float,
     silence_db: float,
     verbose: bool = True,
+    listing: Listing | None = None,
 ) -> FolderAudio:
-    """Every usable clip under ``folder`` (see the module docstring)."""
-    folder = Path(folder).expanduser()
-    if not folder.exists():
-        raise UserError(f"data.path: the folder {folder} does not exist; point data.path at a folder of audio files (WAV, FLAC, ...)")
-    if not folder.is_dir():
-        raise UserError(f"data.path: {folder} is a file, not a folder; put the audio files in a folder and pass that")
-    subdirs = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if subdirs:
-        labelled = [(d.name, _audio_files(d)) for d in subdirs]
-        labelled = [(name, files) for name, files in labelled if files]
-        loose = _audio_files(folder)
-        if loose and verbose:
-            report(f"ignored {len(loose)} audio file(s) directly in {folder}: with subfolders, each subfolder is a class")
-    else:
-        labelled = [("", _audio_files(folder))]
-    if not any(files for _, files in labelled):
-        where = f"{folder} or its subfolders" if subdirs else str(folder)
-        raise UserError(
-            f"data.path: no audio files in {where} (looked for {', '.join(AUDIO_EXTENSIONS)}); "
-            "put WAV/FLAC files there, or one subfolder of them per class"
-        )
+    """Every usable clip under ``folder`` (see the module docstring); ``listing``: its
+    :func:`list_folder`, if already made."""
+    listing = listing if listing is not None else list_folder(folder, verbose=verbose)
+    folder, subdirs = listing.root, listing.labels is not None
+    labelled = [(name, [listing.path(i) for i in np.flatnonzero(listing.ids == c)])
+                for c, name in enumerate(listing.labels or [""])]
 
-    min_samples = int(round(min_seconds * sample_rate))
-    threshold = 10 ** (silence_db / 20)
     waves, ids, files, skipped = [], [], [], []
     resampled = padded = cut = 0
     kept_labels: list[str] = []
@@ -116,22 +178,14 @@ def read_folder(
         class_waves = []
         for path in paths:
             try:
-                wave, rate, frames = read_clip(path, sample_rate, num_samples)
-            except (RuntimeError, ValueError, OSError, sf.LibsndfileError) as e:  # LibsndfileError is a RuntimeError
-                skipped.append((path, f"unreadable ({str(e).strip() or type(e).__name__})"))
-                continue
-            if wave.shape[-1] < min_samples:
-                skipped.append((path, f"too short ({frames / rate:.3f} s < data.min_seconds = {min_seconds} s)"))
-                continue
-            clip = fit_length(wave, num_samples)
-            peak = float(clip.abs().max())
-            if peak < threshold:
-                level = f"{20 * np.log10(peak):.1f} dBFS" if peak > 0 else "digital silence"
-                skipped.append((path, f"silent (peak {level} < data.silence_db = {silence_db} dBFS)"))
+                clip, rate, length = usable_clip(path, sample_rate=sample_rate, num_samples=num_samples,
+                                                 min_seconds=min_seconds, silence_db=silence_db)
+            except Unusable as e:
+                skipped.append((path, str(e)))
                 continue
             resampled += rate != sample_rate
-            padded += wave.shape[-1] < num_samples
-            cut += wave.shape[-1] > num_samples
+            padded += length < num_samples
+            cut += length > num_samples
             class_waves.append(clip)
             files.append(path)
         if class_waves:

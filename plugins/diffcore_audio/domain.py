@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from pydantic import Field, field_validator, model_validator
@@ -19,6 +19,7 @@ from torch.utils.data import Dataset
 
 from diffcore import Domain, Options, UserError, cycle_classes
 
+from . import stream as _stream
 from . import synth
 from .edit import AudioEditOptions
 from .spectrogram import MelCodec
@@ -33,6 +34,7 @@ class AudioOptions(Options):
     min_seconds: float = Field(0.05, ge=0, description="Files shorter than this are skipped (reported by name) instead of padded.")
     silence_db: float = Field(-60.0, le=0, description="Files whose peak is below this level (dBFS) are skipped as silent.")
     val_fraction: float = Field(0.1, ge=0, lt=1, description="Fraction of a data.path folder held out for `diffcore evaluate` (every k-th file of each class).")
+    stream: bool | Literal["auto"] = Field("auto", description="data.path: true reads each file from disk as training needs it (with training.num_workers processes); false reads the folder into memory first; auto streams folders of more than 20,000 files or 1 GiB of clips.")
     n_fft: int = Field(1024, ge=16, description="STFT size (samples).")
     hop_length: int = Field(256, ge=1, description="STFT hop (samples); frames = 1 + clip samples // hop_length.")
     n_mels: int = Field(64, ge=8, description="Mel bins: the channels the backbone sees.")
@@ -126,6 +128,7 @@ class AudioDomain(Domain):
         self.train_waves = self.val_waves = None  # [N, num_samples]
         self.train_ids = self.val_ids = None  # [N] or None when unlabelled
         self.skipped: list[tuple[Path, str]] = []  # files of data.path that were skipped, with the reason
+        self.streams: tuple[_stream.ClipFolderStream, _stream.ClipFolderStream | None] | None = None  # data.stream
 
     # ------------------------------------------------------------------ data
     def setup(self) -> None:
@@ -140,9 +143,12 @@ class AudioDomain(Domain):
                 self.val_waves, self.val_ids = synth.synthesize(classes, o.val_per_class, num_samples=o.num_samples, sample_rate=o.sample_rate, seed=o.seed + 1_000_003)
             labels = classes
         else:
-            from .data import read_folder
+            from .data import list_folder, read_folder
 
-            found = read_folder(o.path, sample_rate=o.sample_rate, num_samples=o.num_samples, min_seconds=o.min_seconds, silence_db=o.silence_db)
+            listing = list_folder(o.path)
+            if _stream.choose(o.stream, len(listing), o.num_samples, self.codec.shape):
+                return self._setup_stream(listing)
+            found = read_folder(o.path, sample_rate=o.sample_rate, num_samples=o.num_samples, min_seconds=o.min_seconds, silence_db=o.silence_db, listing=listing)
             self.skipped = found.skipped
             labels = found.labels
             train, val = _split(found.class_ids, o.val_fraction)
@@ -150,24 +156,49 @@ class AudioDomain(Domain):
             ids = found.class_ids if labels is not None else None
             self.train_ids = ids[train] if ids is not None else None
             self.val_ids = ids[val] if (ids is not None and len(val)) else None
-        if self._restored and labels != self._labels:
-            raise UserError(
-                f"data.path {o.path} now has the classes {labels}, but the run was trained on {self._labels}; "
-                "restore the folder's subfolders or train a new run"
-            )
-        self._labels = labels
+        self._take_labels(labels)
         if not self._restored:  # a run's stored statistics win over the data's
             self.codec.fit(self.train_waves)
         self.train_x = self.codec.encode(self.train_waves)
         self.val_x = self.codec.encode(self.val_waves) if self.val_waves is not None else None
         self._ready = True
 
+    def _take_labels(self, labels: list[str] | None) -> None:
+        if self._restored and labels != self._labels:
+            raise UserError(
+                f"data.path {self.options.path} now has the classes {labels}, but the run was trained on {self._labels}; "
+                "restore the folder's subfolders or train a new run"
+            )
+        self._labels = labels
+
+    def _setup_stream(self, listing) -> None:
+        """Stream ``data.path`` (:mod:`.stream`): the same files, split and normalisation as
+        the in-memory path; the waveforms are read only by :meth:`evaluate`."""
+        o: AudioOptions = self.options
+        self._take_labels(listing.labels)
+        clip = {"sample_rate": o.sample_rate, "num_samples": o.num_samples, "min_seconds": o.min_seconds, "silence_db": o.silence_db}
+        train, val = _split(torch.from_numpy(listing.ids), o.val_fraction)
+        self.streams = _stream.open_folder(listing, train, val, self.codec, clip, fit=not self._restored)
+        self._ready = True
+
+    def _read_streamed(self) -> None:
+        """At most :data:`~.stream.EVAL_CLIPS` clips of each split of a streamed folder, as
+        the in-memory path's ``train_waves`` ... ``val_ids`` (what :meth:`evaluate` uses)."""
+        if self.streams is not None and self.train_waves is None:
+            self.train_waves, self.train_ids = self.streams[0].waves(_stream.EVAL_CLIPS)
+            if self.streams[1] is not None:
+                self.val_waves, self.val_ids = self.streams[1].waves(_stream.EVAL_CLIPS)
+
     def train_dataset(self) -> Dataset:
         self.setup()
+        if self.streams is not None:
+            return self.streams[0]
         return SpectrogramDataset(self.train_x, self.train_ids)
 
     def val_dataset(self) -> Dataset | None:
         self.setup()
+        if self.streams is not None:
+            return self.streams[1]
         return SpectrogramDataset(self.val_x, self.val_ids) if self.val_x is not None else None
 
     @property
@@ -279,6 +310,7 @@ class AudioDomain(Domain):
         if num < 2:
             raise UserError(f"evaluate needs --num of at least 2 (a Fréchet distance compares two sets' covariances); got {num}")
         self.setup()
+        self._read_streamed()
         if self.val_waves is None or len(self.val_waves) < 2:
             raise UserError("evaluate needs held-out clips: set data.val_per_class > 0 (embedded data) or data.val_fraction > 0 with a data.path of several files")
         c = self.codec

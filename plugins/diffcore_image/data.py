@@ -12,12 +12,15 @@ A folder: every PNG/JPEG file is opened with PIL, converted to grayscale or RGB 
 grayscale PNGs scaled by 65535, 8-bit images by 255), centre-cropped to a square and resized (bicubic) to ``resolution``. If the folder has
 subfolders holding images, each subfolder is a class (named after it, files found
 recursively); otherwise the images are unlabelled. A file PIL cannot read is reported by name
-on the ``diffcore_image`` logger and skipped, with a count at the end.
+on the ``diffcore_image`` logger and skipped, with a count at the end. A large folder is not
+read here but streamed, decoding each image as training needs it (:mod:`diffcore_image.stream`,
+``data.stream``), from the same file list (:func:`list_images`) and split (:func:`split_indices`).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,12 +59,80 @@ def load_digits(resolution: int = 16) -> ImageSet:
     return ImageSet(x.contiguous(), torch.from_numpy(d.target).long(), list(DIGIT_LABELS))
 
 
-def _image_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+@dataclass
+class Listing:
+    """The image files of a folder, in training order: ``rel[i]`` (bytes, ``os.fsencode``) is
+    file i's path under ``root``, ``ids[i]`` its class id (-1 when unlabelled). One numpy array
+    of bytes, not a list of ``Path``: 200,000 names take a few MB, list in well under a second,
+    and a forked worker reading them copies no pages (a list of Python objects is copied page
+    by page as its reference counts change: pytorch/pytorch#13246)."""
+
+    root: Path
+    rel: np.ndarray  # dtype S (bytes)
+    ids: np.ndarray  # int32
+    labels: list[str] | None
+
+    def __len__(self) -> int:
+        return len(self.rel)
+
+    def path(self, i: int) -> Path:
+        return self.root / os.fsdecode(self.rel[i])
 
 
-def _image_files_recursive(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+def _is_image(entry: os.DirEntry) -> bool:
+    return os.path.splitext(entry.name)[1].lower() in IMAGE_SUFFIXES and entry.is_file()
+
+
+def _image_names(folder: Path) -> list[str]:
+    """Image files directly in ``folder`` (``DirEntry.is_file`` reads the directory entry's type:
+    no stat per file)."""
+    with os.scandir(folder) as it:
+        return sorted(e.name for e in it if _is_image(e))
+
+
+def _image_parts(folder: Path, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Image files under ``folder``, recursively, as path parts (unsorted); like ``rglob``,
+    symbolic links to folders are not followed."""
+    out: list[tuple[str, ...]] = []
+    with os.scandir(folder) as it:
+        for e in it:
+            if e.is_dir(follow_symlinks=False):
+                out += _image_parts(Path(e.path), prefix + (e.name,))
+            elif _is_image(e):
+                out.append(prefix + (e.name,))
+    return out
+
+
+def list_images(path: str | Path) -> Listing:
+    """Every PNG/JPEG under ``path`` (a class per subfolder holding images, searched
+    recursively; otherwise the files directly in it, unlabelled), sorted as ``Path`` objects
+    sort. Nothing is opened. Not a folder, or no image file -> UserError."""
+    folder = Path(path).expanduser()
+    if not folder.is_dir():
+        raise UserError(f"data.path: {str(folder)!r} is not a folder; point data.path at a folder of PNG/JPEG images")
+    with os.scandir(folder) as it:
+        subdirs = sorted(e.name for e in it if e.is_dir() and not e.name.startswith("."))
+    rel: list[str] = []
+    ids: list[int] = []
+    labels = []
+    for name in subdirs:
+        parts = sorted(_image_parts(folder / name, (name,)))
+        if parts:
+            rel += [os.path.join(*p) for p in parts]
+            ids += [len(labels)] * len(parts)
+            labels.append(name)
+    loose = _image_names(folder)
+    if labels and loose:
+        log.warning("%d image(s) directly in %s ignored: with class subfolders, put every image in one", len(loose), folder)
+    elif not labels:
+        rel, ids, labels = loose, [-1] * len(loose), None
+    if not rel:
+        raise UserError(
+            f"data.path: no readable image in {str(folder)!r} (no .png/.jpg/.jpeg file); put PNG or JPEG images there "
+            "(or in one subfolder per class)"
+        )
+    encoded = np.array([os.fsencode(r) for r in rel], dtype=np.bytes_)
+    return Listing(folder, encoded, np.asarray(ids, dtype=np.int32), labels)
 
 
 def _is_colour(img) -> bool:
@@ -93,26 +164,16 @@ def _to_array(img, resolution: int, channels: int) -> np.ndarray:
     return a[None] if channels == 1 else a.transpose(2, 0, 1)
 
 
-def load_folder(path: str | Path, resolution: int, channels: int | None = None) -> ImageSet:
+def load_folder(path: str | Path, resolution: int, channels: int | None = None, listing: Listing | None = None) -> ImageSet:
     """Every PNG/JPEG under ``path`` (a class per subfolder if subfolders hold images).
     ``channels`` 1 (grayscale) or 3 (RGB); ``None`` picks 3 if any image is in colour.
-    Unreadable files are logged by name and skipped; no readable image -> UserError."""
+    Unreadable files are logged by name and skipped; no readable image -> UserError.
+    ``listing``: :func:`list_images` of ``path``, if already made."""
     from PIL import Image, UnidentifiedImageError
 
-    folder = Path(path).expanduser()
-    if not folder.is_dir():
-        raise UserError(f"data.path: {str(folder)!r} is not a folder; point data.path at a folder of PNG/JPEG images")
-    subdirs = sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
-    classes = [d for d in subdirs if _image_files_recursive(d)]
-    if classes:
-        labels = [d.name for d in classes]
-        files = [(p, i) for i, d in enumerate(classes) for p in _image_files_recursive(d)]
-        loose = _image_files(folder)
-        if loose:
-            log.warning("%d image(s) directly in %s ignored: with class subfolders, put every image in one", len(loose), folder)
-    else:
-        labels = None
-        files = [(p, -1) for p in _image_files(folder)]
+    listing = listing if listing is not None else list_images(path)
+    folder, labels = listing.root, listing.labels
+    files = [(listing.path(i), int(listing.ids[i])) for i in range(len(listing))]
 
     images, ys, skipped = [], [], []
     decoded = []
@@ -142,24 +203,27 @@ def load_folder(path: str | Path, resolution: int, channels: int | None = None) 
     return ImageSet(x, y, labels, skipped)
 
 
+def split_indices(n: int, y: np.ndarray | None, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted train / held-out indices of ``n`` items with class ids ``y`` (or ``None``):
+    stratified when every class has at least two items. ``val_fraction`` 0: none held out."""
+    n_val = int(round(val_fraction * n))
+    if n_val == 0 or n - n_val == 0:
+        return np.arange(n), np.arange(0)
+    from sklearn.model_selection import train_test_split
+
+    strat = None
+    if y is not None:
+        counts = np.bincount(y)
+        if counts[counts > 0].min() >= 2 and n_val >= len(counts[counts > 0]):
+            strat = y
+    tr, va = train_test_split(np.arange(n), test_size=n_val, random_state=seed, stratify=strat)
+    return np.sort(tr), np.sort(va)
+
+
 def split(data: ImageSet, val_fraction: float, seed: int) -> tuple[ImageSet, ImageSet]:
     """A deterministic train / held-out split, stratified by class when every class has at
     least two images. ``val_fraction`` 0 gives an empty held-out set."""
-    n = len(data.x)
-    n_val = int(round(val_fraction * n))
-    if n_val == 0 or n - n_val == 0:
-        empty = ImageSet(data.x[:0], None if data.y is None else data.y[:0], data.labels)
-        return ImageSet(data.x, data.y, data.labels), empty
-    from sklearn.model_selection import train_test_split
-
-    idx = np.arange(n)
-    strat = None
-    if data.y is not None:
-        counts = np.bincount(data.y.numpy())
-        if counts[counts > 0].min() >= 2 and n_val >= len(counts[counts > 0]):
-            strat = data.y.numpy()
-    tr, va = train_test_split(idx, test_size=n_val, random_state=seed, stratify=strat)
-    tr, va = np.sort(tr), np.sort(va)
+    tr, va = split_indices(len(data.x), None if data.y is None else data.y.numpy(), val_fraction, seed)
 
     def take(i):
         i = torch.from_numpy(i)

@@ -18,6 +18,7 @@ from diffcore import Domain, Options, UserError, cycle_classes
 
 from . import data as _data
 from . import edit as _edit
+from . import stream as _stream
 from .metrics import FEATURES, MetricModel, image_metrics
 from .writer import GRID_NAME, grid_columns, write_grid, write_images
 
@@ -36,6 +37,11 @@ class ImageOptions(Options):
     hflip: bool = Field(False, description="Random horizontal flips while training (off for digits: a flipped digit is wrong).")
     val_fraction: float = Field(0.2, ge=0, lt=1, description="Fraction held out (stratified by class) for `diffcore evaluate`.")
     split_seed: int = Field(0, description="Seed of the train / held-out split (fixed, so every run holds out the same images).")
+    stream: bool | Literal["auto"] = Field(
+        "auto",
+        description="data.path: true decodes images from disk per item while training (with training.num_workers processes); "
+        "false reads the folder into memory first; auto streams folders of more than 20,000 images or 1 GiB in memory.",
+    )
 
 
 class ImageDomain(Domain):
@@ -50,6 +56,7 @@ class ImageDomain(Domain):
         o = self.options
         self._train: _data.ImageSet | None = None
         self._val: _data.ImageSet | None = None
+        self._streams: tuple[_stream.ImageFolderStream, _stream.ImageFolderStream] | None = None  # a streamed folder
         # Known without loading anything for digits; set by setup() or load_state_dict() otherwise.
         self._labels: list[str] | None = list(_data.DIGIT_LABELS) if o.path is None else None
         self._channels: int | None = 1 if o.path is None else o.channels
@@ -57,7 +64,7 @@ class ImageDomain(Domain):
 
     # ---------------------------------------------------------------- data
     def setup(self) -> None:
-        if self._train is not None:
+        if self._train is not None or self._streams is not None:
             return
         o = self.options
         if o.path is None:
@@ -65,7 +72,12 @@ class ImageDomain(Domain):
                 raise UserError("data.channels: the embedded digits are grayscale; use channels: 1 (or null), or set data.path")
             full = _data.load_digits(o.resolution)
         else:
-            full = _data.load_folder(o.path, o.resolution, o.channels)
+            listing = _data.list_images(o.path)
+            self._streams = _stream.open_folder(listing, o.stream, o.resolution, o.channels, o.val_fraction, o.split_seed, o.hflip)
+            if self._streams is not None:
+                self._labels, self._channels, self._known = listing.labels, self._streams[0].channels, True
+                return
+            full = _data.load_folder(o.path, o.resolution, o.channels, listing)
         self._train, self._val = _data.split(full, o.val_fraction, o.split_seed)
         self._labels, self._channels, self._known = full.labels, int(full.x.shape[1]), True
 
@@ -73,13 +85,25 @@ class ImageDomain(Domain):
         if not self._known:
             self.setup()
 
-    def train_dataset(self) -> _data.ImageDataset:
+    def train_dataset(self) -> _data.ImageDataset | _stream.ImageFolderStream:
         self.setup()
+        if self._streams is not None:
+            return self._streams[0]
         return _data.ImageDataset(self._train, hflip=self.options.hflip)
 
-    def val_dataset(self) -> _data.ImageDataset | None:
+    def val_dataset(self) -> _data.ImageDataset | _stream.ImageFolderStream | None:
         self.setup()
+        if self._streams is not None:
+            return self._streams[1] if len(self._streams[1]) else None
         return _data.ImageDataset(self._val) if len(self._val.x) else None
+
+    def _sets(self) -> tuple[_data.ImageSet, _data.ImageSet]:
+        """The train and held-out images as tensors; from a streamed folder, at most
+        :data:`~diffcore_image.stream.EVAL_IMAGES` of each, evenly spaced."""
+        self.setup()
+        if self._streams is not None:
+            return _stream.materialise(self._streams[0]), _stream.materialise(self._streams[1])
+        return self._train, self._val
 
     @property
     def labels(self) -> list[str] | None:
@@ -167,11 +191,11 @@ class ImageDomain(Domain):
         spread, generated ``batch_size`` at a time) against the held-out images, with its
         real-vs-real floor (see :mod:`diffcore_image.metrics`). Also writes ``eval_grid.png``
         (up to 100 of the samples) to ``out_dir``."""
-        self.setup()
-        if len(self._val.x) < 2:
+        train, val = self._sets()
+        if len(val.x) < 2:
             raise UserError("data.val_fraction: no held-out images to evaluate against; set data.val_fraction > 0 (e.g. 0.2)")
         # feature dimension at most a quarter of the reference size (64 for digits' 359)
-        model = MetricModel(self._train.x, self._train.y, features=max(2, min(FEATURES, len(self._val.x) // 4)))
+        model = MetricModel(train.x, train.y, features=max(2, min(FEATURES, len(val.x) // 4)))
         xs, ys = [], []
         for batch in self.sample_batches(num, batch_size):
             xs.append(sample_fn(batch).detach().float().cpu())
@@ -179,7 +203,7 @@ class ImageDomain(Domain):
                 ys.append(batch["cond"])
         x = torch.cat(xs)
         requested = torch.cat(ys) if ys else None
-        metrics = image_metrics(model, x, requested, self._train.x, self._val.x, self._val.y)
+        metrics = image_metrics(model, x, requested, train.x, val.x, val.y)
         if out_dir is not None:
             k = min(len(x), 100)
             write_grid(x[:k], Path(out_dir) / "eval_grid.png", grid_columns(k, len(self.labels or [])))

@@ -138,6 +138,7 @@ def test_time_grids_golden(golden):
 
 
 def test_unet_golden(golden):
+    torch.set_num_threads(1)  # the bits depend on the thread count; pinned with one
     got = compute_unet()
     assert got["sha"] == golden["unet"]["sha"], f"U-Net output moved: {got['sums']} (was {golden['unet']['sums']})"
 

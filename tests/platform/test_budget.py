@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 
 from diffcore.cli import app
 from diffcore.errors import UserError
-from diffcore.platform import budget, runs
+from diffcore.platform import budget, generation, runs
 from diffcore.registry import registered_plugin
 
 
@@ -79,7 +79,7 @@ def test_the_cap_holds_for_the_python_api_too(run):
     r = runs.load_run(run)
     for bad in (0, 2.0, True, budget.MAX_SAMPLES + 1):
         with pytest.raises(UserError, match="--num"):
-            runs.sample(r, r.resolved.plan, bad)
+            generation.sample(r, r.resolved.plan, bad)
 
 
 # ------------------------------------------------------------------ memory and disk

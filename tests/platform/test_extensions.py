@@ -113,7 +113,7 @@ if "tensorboard" in LOGGERS_MISSING and not _missing("tensorboardX"):
      "as package.module.ClassName (files are never loaded); or one of csv, tensorboard, wandb, mlflow"),
     ("training.logger=false", "error: training.logger: expected an import path, a logger name"),
     *[(f"training.logger={name}", f"error: training.logger.class: '{name}' needs the {name} package, which is not installed: "
-       f"pip install {name}") for name in LOGGERS_MISSING],
+       f'pip install "diffcore[{name}]" (or pip install {name}') for name in LOGGERS_MISSING],
 ])
 def test_bad_callbacks_and_loggers_are_refused_before_any_work(toy_plugin, tmp_path, setting, start):
     run = tmp_path / "run"

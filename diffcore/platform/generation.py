@@ -1,0 +1,243 @@
+"""Samples and evaluations of a run, on one process or sharded over several.
+
+Every sample's noise comes from a generator of its own, seeded from (the seed, the sample's
+index) (:func:`sample_seed`): the initial noise and every stochastic step of sample ``i`` are
+the same whatever batch it falls in and whichever process draws it. So ``diffcore sample``
+writes the same files on one process or on N (bit for bit: the batches are the same, process
+``r`` generates batches ``r, r + N, ...``), and the same samples at another ``--batch-size``
+up to the rounding of batched arithmetic. ``diffcore evaluate`` lets the domain drive its loop
+on every process; each call's batch is split by rows over the processes and gathered back.
+
+Processes are started by Lightning Fabric (``devices``, ``num_nodes``; under torchrun or SLURM
+it joins the processes the launcher started), nothing home-made; without several processes
+no process group is made at all.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from pydantic import BaseModel
+
+from ..contract.domain import Batch, Domain
+from ..contract.errors import UserError
+from ..math.sampling import SamplingPlan
+from . import runs
+
+
+def sample_seed(seed: int, index: int, stream: int = 0) -> int:
+    """The seed of sample ``index``'s noise under ``seed`` (``stream`` 1: of a batch's other
+    draws): numpy's SeedSequence of the three, so nearby seeds and indices give unrelated streams."""
+    a, b = np.random.SeedSequence([int(seed), int(index), int(stream)]).generate_state(2, np.uint32)
+    return (int(a) << 31) ^ int(b)
+
+
+def rows(batch: Batch, lo: int, hi: int) -> Batch:
+    """Examples ``lo:hi`` of a sampling batch: its tensors whose first dimension is the batch
+    (also inside mappings, e.g. a molecule's ``cond``) are sliced, ``shape`` follows, anything
+    else (a writer's lists, constants) is kept as it is."""
+    n = tuple(batch["shape"])[0]
+
+    def cut(v: Any) -> Any:
+        if isinstance(v, torch.Tensor) and v.dim() > 0 and v.shape[0] == n:
+            return v[lo:hi]
+        if isinstance(v, dict):
+            return {k: cut(u) for k, u in v.items()}
+        return v
+
+    out = {k: cut(v) for k, v in batch.items() if k != "shape"}
+    out["shape"] = (hi - lo, *tuple(batch["shape"])[1:])
+    return out
+
+
+def per_sample_noise(domain: Domain, batch: Batch, seed: int, first: int, device) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The noise function of a batch whose examples are samples ``first, first + 1, ...``:
+    row ``i`` is drawn by ``domain.noise`` from sample ``first + i``'s own generator."""
+    n = tuple(batch["shape"])[0]
+    gens = [torch.Generator(device=device).manual_seed(sample_seed(seed, first + i)) for i in range(n)]
+    single = [rows(batch, i, i + 1) for i in range(n)]
+
+    def draw(like: torch.Tensor) -> torch.Tensor:
+        return torch.cat([domain.noise(like[i : i + 1], single[i], generator=gens[i]) for i in range(n)])
+
+    return draw
+
+
+@dataclass
+class World:
+    """The processes generating together: this one's ``rank`` of ``size``, and the Fabric
+    that connects them (``None`` for one process)."""
+
+    rank: int = 0
+    size: int = 1
+    fabric: Any = None
+
+    @property
+    def device(self) -> torch.device | None:
+        return None if self.fabric is None else self.fabric.device
+
+    def gather(self, flat: torch.Tensor, length: int) -> torch.Tensor:
+        """Every process's 1-D ``flat`` (at most ``length`` long), as ``(size, length)``."""
+        if self.fabric is None:
+            return flat[None]
+        padded = torch.zeros(length, dtype=flat.dtype, device=self.fabric.device)
+        padded[: flat.numel()] = flat.to(self.fabric.device)
+        try:
+            parts = [torch.empty_like(padded) for _ in range(self.size)]
+            torch.distributed.all_gather(parts, padded)  # no autograd here: the plain collective
+            return torch.stack(parts).cpu()
+        except RuntimeError as e:  # a process died: gloo/NCCL report it on the others
+            raise UserError(f"sampling over {self.size} processes stopped: another process failed ({str(e).splitlines()[0]}); "
+                            "see its error above") from None
+
+    def close(self) -> None:
+        if self.fabric is not None and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
+def launch(accelerator: str = "auto", devices: int = 1, num_nodes: int = 1) -> World:
+    """The processes for ``devices`` x ``num_nodes``: this process alone when that is one,
+    else Lightning Fabric's DDP launch (it starts the other local processes by running the same
+    command line again, or joins those torchrun/SLURM started)."""
+    if devices * num_nodes == 1:
+        return World()
+    from lightning.fabric import Fabric
+
+    logging.getLogger("lightning.fabric").setLevel(logging.WARNING)
+    try:
+        fabric = Fabric(accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy="ddp")
+    except Exception as e:  # MisconfigurationException, ValueError: no such accelerator here
+        raise UserError(f"--accelerator/--devices/--num-nodes: {e}") from None
+    fabric.launch()
+    return World(fabric.global_rank, fabric.world_size, fabric)
+
+
+def _flat(xs: Sequence[torch.Tensor]) -> torch.Tensor:
+    return torch.cat([x.reshape(-1).float() for x in xs]) if xs else torch.zeros(0)
+
+
+def sample(
+    run: runs.Run,
+    plan: SamplingPlan,
+    num: int,
+    *,
+    batch_size: int | None = None,
+    seed: int = 0,
+    classes: Sequence[str | int] | None = None,
+    options: BaseModel | None = None,
+    out_dir: Path | None = None,
+    progress: bool = True,
+    world: World | None = None,
+) -> list[tuple[torch.Tensor, Batch]]:
+    """Generate ``num`` samples from a run as ``plan`` says (:func:`diffcore.platform.config.
+    sampling_plan`): ``[(x, batch)]`` for ``domain.write_samples``, on rank 0 of ``world``
+    (the other ranks get ``[]``: they generate their share and hand it over). ``num``, and the
+    memory its samples will take (and the free space of ``out_dir``, where the caller writes
+    them), are checked before any work (:mod:`.budget`); ``progress``: lines on stderr when it
+    takes long (:mod:`.progress_lines`)."""
+    from . import budget, progress_lines
+
+    world = world or World()
+    budget.check_count(num)
+    ids = runs.class_ids(run.domain, classes)
+    torch.manual_seed(seed)  # a domain may draw from the global RNG (e.g. which classes): the same on every rank
+    batches = run.domain.sample_batches(num, batch_size or run.config.sampling.batch_size, classes=ids, options=options)
+    batches = budget.checked_batches(batches, num, what=f"--num {num}", out_dir=out_dir)
+    starts = np.cumsum([0] + [tuple(b["shape"])[0] for b in batches]).tolist()
+    mine = [j for j in range(len(batches)) if j % world.size == world.rank]
+    made = {}
+    for batch, j in zip(progress_lines.track([batches[j] for j in mine], "sampling", progress and world.rank == 0), mine):
+        with torch.no_grad():  # rank 0's progress: its share of the batches
+            made[j] = runs.generate_batch(run.net, plan, run.domain, batch, device=run.device, seed=seed, first=starts[j]).cpu()
+    if world.size > 1:
+        made = _gather(world, batches, made)
+    return [(made[j], b) for j, b in enumerate(batches)] if world.rank == 0 else []
+
+
+def _gather(world: World, batches: list[Batch], made: dict[int, torch.Tensor]) -> dict[int, torch.Tensor]:
+    """Rank 0 receives every rank's batches (in float32, as generated); the others keep none."""
+    sizes = [math.prod(tuple(b["shape"])) for b in batches]
+    owned = [[j for j in range(len(batches)) if j % world.size == r] for r in range(world.size)]
+    length = max(sum(sizes[j] for j in js) for js in owned)
+    dtype = next(iter(made.values())).dtype if made else torch.float32
+    every = world.gather(_flat([made[j] for j in owned[world.rank]]), length)
+    if world.rank != 0:
+        return {}
+    out = {}
+    for r, js in enumerate(owned):
+        at = 0
+        for j in js:
+            out[j] = every[r, at : at + sizes[j]].reshape(tuple(batches[j]["shape"])).to(dtype)
+            at += sizes[j]
+    return out
+
+
+def evaluate(run: runs.Run, plan: SamplingPlan | None = None, num: int = 512, *, seed: int = 0, batch_size: int | None = None,
+             progress: bool = True, world: World | None = None, **overrides) -> dict[str, Any]:
+    """The domain's metrics for this run, recorded in ``RUN/metrics.json`` (:mod:`.records`: one
+    record per sampler, steps, spacing, options, guidance, seed, num and weights; the same key
+    replaces its record), from samples generated in batches of ``batch_size`` (default: the
+    run's ``sampling.batch_size``), each batch's rows shared over the ranks of ``world``. Returns
+    the record as a flat mapping: the metrics and ``evaluated_with`` (rank 0 writes it).
+    ``num`` and the memory of its samples are checked before any work (:mod:`.budget`);
+    ``progress``: lines on stderr when it takes long (:mod:`.progress_lines`)."""
+    from ..contract import legacy
+    from . import budget, progress_lines, records
+
+    world = world or World()
+    budget.check_evaluation(run.domain, num)
+    plan = runs.resolve_plan(run, plan, overrides)
+    path = run.dir / runs.METRICS_JSON
+    if world.rank == 0:
+        records.load_keeping_bad(path)  # before the work: an unreadable file is set aside as metrics.json.bad
+    torch.manual_seed(seed)  # a domain may draw from the global RNG (e.g. which classes)
+    bs = batch_size or run.config.sampling.batch_size
+    fn = _evaluation_fn(run, plan, seed, world)
+    if progress and world.rank == 0:
+        fn = progress_lines.counting(fn, "evaluating", num, bs)
+    out_dir = run.dir / "eval" if world.rank == 0 else Path(tempfile.mkdtemp(prefix="diffcore-eval-"))  # one writer of RUN/eval
+    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        metrics = dict(legacy.evaluate(run.domain, fn, num, out_dir, bs))
+    finally:
+        if world.rank != 0:
+            shutil.rmtree(out_dir, ignore_errors=True)
+    record = records.make_record({
+        "sampler": plan.sampler, "steps": plan.steps, "spacing": plan.spacing, "options": dict(plan.options),
+        "guidance": plan.guidance, "num": num, "seed": seed, "weights": str(run.weights),
+    }, metrics)
+    if world.rank == 0:
+        records.save(path, records.upsert(records.load_keeping_bad(path), record), record)
+    return records.flat_view(record)
+
+
+def _evaluation_fn(run: runs.Run, plan: SamplingPlan, seed: int, world: World) -> Callable[[Batch], torch.Tensor]:
+    """What the domain's ``evaluate`` calls: the samples of a batch, numbered on from the last
+    call's; over several ranks each generates a contiguous share of the rows."""
+    count = [0]
+
+    def fn(batch: Batch) -> torch.Tensor:
+        n = tuple(batch["shape"])[0]
+        first, count[0] = count[0], count[0] + n
+        share = math.ceil(n / world.size)
+        lo, hi = min(n, world.rank * share), min(n, (world.rank + 1) * share)
+        with torch.no_grad():
+            x = runs.generate_batch(run.net, plan, run.domain, rows(batch, lo, hi), device=run.device, seed=seed, first=first + lo) \
+                if hi > lo else torch.zeros(0)
+        if world.size == 1:
+            return x.cpu()
+        per = math.prod(tuple(batch["shape"])[1:])
+        every = world.gather(_flat([x.cpu()]), share * per)
+        parts = [every[r, : (min(n, (r + 1) * share) - min(n, r * share)) * per] for r in range(world.size)]
+        return torch.cat(parts).reshape(tuple(batch["shape"]))
+
+    return fn
