@@ -11,9 +11,12 @@ per digit, written with ``--writers`` processes into ``--dir`` (removed at the e
 ``--keep``). At each size, ``diffcore train --plugin image-unet`` runs ``--steps`` steps of a
 tiny U-Net (base_channels 8, one block per level, no attention; batch 64, one torch thread,
 ``--workers`` DataLoader workers, no previews or step checkpoints) in a subprocess. Its memory
-is read from /proc every 50 ms: the training process's peak resident set (``VmHWM``: exact, the
-kernel's high-water mark), and the peak of the proportional set size (PSS) summed over the
-training process and its workers, which counts the pages they share once. The in-memory path
+is read from /proc: the training process's peak resident set (``VmHWM``: exact, the kernel's
+high-water mark), and, polled every 50 ms, the peak of the training process's resident set plus
+its workers' private memory (``Private_Clean + Private_Dirty``: the pages a worker does not
+share with the trainer it was forked from), i.e. the memory the whole run holds, each page
+counted once; and the peak of the workers' private memory alone. (Not the proportional set size: on a shared machine it moves with whatever else
+maps the same libraries.) The in-memory path
 runs at ``--memory-sizes`` for comparison (it has no workers: nothing left to decode). The
 listing a streamed run starts with (``diffcore_image.data.list_images``) is also timed here, in
 this process, with the bytes its array of names takes.
@@ -102,16 +105,18 @@ def _children(pid: int) -> list[int]:
     return kids + [g for k in kids for g in _children(k)]
 
 
-def _field(path: str, name: str) -> int:
-    """A ``kB`` field of /proc/PID/status or smaps_rollup, in bytes (0 if the process is gone)."""
+def _field(path: str, *names: str) -> int:
+    """The sum of ``kB`` fields of /proc/PID/status or smaps_rollup, in bytes (0 if the process
+    is gone)."""
+    total = 0
     try:
         with open(path) as f:
             for line in f:
-                if line.startswith(name + ":"):
-                    return int(line.split()[1]) * 1024
+                if line.split(":")[0] in names:
+                    total += int(line.split()[1]) * 1024
     except OSError:
         pass
-    return 0
+    return total
 
 
 def train(folder: Path, stream: bool, steps: int, workers: int, out: Path) -> dict:
@@ -125,15 +130,16 @@ def train(folder: Path, stream: bool, steps: int, workers: int, out: Path) -> di
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
-    hwm = pss = 0
+    hwm = held = own = 0
     while proc.poll() is None:
         hwm = max(hwm, _field(f"/proc/{proc.pid}/status", "VmHWM"))
-        pss = max(pss, sum(_field(f"/proc/{p}/smaps_rollup", "Pss") for p in [proc.pid, *_children(proc.pid)]))
+        workers = sum(_field(f"/proc/{p}/smaps_rollup", "Private_Clean", "Private_Dirty") for p in _children(proc.pid))
+        held, own = max(held, _field(f"/proc/{proc.pid}/status", "VmRSS") + workers), max(own, workers)
         time.sleep(0.05)
     log = proc.stdout.read()
     if proc.returncode:
         raise SystemExit(f"diffcore train failed ({proc.returncode}):\n{log[-3000:]}")
-    return {"seconds": time.perf_counter() - t0, "rss": hwm, "pss": pss}
+    return {"seconds": time.perf_counter() - t0, "rss": hwm, "held": held, "workers": own}
 
 
 # ------------------------------------------------------------------- main
@@ -166,19 +172,19 @@ def main() -> None:
             for stream in (True, False) if n in args.memory_sizes else (True,):
                 r = train(folder, stream, args.steps, args.workers, runs / f"{n}-{stream}")
                 rows.append((n, size, disk, stream, r))
-                print(f"  stream={stream}: {r['seconds']:.0f} s, peak RSS {r['rss'] / 2**20:.0f} MiB, peak PSS {r['pss'] / 2**20:.0f} MiB", flush=True)
+                print(f"  stream={stream}: {r['seconds']:.0f} s, peak RSS {r['rss'] / 2**20:.0f} MiB, workers' own {r['workers'] / 2**20:.0f} MiB, with workers {r['held'] / 2**20:.0f} MiB", flush=True)
     finally:
         if not args.keep:
             shutil.rmtree(base, ignore_errors=True)
 
     print(f"\n{args.steps} steps at batch 64 on {RESOLUTION}x{RESOLUTION} grayscale PNGs, one torch thread, "
           f"{args.workers} workers when streamed; {os.cpu_count()} CPUs\n")
-    print("| files | folder (contents / on disk) | data.stream | wall | peak RSS, trainer | peak PSS, trainer + workers |")
-    print("|---:|---:|---|---:|---:|---:|")
+    print("| files | folder (contents / on disk) | data.stream | wall | peak RSS, trainer | workers' own, peak | trainer + workers' own, peak |")
+    print("|---:|---:|---|---:|---:|---:|---:|")
     for n, size, disk, stream, r in rows:
         mode = f"true ({args.workers} workers)" if stream else "false (in memory)"
         print(f"| {n:,} | {size / 2**20:.0f} / {disk / 2**20:.0f} MiB | {mode} | {r['seconds']:.0f} s | "
-              f"{r['rss'] / 2**20:.0f} MiB | {r['pss'] / 2**20:.0f} MiB |")
+              f"{r['rss'] / 2**20:.0f} MiB | {r['workers'] / 2**20:.0f} MiB | {r['held'] / 2**20:.0f} MiB |")
 
 
 if __name__ == "__main__":

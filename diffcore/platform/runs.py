@@ -204,14 +204,14 @@ def mismatch(own: dict[str, tuple], theirs: dict[str, tuple], where: str = "") -
     return parts
 
 
-def save_weights(net: nn.Module, path: Path) -> None:
-    """The module's state dict as safetensors (cloned: safetensors refuses shared storage),
-    written to a temporary file and renamed over ``path``: never half a file."""
+def save_weights(net: nn.Module | dict[str, torch.Tensor], path: Path) -> None:
+    """The module's state dict (or a state dict) as safetensors (cloned: safetensors refuses
+    shared storage), written to a temporary file and renamed over ``path``: never half a file."""
     from safetensors.torch import save_file
 
     from .runfiles import atomic_write
 
-    state = {k: v.detach().to("cpu").contiguous().clone() for k, v in net.state_dict().items()}
+    state = {k: v.detach().to("cpu").contiguous().clone() for k, v in (net if isinstance(net, dict) else net.state_dict()).items()}
     atomic_write(path, lambda tmp: save_file(state, str(tmp), metadata={"format": "pt", "producer": "diffcore"}))
 
 

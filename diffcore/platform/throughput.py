@@ -8,11 +8,13 @@ width), whatever the domain. Measured figures: ``benchmarks/throughput.py``.
 
 from __future__ import annotations
 
+import itertools
 import time
 from typing import Any
 
 import torch
 from torch import nn
+from torch.utils.data import IterableDataset
 
 from ..contract.errors import UserError
 
@@ -34,10 +36,10 @@ def prepare_backbone(net: nn.Module, tc) -> nn.Module:
     return net.to(memory_format=torch.channels_last) if tc.channels_last else net
 
 
-def compile_backbone(module, batch: dict, trainer) -> float:
+def compile_backbone(module, loader, trainer) -> float:
     """torch.compile ``module.backbone`` in place (``nn.Module.compile``: its ``state_dict`` keys
-    stay plain, never ``_orig_mod.``) and compile it now, on one training batch on the training
-    device, so a machine where torch.compile cannot run (no C++ compiler on CPU, no triton on a
+    stay plain, never ``_orig_mod.``) and compile it now, on a batch of the loader's first examples
+    on the training device, so a machine where torch.compile cannot run (no C++ compiler on CPU, no triton on a
     GPU) is refused with one line before the run's files are written. The random streams are
     left as they were and no gradient is kept. Returns the seconds it took."""
     from torch._dynamo.exc import TorchDynamoException
@@ -45,11 +47,11 @@ def compile_backbone(module, batch: dict, trainer) -> float:
     net = module.backbone
     device = trainer.strategy.root_device
     module.to(device)
-    batch = module.on_after_batch_transfer(module.transfer_batch_to_device(batch, device, 0), 0)
     net.compile()
     start = time.perf_counter()
     with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []), \
             trainer.precision_plugin.train_step_context():
+        batch = module.on_after_batch_transfer(module.transfer_batch_to_device(first_batch(loader), device, 0), 0)
         try:
             module.loss(batch).backward()
         except TorchDynamoException as e:
@@ -65,7 +67,9 @@ def compile_backbone(module, batch: dict, trainer) -> float:
 
 
 def first_batch(loader) -> dict:
-    """A batch of the loader's size from its first examples (no shuffling: the training's
-    random stream is not used), for :func:`compile_backbone`."""
+    """A batch of the loader's size from the data set's first examples (in order, whether the
+    data set is indexed or a stream), for :func:`compile_backbone`."""
     ds = loader.dataset
+    if isinstance(ds, IterableDataset):
+        return loader.collate_fn(list(itertools.islice(iter(ds), loader.batch_size)))
     return loader.collate_fn([ds[i] for i in range(min(loader.batch_size, len(ds)))])

@@ -30,7 +30,7 @@ from lightning.pytorch.plugins import TorchCheckpointIO
 from torch import nn
 from torch.utils.data import DataLoader
 
-from . import extensions, interrupts, runfiles, runs, throughput, training_logs
+from . import extensions, fsdp, interrupts, runfiles, runs, throughput, training_logs
 from .csvlog import RunCSVLogger
 from .progress import progress_bar
 from .runfiles import Prepared, check_resume_checkpoint, prepare_run_dir  # noqa: F401  (the CLI's and callers' names)
@@ -67,6 +67,9 @@ class DiffusionModule(L.LightningModule):
 
     def forward(self, x_t, t, cond=None):
         return self.backbone(x_t, t, cond)
+
+    def configure_model(self) -> None:
+        fsdp.shard(self)  # --strategy fsdp: the backbone and the EMA sharded alike (else nothing)
 
     def loss(self, batch: dict[str, Any]) -> torch.Tensor:
         """The denoising loss of one batch (the training step's; :mod:`.throughput` compiles with it)."""
@@ -129,7 +132,7 @@ def write_previews(module: DiffusionModule, run_dir: Path, tag: str) -> list[Pat
     num = module.cfg.training.preview_num
     if num <= 0:
         return []
-    net = module.ema
+    net = fsdp.plain_ema(module)
     was_training = net.training
     net.eval()
     try:
@@ -191,8 +194,10 @@ class Previews(Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         step = trainer.global_step
         # The last step's previews are written by FinishRun.
-        if self.every > 0 and step % self.every == 0 and step < trainer.max_steps and trainer.is_global_zero and not interrupts.received():
-            timed_previews(trainer, pl_module, self.run_dir, f"step-{step:07d}")
+        if self.every > 0 and step % self.every == 0 and step < trainer.max_steps:
+            fsdp.gather_ema(pl_module)  # every rank: a collective under fsdp
+            if trainer.is_global_zero and not interrupts.received():
+                timed_previews(trainer, pl_module, self.run_dir, f"step-{step:07d}")
 
 
 class FinishRun(Callback):
@@ -205,10 +210,12 @@ class FinishRun(Callback):
 
     def on_train_end(self, trainer, pl_module) -> None:
         trainer.save_checkpoint(self.run_dir / runs.LAST_CKPT, weights_only=False)  # full state, for --resume
+        fsdp.gather_ema(pl_module)  # every rank: collectives under fsdp
+        model = fsdp.full_state(pl_module.backbone)
         if not trainer.is_global_zero:
             return
-        runs.save_weights(pl_module.ema, self.run_dir / runs.EMA_WEIGHTS)
-        runs.save_weights(pl_module.backbone, self.run_dir / runs.MODEL_WEIGHTS)
+        runs.save_weights(fsdp.plain_ema(pl_module), self.run_dir / runs.EMA_WEIGHTS)
+        runs.save_weights(model, self.run_dir / runs.MODEL_WEIGHTS)
         if interrupts.received() is None:
             timed_previews(trainer, pl_module, self.run_dir, f"step-{trainer.global_step:07d}")
 
@@ -343,7 +350,7 @@ def _train(resolved: Resolved, run_dir: Path, resume: bool, progress: bool, star
             accelerator=tc.accelerator,
             devices=tc.devices,
             num_nodes=tc.num_nodes,
-            strategy=tc.strategy,
+            strategy=fsdp.strategy(tc.strategy, tc.devices * tc.num_nodes),
             precision=tc.precision,
             gradient_clip_val=tc.grad_clip,
             deterministic="warn" if tc.deterministic else None,
@@ -361,7 +368,7 @@ def _train(resolved: Resolved, run_dir: Path, resume: bool, progress: bool, star
         raise UserError(f"training.accelerator/devices/strategy/precision: {e}") from None
     try:
         if tc.compile:  # compiled now, so that a machine where torch.compile cannot run leaves no run behind
-            took = throughput.compile_backbone(module, throughput.first_batch(loader), trainer)
+            took = throughput.compile_backbone(module, loader, trainer)
             if rank0:
                 print(f"compiled the backbone in {took:.1f} s (training.compile)")
         if rank0:

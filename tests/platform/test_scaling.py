@@ -11,14 +11,17 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from conftest import cli_env, run_cli
+from lightning.pytorch.callbacks import Callback
 from safetensors.torch import load_file
 
 from diffcore.platform import records
@@ -129,3 +132,47 @@ def test_sampling_on_several_nodes_checks_them_too(toy_site, toy_run, tmp_path):
                    MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()), NODE_RANK="1", DIFFCORE_MASTER_WAIT="1")
     assert proc.returncode == 2 and "node 0 does not answer" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
     assert not (tmp_path / "s").exists()
+
+
+# ------------------------------------------------------------------ FSDP
+class ShardProbe(Callback):
+    """Records, on each rank after the first step, whether the backbone and the EMA are sharded."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step != 1:
+            return
+        from torch.distributed.tensor import DTensor
+
+        params = list(pl_module.backbone.parameters())
+        Path(f"{self.path}.{trainer.global_rank}").write_text(json.dumps({
+            "sharded": all(isinstance(p, DTensor) for p in [*params, *pl_module.ema.parameters()]),
+            "local": sum(p.to_local().numel() if isinstance(p, DTensor) else p.numel() for p in params),
+            "full": sum(p.numel() for p in params)}))
+
+
+@pytest.mark.slow
+def test_fsdp_on_cpu_shards_the_backbone_and_trains_as_ddp(toy_site, tmp_path):
+    probe = tmp_path / "probe"
+    path = os.pathsep.join([str(toy_site), str(Path(__file__).parent), str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH", "")])
+    args = [*TRAIN, "--devices", "2", "--set", "training.preview_num=4", "--set", "training.preview_every=2"]
+    fsdp = run_cli([*args, "--strategy", "fsdp", "--out", str(tmp_path / "fsdp"), "--set",
+                    f"training.callbacks=[{{class: test_scaling.ShardProbe, args: {{path: '{probe}'}}}}]"],
+                   cwd=tmp_path, timeout=300, PYTHONPATH=path)
+    ddp = run_cli([*args, "--strategy", "ddp", "--out", str(tmp_path / "ddp")], site=toy_site, cwd=tmp_path, timeout=300)
+    assert fsdp.returncode == 0 and ddp.returncode == 0, fsdp.stderr + ddp.stderr
+    seen = [json.loads(Path(f"{probe}.{r}").read_text()) for r in (0, 1)]
+    assert all(s["sharded"] for s in seen) and seen[0]["full"] == seen[1]["full"]
+    assert seen[0]["local"] + seen[1]["local"] == seen[0]["full"] and max(s["local"] for s in seen) < seen[0]["full"]
+    for name in ("model.safetensors", "ema.safetensors"):  # the same global batches: the same weights as DDP
+        a, b = load_file(tmp_path / "ddp" / name), load_file(tmp_path / "fsdp" / name)
+        assert a.keys() == b.keys() and max((a[k] - b[k]).abs().max().item() for k in a) <= 1e-5
+    ckpt = torch.load(tmp_path / "fsdp" / "checkpoints" / "last.ckpt", weights_only=True)  # full tensors, not shards
+    assert all(ckpt["state_dict"][f"backbone.{k}"].shape == v.shape for k, v in a.items())
+    assert (tmp_path / "fsdp" / "previews" / "step-0000002").is_dir()  # previews from the gathered EMA
+    for weights in ([], ["--checkpoint", str(tmp_path / "fsdp" / "checkpoints" / "last.ckpt")]):
+        out = tmp_path / f"samples{len(weights)}"
+        proc = run_cli(["sample", "--run", str(tmp_path / "fsdp"), "--num", "8", "--out", str(out), *weights], site=toy_site, timeout=300)
+        assert proc.returncode == 0 and (out / "samples.csv").is_file(), proc.stderr

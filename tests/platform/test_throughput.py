@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from diffcore.cli import app
 from diffcore.platform import runs
-from diffcore.platform.throughput import to_channels_last
+from diffcore.platform.throughput import first_batch, to_channels_last
 
 
 def invoke(*args: str):
@@ -81,3 +81,17 @@ def test_only_4d_tensors_change_format():
     assert out["x"].is_contiguous(memory_format=torch.channels_last) and torch.equal(out["x"], batch["x"])
     assert out["mask"][0].is_contiguous(memory_format=torch.channels_last)
     assert out["cond"] is batch["cond"] and out["shape"] == (2, 3, 4, 5)
+
+
+def test_the_compile_batch_is_the_first_examples_of_an_indexed_or_streamed_set():
+    from torch.utils.data import DataLoader, IterableDataset
+
+    items = [{"x": torch.full((2,), float(i))} for i in range(10)]
+
+    class Stream(IterableDataset):
+        def __iter__(self):
+            return iter(items)
+
+    for ds, shuffle in ((items, True), (Stream(), False)):
+        assert first_batch(DataLoader(ds, batch_size=4, shuffle=shuffle))["x"][:, 0].tolist() == [0, 1, 2, 3]
+    assert len(first_batch(DataLoader(items[:3], batch_size=4))["x"]) == 3  # a data set smaller than a batch
