@@ -90,17 +90,17 @@ def _image_names(folder: Path) -> list[str]:
         return sorted(e.name for e in it if _is_image(e))
 
 
-def _image_parts(folder: Path, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
-    """Image files under ``folder``, recursively, as path parts (unsorted); like ``rglob``,
-    symbolic links to folders are not followed."""
-    out: list[tuple[str, ...]] = []
+def _walk(folder: Path, prefix: str, out: list[bytes]) -> None:
+    """Append the image files under ``folder`` to ``out`` as ``prefix/...`` (bytes). Depth
+    first, each folder's entries by name: the order ``Path`` objects sort in (part by part).
+    Like ``rglob``, symbolic links to folders are not followed."""
     with os.scandir(folder) as it:
-        for e in it:
-            if e.is_dir(follow_symlinks=False):
-                out += _image_parts(Path(e.path), prefix + (e.name,))
-            elif _is_image(e):
-                out.append(prefix + (e.name,))
-    return out
+        entries = sorted(it, key=lambda e: e.name)
+    for e in entries:
+        if e.is_dir(follow_symlinks=False):
+            _walk(Path(e.path), os.path.join(prefix, e.name), out)
+        elif _is_image(e):
+            out.append(os.fsencode(os.path.join(prefix, e.name)))
 
 
 def list_images(path: str | Path) -> Listing:
@@ -112,27 +112,26 @@ def list_images(path: str | Path) -> Listing:
         raise UserError(f"data.path: {str(folder)!r} is not a folder; point data.path at a folder of PNG/JPEG images")
     with os.scandir(folder) as it:
         subdirs = sorted(e.name for e in it if e.is_dir() and not e.name.startswith("."))
-    rel: list[str] = []
-    ids: list[int] = []
-    labels = []
+    rel: list[bytes] = []
+    counts, labels = [], []
     for name in subdirs:
-        parts = sorted(_image_parts(folder / name, (name,)))
-        if parts:
-            rel += [os.path.join(*p) for p in parts]
-            ids += [len(labels)] * len(parts)
+        before = len(rel)
+        _walk(folder / name, name, rel)
+        if len(rel) > before:
+            counts.append(len(rel) - before)
             labels.append(name)
+    ids = np.repeat(np.arange(len(labels), dtype=np.int32), counts)
     loose = _image_names(folder)
     if labels and loose:
         log.warning("%d image(s) directly in %s ignored: with class subfolders, put every image in one", len(loose), folder)
     elif not labels:
-        rel, ids, labels = loose, [-1] * len(loose), None
+        rel, ids, labels = [os.fsencode(n) for n in loose], np.full(len(loose), -1, dtype=np.int32), None
     if not rel:
         raise UserError(
             f"data.path: no readable image in {str(folder)!r} (no .png/.jpg/.jpeg file); put PNG or JPEG images there "
             "(or in one subfolder per class)"
         )
-    encoded = np.array([os.fsencode(r) for r in rel], dtype=np.bytes_)
-    return Listing(folder, encoded, np.asarray(ids, dtype=np.int32), labels)
+    return Listing(folder, np.array(rel, dtype=np.bytes_), ids, labels)
 
 
 def _is_colour(img) -> bool:
