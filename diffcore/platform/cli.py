@@ -195,12 +195,26 @@ _DEVICES = typer.Option(1, "--devices", min=1, help="Processes per node sharing 
 _NUM_NODES = typer.Option(1, "--num-nodes", min=1, help="Nodes sharing the samples (set MASTER_ADDR, MASTER_PORT and NODE_RANK on each, or use torchrun/srun: docs/scaling.md).")
 
 
-def _world(run, accelerator: str, devices: int, num_nodes: int):
+def _load_device(accelerator: str, devices: int, num_nodes: int) -> str | None:
+    """Where ``load_run`` puts the model: ``--accelerator``'s device for one process; the CPU
+    when several share the work (each moves it to its own device once launched)."""
+    import torch
+
+    if accelerator not in ("auto", "cpu", "gpu", "cuda"):
+        fail(f"--accelerator {accelerator}: expected cpu, gpu or auto")
+    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        fail(f"--accelerator {accelerator}: no GPU is visible to this process (torch.cuda.is_available() is False); use --accelerator cpu or auto")
+    if devices * num_nodes > 1 or accelerator == "cpu":
+        return "cpu"
+    return "cuda" if accelerator in ("gpu", "cuda") else None
+
+
+def _world(run, accelerator: str, devices: int, num_nodes: int, what: str = "sampling"):
     """The processes that generate together (one: this one), ``run`` moved to this process's device."""
     from diffcore.platform import generation, nodes
 
     nodes.check(num_nodes)
-    world = generation.launch(accelerator, devices, num_nodes)
+    world = generation.launch(accelerator, devices, num_nodes, what)
     if world.device is not None and world.device != run.device:
         run.net.to(world.device)
         run.device = world.device
@@ -240,7 +254,7 @@ def sample(
     from diffcore.platform import config as cfgmod
     from diffcore.platform import generation, runs
 
-    r = runs.load_run(run, checkpoint)
+    r = runs.load_run(run, checkpoint, device=_load_device(accelerator, devices, num_nodes))
     model = r.domain.SampleOptions
     if domain_help:
         typer.echo(f"options of the {r.domain.name!r} domain:\n{_describe_options(model)}")
@@ -297,13 +311,13 @@ def evaluate(
         except (ValueError, UnicodeDecodeError) as e:
             fail(f"{Path(run) / runs.METRICS_JSON}: cannot be read as evaluation records ({e})")
         return
-    r = runs.load_run(run, checkpoint)
+    r = runs.load_run(run, checkpoint, device=_load_device(accelerator, devices, num_nodes))
     plan = cfgmod.sampling_plan(r.config, key="cli", sampler=sampler, steps=steps, guidance=guidance,
                                 options=_sampler_options(option, None))
     if runs.launcher_rank() == 0:
         _notes(plan)
     runs.use_threads(threads or r.config.sampling.threads)
-    world = _world(r, accelerator, devices, num_nodes)
+    world = _world(r, accelerator, devices, num_nodes, "evaluation")
     try:
         metrics = generation.evaluate(r, plan, num, seed=seed, batch_size=batch_size, world=world)
     finally:

@@ -86,11 +86,14 @@ def message(run_dir: Path, rank: int, world: int, why: str | None) -> str | None
     dead = _dead(wait=1.0) if rank == 0 else {}
     if not dead and rank != 0 and world != 2:
         return None
+    what = _run.get("what", "training")
     if dead:  # rank 0 knows the exit status of the processes it launched
-        who = f"a training process (rank {', '.join(map(str, sorted(dead)))})"
+        who = f"a {what} process (rank {', '.join(map(str, sorted(dead)))})"
         why = "; ".join(_status(dead[r]) for r in sorted(dead))
     else:
-        who = f"a training process (rank {1 - rank})" if world == 2 else "another training process"
+        who = f"a {what} process (rank {1 - rank})" if world == 2 else f"another {what} process"
+    if _run.get("then"):  # not a training run: no checkpoint to resume from
+        return f"{who} died: {why or 'unknown reason'}; {_run['then']}"
     run_dir = Path(run_dir)
     ckpt = next((p for p in _candidates(run_dir) if p.is_file()), None)
     then = (f"the last checkpoint is {ckpt}; resume with `diffcore train --resume --out {run_dir}`" if ckpt else
@@ -113,10 +116,11 @@ def report(run_dir: Path, rank: int, world: int, why: str | None) -> None:
                 p.send_signal(signal.SIGKILL)  # blocked in a collective, SIGTERM would not end it
 
 
-def watch(run_dir: Path, world: int) -> None:
-    """Before rank 0 trains: keep the processes Lightning's launcher starts, and make its
-    observer report a process's death (:func:`report`) instead of killing this one silently."""
-    _run.update(dir=Path(run_dir), world=world)
+def watch(run_dir: Path | None, world: int, what: str = "training", then: str | None = None) -> None:
+    """Before rank 0 trains (or samples: ``what``, and ``then``, what the user can do, instead of
+    resuming a run): keep the processes Lightning's launcher starts, and make its observer
+    report a process's death (:func:`report`) instead of killing this one silently."""
+    _run.update(dir=run_dir, world=world, what=what, then=then)
     try:
         from lightning.fabric.strategies.launchers.subprocess_script import _ChildProcessObserver as Observer
     except ImportError:

@@ -76,8 +76,17 @@ def plain_ema(module) -> nn.Module:
     plain = module.__dict__.get("_plain_ema")
     if plain is None:
         return module.ema
-    plain.load_state_dict(module.__dict__["_ema_state"])
+    state = module.__dict__.pop("_ema_state", None)  # one full copy at a time: the gathered one goes into the network
+    if state is not None:
+        plain.load_state_dict(state)
     return plain.to(module.device)
+
+
+def release(module) -> None:
+    """After previews: the unsharded EMA copy back to the CPU (off the GPU the shards need)."""
+    plain = module.__dict__.get("_plain_ema")
+    if plain is not None:
+        plain.to("cpu")
 
 
 def gather_ema(module) -> None:

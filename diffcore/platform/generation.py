@@ -95,20 +95,47 @@ class World:
             parts = [torch.empty_like(padded) for _ in range(self.size)]
             torch.distributed.all_gather(parts, padded)  # no autograd here: the plain collective
             return torch.stack(parts).cpu()
-        except RuntimeError as e:  # a process died: gloo/NCCL report it on the others
-            raise UserError(f"sampling over {self.size} processes stopped: another process failed ({str(e).splitlines()[0]}); "
-                            "see its error above") from None
+        except RuntimeError as e:
+            self.died(e)
+
+    def gather_to_first(self, flat: torch.Tensor, length: int) -> torch.Tensor | None:
+        """As :meth:`gather`, but only rank 0 receives (``None`` elsewhere): one copy of the samples."""
+        if self.fabric is None:
+            return flat[None]
+        padded = torch.zeros(length, dtype=flat.dtype, device=self.fabric.device)
+        padded[: flat.numel()] = flat.to(self.fabric.device)
+        parts = [torch.empty_like(padded) for _ in range(self.size)] if self.rank == 0 else None
+        try:
+            torch.distributed.gather(padded, parts, dst=0)
+        except RuntimeError as e:
+            self.died(e)
+        return torch.stack(parts).cpu() if self.rank == 0 else None
+
+    def died(self, e: BaseException):
+        """Another process died (gloo/NCCL report it here): one line, as a training run's, exit 1."""
+        from . import ddp_failure
+
+        ddp_failure.report(None, self.rank, self.size, ddp_failure.reason(e, self.size) or str(e).splitlines()[0])
+        raise SystemExit(ddp_failure.EXIT)
 
     def close(self) -> None:
         if self.fabric is not None and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
 
 
-def launch(accelerator: str = "auto", devices: int = 1, num_nodes: int = 1) -> World:
+def launch(accelerator: str = "auto", devices: int = 1, num_nodes: int = 1, what: str = "sampling") -> World:
     """The processes for ``devices`` x ``num_nodes``: this process alone when that is one,
     else Lightning Fabric's DDP launch (it starts the other local processes by running the same
     command line again, or joins those torchrun/SLURM started)."""
+    import os
+
+    from . import ddp_failure, nodes
+
     if devices * num_nodes == 1:
+        started = int(os.environ.get("WORLD_SIZE", "1") or 1)
+        if nodes.cluster_launched() and started > 1:  # torchrun/srun started several: each would do the whole job
+            raise UserError(f"this is one of {started} processes torchrun/srun started, but --devices {devices} --num-nodes {num_nodes} "
+                            "asks for one: pass --devices (processes per node) and --num-nodes as the launcher has them")
         return World()
     from lightning.fabric import Fabric
 
@@ -117,6 +144,8 @@ def launch(accelerator: str = "auto", devices: int = 1, num_nodes: int = 1) -> W
         fabric = Fabric(accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy="ddp")
     except Exception as e:  # MisconfigurationException, ValueError: no such accelerator here
         raise UserError(f"--accelerator/--devices/--num-nodes: {e}") from None
+    runs.keep_threads()
+    ddp_failure.watch(None, devices * num_nodes, what, "nothing was written; run the command again")
     fabric.launch()
     return World(fabric.global_rank, fabric.world_size, fabric)
 
@@ -149,9 +178,10 @@ def sample(
     world = world or World()
     budget.check_count(num)
     ids = runs.class_ids(run.domain, classes)
-    torch.manual_seed(seed)  # a domain may draw from the global RNG (e.g. which classes): the same on every rank
-    batches = run.domain.sample_batches(num, batch_size or run.config.sampling.batch_size, classes=ids, options=options)
-    batches = budget.checked_batches(batches, num, what=f"--num {num}", out_dir=out_dir)
+    with torch.random.fork_rng(devices=[]):  # the caller's random stream is left as it was
+        torch.manual_seed(seed)  # a domain may draw from the global RNG (e.g. which classes): the same on every rank
+        batches = run.domain.sample_batches(num, batch_size or run.config.sampling.batch_size, classes=ids, options=options)
+        batches = budget.checked_batches(batches, num, what=f"--num {num}", out_dir=out_dir)
     starts = np.cumsum([0] + [tuple(b["shape"])[0] for b in batches]).tolist()
     mine = [j for j in range(len(batches)) if j % world.size == world.rank]
     made = {}
@@ -169,7 +199,7 @@ def _gather(world: World, batches: list[Batch], made: dict[int, torch.Tensor]) -
     owned = [[j for j in range(len(batches)) if j % world.size == r] for r in range(world.size)]
     length = max(sum(sizes[j] for j in js) for js in owned)
     dtype = next(iter(made.values())).dtype if made else torch.float32
-    every = world.gather(_flat([made[j] for j in owned[world.rank]]), length)
+    every = world.gather_to_first(_flat([made[j] for j in owned[world.rank]]), length)
     if world.rank != 0:
         return {}
     out = {}

@@ -15,15 +15,18 @@ import time
 
 from ..contract.errors import UserError
 
-WAIT_ENV = "DIFFCORE_MASTER_WAIT"  # seconds a node waits for node 0 to answer (default 120)
-_LAUNCHED = ("TORCHELASTIC_RUN_ID", "SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE", "JSM_NAMESPACE_SIZE")
+WAIT_ENV = "DIFFCORE_MASTER_WAIT"  # seconds a node waits for node 0 to answer (default 600)
+WAIT = 600.0  # node 0 opens its port only once its data and model are ready (a compile, a reference build: minutes)
+_LAUNCHED = ("TORCHELASTIC_RUN_ID", "OMPI_COMM_WORLD_SIZE", "JSM_NAMESPACE_SIZE")
 HOW = ("on every node set MASTER_ADDR (node 0's address), MASTER_PORT (a free port on node 0) and NODE_RANK "
        "(0 on node 0, then 1, 2, ...), or start the nodes with torchrun or srun, which set them (docs/scaling.md)")
 
 
 def cluster_launched() -> bool:
     """True when torchrun, SLURM, MPI or LSF started this process (they set up the nodes)."""
-    return any(key in os.environ for key in _LAUNCHED)
+    # SLURM as Lightning sees it: srun's tasks, not an interactive salloc shell
+    slurm = "SLURM_NTASKS" in os.environ and os.environ.get("SLURM_JOB_NAME") not in ("bash", "interactive")
+    return slurm or any(key in os.environ for key in _LAUNCHED)
 
 
 def node_rank() -> int:
@@ -47,7 +50,7 @@ def check(num_nodes: int, what: str = "--num-nodes") -> None:
         raise UserError(f"{what} {num_nodes}: NODE_RANK={rank} is not one of 0..{num_nodes - 1}")
     if rank == 0 or "LOCAL_RANK" in os.environ:  # node 0 is the master; a launched process: its node checked
         return
-    wait = float(os.environ.get(WAIT_ENV, "120") or 120)
+    wait = float(os.environ.get(WAIT_ENV, "") or WAIT)
     deadline = time.monotonic() + wait
     while True:
         try:
@@ -57,5 +60,6 @@ def check(num_nodes: int, what: str = "--num-nodes") -> None:
             if time.monotonic() >= deadline:
                 raise UserError(f"{what} {num_nodes}: node 0 does not answer at {addr}:{port} after {wait:g} s ({e.strerror or e}); "
                                 f"start node 0 (NODE_RANK=0) with the same MASTER_ADDR and MASTER_PORT, check the address and that the "
-                                f"port is open between the nodes ({WAIT_ENV} sets the wait)") from None
+                                f"port is open between the nodes; node 0 opens the port once its data and model are ready: if that "
+                                f"takes longer, raise {WAIT_ENV} (seconds)") from None
             time.sleep(0.5)

@@ -89,6 +89,14 @@ def use_threads(n: int | None) -> int:
     return n
 
 
+def keep_threads() -> None:
+    """Before Lightning launches processes: the thread count set here holds in each (Lightning
+    sets cores / processes threads in every process unless OMP_NUM_THREADS says otherwise)."""
+    import torch
+
+    os.environ["OMP_NUM_THREADS"] = str(torch.get_num_threads())
+
+
 def holds_run(path: Path) -> bool:
     return path.is_dir() and any((path / m).exists() for m in RUN_MARKERS)
 
@@ -368,3 +376,12 @@ def sample_fn(run: Run, plan: SamplingPlan | None = None, generator: torch.Gener
             return generate_batch(run.net, plan, run.domain, batch, generator=generator, device=run.device)
 
     return fn
+
+
+def __getattr__(name: str):
+    """``runs.sample`` and ``runs.evaluate``, the names before :mod:`.generation` held them."""
+    if name in ("sample", "evaluate"):
+        from . import generation
+
+        return getattr(generation, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

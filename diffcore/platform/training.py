@@ -139,6 +139,7 @@ def write_previews(module: DiffusionModule, run_dir: Path, tag: str) -> list[Pat
         return _write_previews(module, net, run_dir, tag, num)
     finally:
         net.train(was_training)
+        fsdp.release(module)
 
 
 def _write_previews(module: DiffusionModule, net: nn.Module, run_dir: Path, tag: str, num: int) -> list[Path]:
@@ -194,7 +195,7 @@ class Previews(Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         step = trainer.global_step
         # The last step's previews are written by FinishRun.
-        if self.every > 0 and step % self.every == 0 and step < trainer.max_steps:
+        if self.every > 0 and step % self.every == 0 and step < trainer.max_steps and pl_module.cfg.training.preview_num > 0:
             fsdp.gather_ema(pl_module)  # every rank: a collective under fsdp
             if trainer.is_global_zero and not interrupts.received():
                 timed_previews(trainer, pl_module, self.run_dir, f"step-{step:07d}")
@@ -316,6 +317,8 @@ def _train(resolved: Resolved, run_dir: Path, resume: bool, progress: bool, star
         ckpt_path = os.environ[RESUME_ENV] = str(start.path)
     L.seed_everything(tc.seed, workers=True, verbose=False)
     runs.use_threads(tc.threads)
+    if tc.devices * tc.num_nodes > 1:
+        runs.keep_threads()
 
     interrupts.check()
     domain, net = runs.build_model(resolved, run_dir)

@@ -176,3 +176,33 @@ def test_fsdp_on_cpu_shards_the_backbone_and_trains_as_ddp(toy_site, tmp_path):
         out = tmp_path / f"samples{len(weights)}"
         proc = run_cli(["sample", "--run", str(tmp_path / "fsdp"), "--num", "8", "--out", str(out), *weights], site=toy_site, timeout=300)
         assert proc.returncode == 0 and (out / "samples.csv").is_file(), proc.stderr
+
+
+def test_a_launcher_that_started_more_processes_than_asked_for_is_refused(toy_site, toy_run, tmp_path):
+    # what torchrun sets for the second of two processes: each would otherwise sample everything
+    env = {"RANK": "1", "LOCAL_RANK": "1", "WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "2", "TORCHELASTIC_RUN_ID": "x",
+           "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port())}
+    proc = run_cli(["sample", "-r", str(toy_run), "-n", "4", "--out", str(tmp_path / "s")], site=toy_site, timeout=120, **env)
+    assert proc.returncode == 2 and "one of 2 processes torchrun/srun started" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without a GPU")
+@pytest.mark.parametrize("accelerator, message", [("gpu", "no GPU is visible"), ("tpu9", "expected cpu, gpu or auto")])
+def test_an_accelerator_this_machine_lacks_is_refused(toy_site, toy_run, tmp_path, accelerator, message):
+    proc = run_cli(["sample", "--run", str(toy_run), "--accelerator", accelerator, "--out", str(tmp_path / "s")], site=toy_site, timeout=120)
+    assert proc.returncode == 2 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_sampling_leaves_the_callers_random_stream_alone(toy_plugin, toy_run):
+    import diffcore
+
+    pipe = diffcore.load(toy_run, threads=1)
+    torch.manual_seed(123)
+    torch.rand(3)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    torch.rand(3)
+    x = pipe.sample(3, steps=2)
+    assert torch.equal(torch.rand(3), expected) and x.shape == (3, 2)
+    assert torch.equal(pipe.sample(3, steps=2), x)  # and the samples still follow their seed
