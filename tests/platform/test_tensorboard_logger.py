@@ -112,3 +112,19 @@ def test_a_logger_whose_package_is_missing_names_the_extra(toy_plugin, tmp_path,
                                  f'pip install "diffcore[{name}]" (or pip install {name}')
     assert len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.output
     assert not run.exists()
+
+
+def test_wandb_in_offline_mode_receives_the_run_and_its_preview_pictures(tmp_path, monkeypatch):
+    pytest.importorskip("wandb")
+    pytest.importorskip("diffcore_image")
+    monkeypatch.setenv("WANDB_MODE", "offline")  # nothing leaves the machine
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    run = tmp_path / "run"
+    res = CliRunner().invoke(app, ["train", "--plugin", "image-unet", "--out", str(run), *IMAGE_TINY, "--set", "training.logger=wandb"])
+    assert res.exit_code == 0, res.output
+    (offline,) = (run / "wandb").glob("offline-run-*")  # under the run directory, as the other loggers
+    assert len(list(offline.glob("run-*.wandb"))) == 1
+    pictures = sorted((offline / "files" / "media" / "images").glob(f"{training_logs.PREVIEW_KEY}_*.png"))
+    assert len(pictures) == 2  # one per preview (steps 2 and 4)
+    grid = Image.open(run / "previews" / "step-0000004" / "samples.png")
+    assert {Image.open(p).size for p in pictures} == {grid.size}
