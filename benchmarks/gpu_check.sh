@@ -29,3 +29,9 @@ step diffcore sample --run $R/aud --num 8 --out $R/aud/samples
 step diffcore train --plugin molecule-coords --out $R/mol --accelerator gpu --precision bf16-mixed --max-steps 300
 step diffcore sample --run $R/mol --num 4 --out $R/mol/samples
 ls $R/aud/samples $R/mol/samples | head -20
+# scale-out paths on the GPU (docs/scaling.md): FSDP2 on one GPU, sharded sampling on one device vs
+# the CPU path's files, compile with triton
+step diffcore train --plugin image-unet --out $R/fsdp --accelerator gpu --devices 1 --strategy fsdp --max-steps 50
+step diffcore sample --run $R/fsdp --num 16 --out $R/fsdp/samples
+step diffcore sample --run $R/img --num 64 --seed 3 --accelerator gpu --devices 1 --out $R/img/gpu1
+step diffcore train --plugin image-unet --out $R/compiled --accelerator gpu --max-steps 100 --set training.compile=true
