@@ -193,6 +193,8 @@ def _builtin_samplers() -> list[str]:
 _ACCELERATOR = typer.Option("auto", "--accelerator", help="Where the processes run: cpu, gpu, auto (Lightning's names).")
 _DEVICES = typer.Option(1, "--devices", min=1, help="Processes per node sharing the samples (GPUs, or CPU processes); the files are the same whatever the number.")
 _NUM_NODES = typer.Option(1, "--num-nodes", min=1, help="Nodes sharing the samples (set MASTER_ADDR, MASTER_PORT and NODE_RANK on each, or use torchrun/srun: docs/scaling.md).")
+_GUIDANCE_VARIANT = typer.Option(None, "--guidance-variant", help="How --guidance is applied: cfg, interval, rescaled, apg, cfg++ (docs/samplers.md, Guidance) [default: sampling.guidance_variant].")
+_GUIDANCE_OPTION = typer.Option([], "--guidance-option", help="An option of the guidance variant, KEY=VALUE (repeatable), e.g. --guidance-option lo=0.3 for interval, eta=0 for apg [default: sampling.guidance_options].")
 
 
 def _load_device(accelerator: str, devices: int, num_nodes: int) -> str | None:
@@ -234,7 +236,9 @@ def sample(
     num: Optional[int] = typer.Option(None, "--num", "-n", parser=count_value, metavar="INTEGER", help="Number of samples, at most 1000000 and what fits in memory [default: sampling.num]."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Samples per batch [default: sampling.batch_size]."),
     seed: int = typer.Option(0, "--seed", parser=seed_value, metavar="INTEGER", help="Seed of the noise, 0 to 2**32 - 1: the same seed gives the same samples."),
-    guidance: Optional[float] = typer.Option(None, "--guidance", help="Classifier-free guidance scale w >= 0 (1: plain conditional) [default: sampling.guidance]."),
+    guidance: Optional[float] = typer.Option(None, "--guidance", help="Classifier-free guidance scale w >= 0 (1: plain conditional; cfg++: its lambda in [0, 1]) [default: sampling.guidance]."),
+    guidance_variant: Optional[str] = _GUIDANCE_VARIANT,
+    guidance_option: list[str] = _GUIDANCE_OPTION,
     class_: list[str] = typer.Option([], "--class", help="Class label (name or index) to generate; repeatable (cycled over the samples)."),
     option: list[str] = typer.Option([], "--option", help="A sampler option, KEY=VALUE (repeatable), e.g. --option eta=0.5 for ddim, --option corrector_steps=2 for pc; checked against the sampler's table entry (docs/samplers.md) [default: sampling.options]."),
     eta: Optional[float] = typer.Option(None, "--eta", help="Shorthand for --option eta=ETA; refused by a sampler that does not declare eta (of the built-ins only ddim does)."),
@@ -262,7 +266,8 @@ def sample(
     options = parse_extra_options(list(ctx.args), model, r.domain.name)  # defaults if none given
     out = output_dir(out, run / "samples")
     plan = cfgmod.sampling_plan(r.config, key="cli", sampler=sampler, steps=steps, spacing=spacing, times=_times(times),
-                                guidance=guidance, options=_sampler_options(option, eta))
+                                guidance=guidance, options=_sampler_options(option, eta), guidance_variant=guidance_variant,
+                                guidance_options=_sampler_options(guidance_option, None, "--guidance-option"))
     if runs.launcher_rank() == 0:
         _notes(plan)
     runs.use_threads(threads or r.config.sampling.threads)
@@ -289,6 +294,8 @@ def evaluate(
     sampler: Optional[str] = typer.Option(None, "--sampler", help="Sampler [default: the run's sampling.sampler]."),
     steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Sampling steps [default: sampling.steps]."),
     guidance: Optional[float] = typer.Option(None, "--guidance", help="Classifier-free guidance scale w >= 0 [default: sampling.guidance]."),
+    guidance_variant: Optional[str] = _GUIDANCE_VARIANT,
+    guidance_option: list[str] = _GUIDANCE_OPTION,
     seed: int = typer.Option(0, "--seed", parser=seed_value, metavar="INTEGER", help="Seed of the sampling noise, 0 to 2**32 - 1."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Weights to evaluate instead of RUN/ema.safetensors."),
     option: list[str] = typer.Option([], "--option", help="A sampler option, KEY=VALUE (repeatable), as for `diffcore sample` [default: sampling.options]."),
@@ -313,7 +320,8 @@ def evaluate(
         return
     r = runs.load_run(run, checkpoint, device=_load_device(accelerator, devices, num_nodes))
     plan = cfgmod.sampling_plan(r.config, key="cli", sampler=sampler, steps=steps, guidance=guidance,
-                                options=_sampler_options(option, None))
+                                options=_sampler_options(option, None), guidance_variant=guidance_variant,
+                                guidance_options=_sampler_options(guidance_option, None, "--guidance-option"))
     if runs.launcher_rank() == 0:
         _notes(plan)
     runs.use_threads(threads or r.config.sampling.threads)

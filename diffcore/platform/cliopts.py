@@ -126,20 +126,21 @@ def _notes(plan) -> None:
         typer.echo(f"note: {note}", err=True)
 
 
-def _sampler_options(items: list[str], eta: float | None) -> dict[str, Any]:
+def _sampler_options(items: list[str], eta: float | None, flag: str = "--option") -> dict[str, Any]:
     """``--option KEY=VALUE`` items (values parsed as YAML, like --set) and the ``--eta``
-    shorthand, as the options of a sampling plan."""
+    shorthand, as the options of a sampling plan (``flag``: the option's name in messages,
+    e.g. ``--guidance-option``)."""
     import yaml
 
     out: dict[str, Any] = {}
     for item in items:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip() or "." in key:
-            fail(f"--option {item!r}: expected KEY=VALUE, e.g. --option eta=0.5")
+            fail(f"{flag} {item!r}: expected KEY=VALUE, e.g. {flag} eta=0.5")
         try:
             out[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
         except yaml.YAMLError:
-            fail(f"--option {item!r}: the value is not valid YAML")
+            fail(f"{flag} {item!r}: the value is not valid YAML")
     if eta is not None:
         out["eta"] = eta
     return out

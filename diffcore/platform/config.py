@@ -120,7 +120,9 @@ class SamplingConfig(Section):
         default_factory=dict,
         description="The sampler's own options, checked against its entry in the sampler table (docs/samplers.md), e.g. `eta: 0.5` for ddim, `corrector_steps: 2` for pc. A layer that changes `sampling.sampler` drops the options of the layers below.",
     )
-    guidance: float = Field(1.0, ge=0, description="Classifier-free guidance scale w (1: plain conditional model; > 1 sharpens the condition).")
+    guidance: float = Field(1.0, ge=0, description="Classifier-free guidance scale w (1: plain conditional model; > 1 sharpens the condition); for `guidance_variant: cfg++` it is CFG++'s lambda, in [0, 1].")
+    guidance_variant: Literal["cfg", "interval", "rescaled", "apg", "cfg++"] = Field("cfg", description="How the guidance is applied (docs/samplers.md, Guidance): cfg (Ho & Salimans 2022); interval: cfg only where sigma/alpha lies in (lo, hi] (Kynkaanniemi et al. 2024); rescaled: cfg with the std of the conditional x0 restored, mixed by phi (Lin et al. 2024); apg: the update's part parallel to the conditional x0 down-weighted by eta (Sadat et al. 2024); cfg++: the DDIM step renoised with the unconditional eps (Chung et al. 2024).")
+    guidance_options: dict[str, Any] = Field(default_factory=dict, description="The guidance variant's options: interval: lo, hi; rescaled: phi, space (x0 or output); apg: eta, r (norm threshold, 0: none), beta (momentum, 0: none). A layer that changes `sampling.guidance_variant` drops the options of the layers below.")
     clip_x0: float | None = Field(None, gt=0, description="Clamp predicted x0 to [-v, v] during sampling (e.g. 1.0 for images in [-1, 1]); null: no clamp.")
     batch_size: int = Field(64, ge=1, description="Samples generated per batch.")
     threads: int | None = Field(None, ge=1, le=1024, description="torch's intra-op CPU threads for `diffcore sample` / `evaluate`; null: OMP_NUM_THREADS if set, else half the CPU cores, at least 1.")
@@ -214,6 +216,9 @@ def merge(base: dict, over: dict) -> dict:
     if isinstance(bs, dict) and isinstance(os_, dict) and "sampler" in os_ and os_["sampler"] != bs.get("sampler"):
         # Another sampler: the options below were meant for the old one.
         out["sampling"]["options"] = copy.deepcopy(os_.get("options", {}))
+    if isinstance(bs, dict) and isinstance(os_, dict) and "guidance_variant" in os_ and os_["guidance_variant"] != bs.get("guidance_variant", "cfg"):
+        # Another guidance variant: likewise for its options.
+        out["sampling"]["guidance_options"] = copy.deepcopy(os_.get("guidance_options", {}))
     return out
 
 
@@ -336,6 +341,8 @@ def sampling_plan(
     options: dict[str, Any] | None = None,
     guidance: float | None = None,
     clip_x0: float | None = None,
+    guidance_variant: str | None = None,
+    guidance_options: dict[str, Any] | None = None,
 ) -> SamplingPlan:
     """The one place a sampling run is decided: the run's ``sampling:`` section, overridden by
     whatever is given (the command line's flags), resolved into a :class:`SamplingPlan` that
@@ -344,7 +351,7 @@ def sampling_plan(
     name ``key.sampler`` etc., or the command-line option (``--sampler``) when ``key="cli"``."""
 
     def name(f: str) -> str:
-        flag = {"options": "option"}.get(f, f)
+        flag = {"options": "option", "guidance_variant": "guidance-variant", "guidance_options": "guidance-option"}.get(f, f)
         return f"--{flag}" if key == "cli" else f"{key}.{f}"
 
     s = cfg.sampling
@@ -358,7 +365,10 @@ def sampling_plan(
         raise UserError(f"{name('times')}: give either times or steps/spacing, not both")
     if times is None and steps is None and spacing is None and chosen != _sampling.AUTO:
         times = s.times  # the config's own times, unless the command line asks for steps, a spacing or auto
-    for f, value in (("guidance", guidance), ("clip_x0", clip_x0), ("times", times), ("options", opts)):
+    variant = guidance_variant or s.guidance_variant
+    g_opts = {**(s.guidance_options if variant == s.guidance_variant else {}), **(guidance_options or {})}
+    for f, value in (("guidance", guidance), ("clip_x0", clip_x0), ("times", times), ("options", opts),
+                     ("guidance_options", g_opts)):
         require_finite(value, name(f))
     if guidance is not None and guidance < 0:
         raise UserError(f"{name('guidance')}: must be >= 0 (got {guidance}); 1 is the plain conditional model, > 1 sharpens the condition")
@@ -367,11 +377,14 @@ def sampling_plan(
             schedule, chosen, None if times is not None else s.steps if steps is None else steps,
             None if times is not None else s.spacing if spacing is None else spacing, opts, times=times,
             prediction=cfg.diffusion.prediction, clip_x0=s.clip_x0 if clip_x0 is None else clip_x0,
-            guidance=s.guidance if guidance is None else guidance,
+            guidance=s.guidance if guidance is None else guidance, guidance_variant=variant, guidance_options=g_opts,
         )
     except ValueError as e:
         msg = str(e)
-        field = ("sampler" if msg.startswith("sampler 'auto'") else "options" if "option" in msg
+        field = ("guidance_variant" if msg.startswith("unknown guidance variant")
+                 else "guidance_options" if msg.startswith("guidance variant")
+                 else "guidance" if msg.startswith("guidance scale")
+                 else "sampler" if msg.startswith("sampler 'auto'") else "options" if "option" in msg
                  else "times" if msg.startswith("times") else "spacing" if "spacing" in msg else "steps")
         raise UserError(f"{name(field)}: {msg}") from None
     least = _sampling.get(plan.sampler).min_steps

@@ -30,6 +30,8 @@ def edit(
     option: list[str] = typer.Option([], "--option", help="A sampler option, KEY=VALUE (repeatable), as for `diffcore sample`."),
     class_: list[str] = typer.Option([], "--class", help="Class label (name or index) of the outputs; repeatable (cycled)."),
     guidance: Optional[float] = typer.Option(None, "--guidance", help="Classifier-free guidance scale w >= 0 [default: sampling.guidance]."),
+    guidance_variant: Optional[str] = typer.Option(None, "--guidance-variant", help="How --guidance is applied: cfg, interval, rescaled, apg, cfg++, as for `diffcore sample` [default: sampling.guidance_variant]."),
+    guidance_option: list[str] = typer.Option([], "--guidance-option", help="An option of the guidance variant, KEY=VALUE (repeatable), as for `diffcore sample` [default: sampling.guidance_options]."),
     seed: int = typer.Option(0, "--seed", parser=seed_value, metavar="INTEGER", help="Seed of the noise, 0 to 2**32 - 1."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Weights to use instead of RUN/ema.safetensors."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", parser=out_path, metavar="PATH", help="Output folder (must be new or empty) [default: RUN/edits/<date>-<time>]."),
@@ -62,7 +64,8 @@ def edit(
     strength = editing.check_settings(mode, strength, resample)
     out = output_dir(out, run / "edits")
     plan = cfgmod.sampling_plan(r.config, key="cli", sampler=sampler, steps=steps, spacing=spacing, times=_times(times),
-                                guidance=guidance, options=_sampler_options(option, None))
+                                guidance=guidance, options=_sampler_options(option, None), guidance_variant=guidance_variant,
+                                guidance_options=_sampler_options(guidance_option, None, "--guidance-option"))
     _notes(plan)
     ran = editing.effective_plan(plan, mode, strength, resample, particles)
     if ran.sampler != plan.sampler:

@@ -86,7 +86,7 @@ def edit_run(
             results.append((_smc(run, plan, b, known, keep, particles, gen).cpu(), batch))
             continue
         noise = domain.noise(known, b, generator=gen)
-        model = classifier_free(run.net, b.get("cond"), plan.guidance)
+        model = plan.guide(run.net, b.get("cond"))
         start = None
         if mode == "invert":
             start = invert(plan, classifier_free(run.net, b.get("source_cond"), 1.0), known, strength=strength)
@@ -132,7 +132,7 @@ def _smc(run: Run, plan: SamplingPlan, b: Batch, known: torch.Tensor, keep: torc
     big = {key: rep(v) for key, v in b.items()}
     big["shape"] = (n * k, *known.shape[1:])
     kn, kp = big["known"].float(), rep(keep)
-    model = classifier_free(run.net, big.get("cond"), plan.guidance)
+    model = plan.guide(run.net, big.get("cond"))
     try:
         x = smc(plan, model, run.domain.noise(kn, big, generator=gen), known=kn, keep=kp, particles=k, generator=gen,
                 noise_fn=lambda z: run.domain.noise(z, big, generator=gen))
@@ -172,4 +172,4 @@ def record(plan: SamplingPlan, *, mode: str, strength: float, resample: int, par
             "classes": list(classes or []),
             "domain_options": domain_options.model_dump(mode="json") if domain_options is not None else {},
             "sampler": plan.sampler, "steps": plan.steps, "spacing": plan.spacing, "options": dict(plan.options),
-            "guidance": plan.guidance, "weights": str(weights)}
+            "guidance": plan.guidance_record(), "weights": str(weights)}

@@ -171,6 +171,37 @@ remains an option (four times cheaper per level, less accurate).
 """
 
 
+GUIDANCE_ROWS = {  # variant: (the guided prediction, in x0 space at fixed x_t; the paper)
+    "cfg": ("x0_u + w (x0_c - x0_u), the same combination of any prediction", "Ho & Salimans 2022"),
+    "interval": ("cfg where sigma_t / alpha_t lies in (lo, hi], x0_c elsewhere (one evaluation there)",
+                 "Kynkaanniemi et al. 2024"),
+    "rescaled": ("g = cfg; phi g std(x0_c) / std(g) + (1 - phi) g, std per sample; `space: output` rescales the "
+                 "network's own output instead (the paper's v)", "Lin et al. 2024, sec. 3.4"),
+    "apg": ("D = x0_c - x0_u (+ beta D_prev; scaled to norm <= r); x0_c + (w - 1)(D_orth + eta D_par), "
+            "D_par along x0_c. eta = 1, r = 0, beta = 0 is cfg", "Sadat et al. 2024, Algorithm 1"),
+    "cfg++": ("the DDIM step alpha_s x0_lambda + sigma_s eps_u (lambda = `guidance`, in [0, 1]), applied as cfg "
+              "with w_t = lambda / (1 - e^-h), h the step's log(alpha/sigma) increase: the paper's method for "
+              "ddim at eta = 0; for other samplers cfg with the scale CFG++ implies on each grid step",
+              "Chung et al. 2024 (its DDIM form)"),
+}
+
+
+def render_guidance() -> str:
+    """The guidance variants (``sampling.guidance_variant``), with their options and papers."""
+    from ..math.guidance import OPTIONS
+
+    rows = ["### Guidance", "",
+            "`sampling.guidance` (`--guidance`) is the scale w, `sampling.guidance_variant` (`--guidance-variant`) how it is",
+            "applied, `sampling.guidance_options` (`--guidance-option KEY=VALUE`) the variant's options. Each variant wraps",
+            "the network (`diffcore.math.guidance.guided`), so it works with every sampler; each costs two evaluations per",
+            "model call (interval: one outside its interval). c, u: the conditional and unconditional predictions.", "",
+            "| variant | guided prediction | options (default) | paper |", "|---|---|---|---|"]
+    for name, (what, paper) in GUIDANCE_ROWS.items():
+        opts = ", ".join(f"`{k}` ({d})" for k, (d, _, _) in OPTIONS[name].items()) or "none"
+        rows.append(f"| `{name}` | {what} | {opts} | {paper} |")
+    return "\n".join(rows) + "\n"
+
+
 def render_samplers() -> str:
     """The markdown sampler reference (docs/samplers.md) of the built-in samplers."""
     rows = ["| sampler | order | model evaluations | default spacing | stochastic | min. steps | kit steps | options | implements |",
@@ -188,7 +219,7 @@ def render_samplers() -> str:
                 typ = o.type.__name__ + (" or null" if o.nullable else "")
                 lines.append(f"| `{k}` | {typ} | `{yaml.safe_dump(o.default, default_flow_style=True).strip().removesuffix(chr(10) + '...')}` | {o.range()} | {o.description} |")
             details.append("\n".join(lines) + "\n")
-    return "\n".join([SAMPLERS_INTRO, "\n".join(rows) + "\n", *details, KIT_NOTE])
+    return "\n".join([SAMPLERS_INTRO, "\n".join(rows) + "\n", *details, KIT_NOTE, render_guidance()])
 
 
 if __name__ == "__main__":

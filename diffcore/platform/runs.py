@@ -34,7 +34,6 @@ from torch import nn
 from .config import Resolved, load_yaml, resolve
 from ..contract.domain import Batch, Domain
 from ..contract.errors import UserError
-from ..math.guidance import classifier_free
 from ..math.sampling import SamplingPlan
 
 CONFIG = "config.yaml"
@@ -325,8 +324,8 @@ def generate_batch(
 
         draw = per_sample_noise(domain, b, seed, first, device)
         generator = torch.Generator(device=device).manual_seed(sample_seed(seed, first, 1))  # a plugin sampler's own draws
-    # classifier_free(net, None, w) is net(x, t, None): the unconditional model.
-    model = classifier_free(net, b.get("cond"), plan.guidance)
+    # plan.guide(net, None) is net(x, t, None): the unconditional model.
+    model = plan.guide(net, b.get("cond"))
     x = plan.run(model, draw(like), generator=generator, noise_fn=draw)
     mask = b.get("mask")
     return x * mask.to(x.dtype) if mask is not None else x

@@ -4,7 +4,7 @@
 target draws is below the largest of 20 distances between two independent target sets of
 the same size (the null distribution at this n, from diffcore.testing).
 Step counts: ddpm every step of the discrete schedules (1000; 500 on continuous ones), ddim 100,
-euler 100, heun 50 (99 evaluations), dpm-solver++ 20, euler-maruyama 500, pc 100 (with one
+euler 100, heun 50 (99 evaluations), dpm-solver++ 20, its SDE variants 50, euler-maruyama 500, pc 100 (with one
 corrector step each: 200 evaluations), langevin 200 levels x 5 steps (log-SNR spaced).
 """
 
@@ -32,6 +32,8 @@ STEPS = {
     "heun": 50,
     "dpm-solver++": 20,
     "dpm-solver++3m": 20,
+    "dpm-solver++2m-sde": 50,
+    "dpm-solver++3m-sde": 50,
     "euler-maruyama": 500,
     "pc": 100,
     "langevin": 200,

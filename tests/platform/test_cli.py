@@ -209,11 +209,22 @@ def test_every_sampler_runs_from_the_cli(tiny_run, tmp_path):
             assert len(list(csv.DictReader(f))) == 2
 
 
+def test_every_guidance_variant_runs_from_the_cli(tiny_run, tmp_path):
+    for i, variant in enumerate(["cfg", "interval", "rescaled", "apg", "cfg++"]):
+        scale = "0.5" if variant == "cfg++" else "2"
+        res = invoke("sample", "--run", str(tiny_run), "--num", "2", "--steps", "3", "--guidance", scale,
+                     "--guidance-variant", variant, "--out", str(tmp_path / f"g{i}"))
+        assert res.exit_code == 0, (variant, res.output)
+    res = invoke("sample", "--run", str(tiny_run), "--num", "2", "--guidance-variant", "apg", "--guidance-option", "eta=x",
+                 "--out", str(tmp_path / "bad"))
+    assert res.exit_code == 2 and res.stderr.startswith("error: --guidance-option: "), res.output
+
+
 def test_help_is_complete():
     expected = {
         "train": ["--plugin", "--config", "--set", "--out", "--max-steps", "--seed", "--accelerator", "--devices", "--strategy", "--precision", "--resume"],
-        "sample": ["--run", "--checkpoint", "--sampler", "--steps", "--num", "--batch-size", "--seed", "--guidance", "--class", "--out", "--domain-help"],
-        "evaluate": ["--run", "--num", "--sampler", "--steps", "--checkpoint"],
+        "sample": ["--run", "--checkpoint", "--sampler", "--steps", "--num", "--batch-size", "--seed", "--guidance", "--guidance-variant", "--guidance-option", "--class", "--out", "--domain-help"],
+        "evaluate": ["--run", "--num", "--sampler", "--steps", "--checkpoint", "--guidance-variant", "--guidance-option"],
         "edit": ["--run", "--input", "--mode", "--strength", "--resample", "--num", "--sampler", "--steps", "--class", "--guidance", "--out", "--domain-help"],
         "plugins": ["--json"],
         "schedule": ["NAME", "--steps", "--plot", "--alpha-bar", "--log-snr"],

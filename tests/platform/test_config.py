@@ -187,3 +187,23 @@ def test_threads_default_and_setting(toy_plugin, monkeypatch):
     finally:
         torch.set_num_threads(before)
     assert "training.threads" in _error(plugin="toy", sets=["training.threads=0"])
+
+
+def test_guidance_variant_and_its_options(toy_plugin, tmp_path):
+    r = config.resolve(plugin="toy", sets=["sampling.guidance=2", "sampling.guidance_variant=apg", "sampling.guidance_options.eta=0.5"])
+    assert (r.plan.guidance, r.plan.guidance_variant, dict(r.plan.guidance_options)) == (2.0, "apg", {"eta": 0.5, "r": 0.0, "beta": 0.0})
+    assert r.plan.guidance_record() == {"scale": 2.0, "variant": "apg", "eta": 0.5, "r": 0.0, "beta": 0.0}
+    assert config.resolve(plugin="toy", sets=["sampling.guidance=2"]).plan.guidance_record() == 2.0  # records keyed as before
+    assert _error(plugin="toy", sets=["sampling.guidance_variant=apg", "sampling.guidance_options.phi=1"]).startswith(
+        "sampling.guidance_options: guidance variant 'apg': unknown option(s) phi")
+    assert "sampling.guidance_variant" in _error(plugin="toy", sets=["sampling.guidance_variant=nope"])
+    # a layer that changes the variant drops the options meant for the old one
+    r = config.resolve(plugin="toy", config_file=_yaml(tmp_path, "sampling:\n  guidance_variant: apg\n  guidance_options: {eta: 0.3}\n"),
+                       sets=["sampling.guidance_variant=rescaled"])
+    assert dict(r.plan.guidance_options) == {"phi": 0.7, "space": "x0"}
+    plan = config.sampling_plan(r.config, key="cli", guidance_variant="interval", guidance_options={"lo": 0.1})
+    assert (plan.guidance_variant, dict(plan.guidance_options)) == ("interval", {"lo": 0.1, "hi": 5.42})
+    with pytest.raises(UserError, match="^--guidance-option: "):
+        config.sampling_plan(r.config, key="cli", guidance_variant="interval", guidance_options={"lo": -1})
+    with pytest.raises(UserError, match="^--guidance-variant: unknown guidance variant 'nope'"):
+        config.sampling_plan(r.config, key="cli", guidance_variant="nope")

@@ -2,13 +2,14 @@
 plan and ``generate`` (:mod:`.plan`), and one file per sampler family, each citing the paper
 it implements.
 
-Built in: "ddpm", "ddim", "euler", "heun", "dpm-solver++", "dpm-solver++3m", "euler-maruyama",
+Built in: "ddpm", "ddim", "euler", "heun", "dpm-solver++", "dpm-solver++3m", their SDE
+variants "dpm-solver++2m-sde" and "dpm-solver++3m-sde", "euler-maruyama",
 "pc", "langevin" and the fast ODE solvers (:func:`names` lists them with the plugins' ones;
 docs/samplers.md is generated from the table). Plugins add more through the
 ``diffcore_register_samplers`` hook.
 """
 
-from . import ddim, ddpm, deis, dpm_solver, dpm_solver_3m, ipndm, langevin, ode, reverse_sde, unipc  # noqa: F401  (fill the table)
+from . import ddim, ddpm, deis, dpm_solver, dpm_solver_3m, dpm_solver_sde, ipndm, langevin, ode, reverse_sde, unipc  # noqa: F401  (fill the table)
 from ..denoiser import Denoiser, prior_scale
 from .ddim import ddim_invert, slerp
 from .edits import edit, invert

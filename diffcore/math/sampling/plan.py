@@ -19,6 +19,7 @@ import torch
 from .. import schedules as _schedules
 from ..denoiser import Denoiser, prior_scale
 from ..forward import check_prediction
+from ..guidance import Guidance, guided
 from ..schedules import Schedule
 from .grid import CLEAN, MIN_LOG_SNR, check_times, grid, usable_steps
 from .recommend import AUTO, recommend
@@ -31,8 +32,9 @@ DEFAULT_STEPS = 50
 class SamplingPlan:
     """What to run: the schedule, the sampler with its checked options, the time grid ``ts``
     (model times, then the clean end), what the network predicts, the x0 clamp, and the
-    classifier-free guidance scale (applied by whoever holds the condition: the platform wraps
-    the network with :func:`diffcore.guidance.classifier_free`)."""
+    guidance: the scale, the variant ("cfg", "interval", "rescaled", "apg", "cfg++") and its
+    options (:mod:`diffcore.math.guidance`), applied by whoever holds the condition: the
+    platform wraps the network with :meth:`guide`."""
 
     schedule: Schedule
     sampler: str
@@ -43,6 +45,8 @@ class SamplingPlan:
     prediction: str = "eps"
     clip_x0: float | None = None
     guidance: float = 1.0
+    guidance_variant: str = "cfg"
+    guidance_options: Mapping[str, Any] = field(default_factory=dict)
     notes: tuple[str, ...] = field(default=(), compare=False)  # what was adjusted, one line each, for the user
 
     @classmethod
@@ -58,6 +62,8 @@ class SamplingPlan:
         prediction: str = "eps",
         clip_x0: float | None = None,
         guidance: float = 1.0,
+        guidance_variant: str = "cfg",
+        guidance_options: Mapping[str, Any] | None = None,
     ) -> "SamplingPlan":
         """Resolve and check a plan; raises ValueError naming what is wrong. ``times`` gives
         the model times themselves (``spacing="custom"``; ``steps`` is then their count).
@@ -94,8 +100,22 @@ class SamplingPlan:
             raise ValueError(f"clip_x0 must be > 0 (or None), got {clip_x0!r}")
         if guidance < 0:
             raise ValueError(f"guidance must be >= 0, got {guidance!r}")
-        return cls(schedule, sampler, steps, spacing, opts, ts, check_prediction(prediction), clip_x0, float(guidance),
-                   tuple(notes))
+        g = Guidance.make(float(guidance), guidance_variant, guidance_options)
+        return cls(schedule, sampler, steps, spacing, opts, ts, check_prediction(prediction), clip_x0, g.scale,
+                   g.variant, g.options, tuple(notes))
+
+    def guide(self, net: Callable, cond) -> Callable:
+        """``net(x_t, t, cond)`` as ``model(x_t, t)`` under this plan's guidance (a new wrapper
+        per run: APG's momentum keeps state); ``cond=None``: the unconditional model."""
+        g = Guidance(self.guidance, self.guidance_variant, self.guidance_options)
+        return guided(net, cond, g, self.schedule, self.prediction, self.ts)
+
+    def guidance_record(self):
+        """The guidance as evaluation records key it: the scale for plain CFG (as records
+        before the variants had it), else {"scale", "variant", options...}."""
+        if self.guidance_variant == "cfg":
+            return self.guidance
+        return {"scale": self.guidance, "variant": self.guidance_variant, **self.guidance_options}
 
     def run(
         self,
@@ -157,8 +177,8 @@ def generate(
     parts: ``steps`` model times (default: every step of a discrete schedule for "ddpm", else
     50), ``spacing`` (see :func:`diffcore.sampling.timesteps`; default: the sampler's), and the
     sampler's own ``options`` (e.g. ``eta=0.5`` for DDIM), checked against its table entry.
-    A plan's ``guidance`` is not applied here (``model`` has no condition): wrap the network
-    with :func:`diffcore.classifier_free` first, as the platform does."""
+    A plan's guidance is not applied here (``model`` has no condition): wrap the network
+    with ``plan.guide(net, cond)`` (or :func:`diffcore.classifier_free`) first, as the platform does."""
     if isinstance(schedule, SamplingPlan):
         given = {k: v for k, v in dict(sampler=sampler != "ddim", steps=steps, spacing=spacing, clip_x0=clip_x0,
                                        prediction=prediction != "eps", **options).items() if v not in (None, False)}

@@ -15,7 +15,8 @@ is called after each of the ``n = len(ts) - 1`` steps.
 
 The entry (:class:`SamplerSpec`) says what the CLI, the config validation, the docs and the
 tests need to know: the default spacing of the grid, the options with their types, defaults
-and ranges (:class:`Option`: ``eta`` belongs to DDIM's entry and nowhere else), the order and
+and ranges (:class:`Option`: ``eta`` belongs to the entries it parametrises, DDIM's and the
+DPM-Solver++ SDEs', not to every sampler), the order and
 the model evaluations a run of N steps costs.
 """
 
@@ -43,11 +44,16 @@ class Option:
     le: float | None = None
     nullable: bool = False  # None is a valid value (e.g. "choose for me")
     description: str = ""
+    choices: tuple | None = None  # the values allowed (type=str: a word, e.g. noise_type: brownian or iid)
 
     def check(self, name: str, value: Any) -> Any:
         """``value`` as this option's type, or ValueError naming the option and the range.
         ``type=object`` (a first-convention function's option of unknown type) is not checked."""
         if (value is None and self.nullable) or self.type is object:
+            return value
+        if self.choices is not None:
+            if value not in self.choices:
+                raise ValueError(f"option {name} must be {self.range()}, got {value!r}")
             return value
         if isinstance(value, str):
             value = _parse(value)
@@ -70,6 +76,8 @@ class Option:
         return value if kind != "float" else float(value)
 
     def range(self) -> str:
+        if self.choices is not None:
+            return "one of " + ", ".join(map(str, self.choices))
         parts = [f">= {self.ge}" if self.ge is not None else "", f"> {self.gt}" if self.gt is not None else "",
                  f"<= {self.le}" if self.le is not None else ""]
         return " and ".join(p for p in parts if p) or "any value"
