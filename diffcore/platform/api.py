@@ -44,10 +44,13 @@ class Pipeline:
         return self.run.device
 
     def plan(self, sampler: str | None = None, steps: int | None = None, *, spacing: str | None = None,
-             guidance: float | None = None, **options):
-        """The sampling plan: the run's ``sampling:`` section with these overrides."""
+             guidance: float | None = None, guidance_variant: str | None = None, guidance_options: dict | None = None,
+             **options):
+        """The sampling plan: the run's ``sampling:`` section with these overrides (``guidance_variant``:
+        cfg, interval, rescaled, apg or cfg++, with its ``guidance_options``: docs/samplers.md)."""
         return cfgmod.sampling_plan(self.config, key="sample", sampler=sampler, steps=steps, spacing=spacing,
-                                    guidance=guidance, options=options or None)
+                                    guidance=guidance, options=options or None, guidance_variant=guidance_variant,
+                                    guidance_options=guidance_options)
 
     def generate(self, num: int | None = None, *, sampler: str | None = None, steps: int | None = None,
                  spacing: str | None = None, guidance: float | None = None, cond: Any = None, seed: int = 0,

@@ -38,6 +38,12 @@ def test_load_and_sample(toy_run, tmp_path):
     assert y.shape == (4, 2)
     paths = pipe.write(tmp_path / "w", 3, steps=4)
     assert paths and all(p.is_file() for p in paths)
+    # a guidance variant, as the CLI's --guidance-variant: the interval variant over every time is plain CFG
+    plain = pipe.sample(4, steps=5, guidance=2.0, cond=1)
+    every = pipe.sample(4, steps=5, guidance=2.0, cond=1, guidance_variant="interval",
+                        guidance_options={"lo": 0.0, "hi": 1e12})
+    never = pipe.sample(4, steps=5, guidance=2.0, cond=1, guidance_variant="interval", guidance_options={"lo": 0.0, "hi": 0.0})
+    assert torch.equal(every, plain) and torch.equal(never, pipe.sample(4, steps=5, cond=1))
 
 
 def test_load_refuses_what_is_not_a_run(toy_run, tmp_path):
