@@ -34,6 +34,11 @@ The variants (:class:`Guidance`, applied by :func:`guided`) keep that convention
   next time of the sampling grid ``ts`` (w = lambda at the last step to the clean end). It is
   the paper's method exactly for DDIM with eta = 0; for other samplers it is CFG with the scale
   CFG++ implies on each step of the grid (times between grid points use the step they lie in).
+  With ``clip_x0`` the clamp acts on the rescaled x0_w (often far outside the data range),
+  not on the paper's x0_lambda, so it is no longer the paper's step: use it without clipping.
+  APG's momentum (``beta`` != 0) advances at every model call: once per step for one-evaluation
+  samplers (as the paper), more often for Heun or correctors, and it does not follow SMC's
+  resampling of particles.
 """
 
 from __future__ import annotations

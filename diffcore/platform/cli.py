@@ -241,7 +241,7 @@ def sample(
     guidance_option: list[str] = _GUIDANCE_OPTION,
     class_: list[str] = typer.Option([], "--class", help="Class label (name or index) to generate; repeatable (cycled over the samples)."),
     option: list[str] = typer.Option([], "--option", help="A sampler option, KEY=VALUE (repeatable), e.g. --option eta=0.5 for ddim, --option corrector_steps=2 for pc; checked against the sampler's table entry (docs/samplers.md) [default: sampling.options]."),
-    eta: Optional[float] = typer.Option(None, "--eta", help="Shorthand for --option eta=ETA; refused by a sampler that does not declare eta (of the built-ins only ddim does)."),
+    eta: Optional[float] = typer.Option(None, "--eta", help="Shorthand for --option eta=ETA; refused by a sampler that does not declare eta (of the built-ins: ddim and the dpm-solver++ SDE samplers)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", parser=out_path, metavar="PATH", help="Output folder (must be new or empty) [default: RUN/samples/<date>-<time>]."),
     domain_help: bool = typer.Option(False, "--domain-help", help="List the extra options this run's domain accepts, and exit."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch's intra-op CPU threads [default: sampling.threads, else half the cores]."),

@@ -41,7 +41,7 @@ def _options():
     return {
         "eta": Option(1.0, float, ge=0.0, le=10.0, description="noise fraction: 1 the reverse SDE, 0 the probability-flow ODE"),
         "noise_type": Option("brownian", str, choices=("brownian", "iid"),
-                        description="brownian: one seeded Brownian path, the same whatever the grid; iid: fresh normals each step"),
+                        description="brownian: one seeded Brownian path (the same whatever the grid for plain normal noise; through a domain's noise function, as `diffcore sample` runs it, reproducible per seed and grid); iid: fresh normals each step"),
     }
 
 
