@@ -82,3 +82,37 @@ def test_sampler_noise_is_grid_invariant_and_keeps_the_domain_space():
     assert float(z.mean(-1).abs().max()) < 1e-12 and float(z.std()) > 0.5
     with pytest.raises(ValueError, match="outside"):
         z1(-30.0, 0.0)
+
+
+def test_a_forward_sweep_needs_only_the_last_path_in_the_cache():
+    """Samplers query forward in time; the cache keeps depth + 2 nodes (the last query's path), and
+    a tree drawing its node normals in visiting order (a domain's noise function) gives the same
+    path as one that keeps every node: nothing needed was dropped and drawn again."""
+    from diffcore.math.sampling import brownian
+
+    like = torch.zeros(3, 4)
+    times = sorted(torch.rand(200, generator=torch.Generator().manual_seed(5)).tolist())
+
+    def tree():
+        g = torch.Generator().manual_seed(11)
+        return brownian.BrownianTree(like, 0, 0.0, 1.0, draw=lambda key: torch.randn(like.shape, generator=g, dtype=torch.float64))
+
+    small, every = tree(), tree()
+    every._node = _unbounded(every)
+    a = [small(t).clone() for t in times]
+    b = [every(t).clone() for t in times]
+    assert len(small._cache) <= small.depth + 2 < len(every._cache)
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
+
+
+def _unbounded(tree):
+    """``tree._node`` without the cache's bound."""
+    def node(key, a, m, b, wa, wb):
+        w = tree._cache.get(key)
+        if w is None:
+            bridge = (m - a) / (b - a) * (wb - wa) if wa is not None else (m - a) / (b - a) * wb
+            w = bridge + ((m - a) * (b - m) / (b - a)) ** 0.5 * tree._draw(key)
+            w = w + wa if wa is not None else w
+            tree._cache[key] = w
+        return w
+    return node

@@ -60,7 +60,7 @@ class BrownianTree:
         span = math.log(t1 / t0) if geometric else t1 - t0
         self.depth = max(1, math.ceil(math.log2(span / tol)))
         self._draw = draw or self._seeded
-        self._cache: OrderedDict = OrderedDict()  # node -> W there: the paths of the last few queries
+        self._cache: OrderedDict = OrderedDict()  # node -> W there: the last query's path
         self._last: dict = {}  # the last two queries
         self._w1 = math.sqrt(self.t1 - self.t0) * self._draw((-1, 0))
 
@@ -80,7 +80,11 @@ class BrownianTree:
             if wa is not None:
                 w = w + wa
             self._cache[key] = w
-            while len(self._cache) > 3 * self.depth:
+            # Samplers query forward in time: a query needs only nodes of the previous query's path
+            # (its shared prefix), all of which the last depth + 2 touched hold (least recently
+            # used go first). Any other order stays exact without a noise function: a node drawn
+            # again from its own seed is the same.
+            while len(self._cache) > self.depth + 2:
                 self._cache.popitem(last=False)
         else:
             self._cache.move_to_end(key)
