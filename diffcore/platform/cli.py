@@ -8,6 +8,7 @@ so ``diffcore --help`` and ``diffcore plugins`` stay quick.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -211,8 +212,10 @@ def _load_device(accelerator: str, devices: int, num_nodes: int) -> str | None:
     return "cuda" if accelerator in ("gpu", "cuda") else None
 
 
+@contextlib.contextmanager
 def _world(run, accelerator: str, devices: int, num_nodes: int, what: str = "sampling"):
-    """The processes that generate together (one: this one), ``run`` moved to this process's device."""
+    """The processes that generate together (one: this one), ``run`` moved to this process's
+    device; their process group is closed on leaving."""
     from diffcore.platform import generation, nodes
 
     nodes.check(num_nodes)
@@ -220,7 +223,10 @@ def _world(run, accelerator: str, devices: int, num_nodes: int, what: str = "sam
     if world.device is not None and world.device != run.device:
         run.net.to(world.device)
         run.device = world.device
-    return world
+    try:
+        yield world
+    finally:
+        world.close()
 
 
 @app.command(cls=LazyHelp, context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
@@ -271,12 +277,9 @@ def sample(
     if runs.launcher_rank() == 0:
         _notes(plan)
     runs.use_threads(threads or r.config.sampling.threads)
-    world = _world(r, accelerator, devices, num_nodes)
-    try:
+    with _world(r, accelerator, devices, num_nodes) as world:
         results = generation.sample(r, plan, num or r.config.sampling.num, batch_size=batch_size, seed=seed,
                                     classes=class_ or None, options=options, out_dir=out, world=world)
-    finally:
-        world.close()
     if world.rank != 0:
         return  # rank 0 writes every sample
     out.mkdir(parents=True, exist_ok=True)
@@ -325,11 +328,8 @@ def evaluate(
     if runs.launcher_rank() == 0:
         _notes(plan)
     runs.use_threads(threads or r.config.sampling.threads)
-    world = _world(r, accelerator, devices, num_nodes, "evaluation")
-    try:
+    with _world(r, accelerator, devices, num_nodes, "evaluation") as world:
         metrics = generation.evaluate(r, plan, num, seed=seed, batch_size=batch_size, world=world)
-    finally:
-        world.close()
     if world.rank == 0:
         typer.echo(json.dumps(metrics, indent=2, sort_keys=True))
 

@@ -58,12 +58,13 @@ def shard(module) -> None:
 
 
 def full_state(net: nn.Module) -> dict[str, torch.Tensor]:
-    """``net``'s full state dict on CPU: gathered from the shards (a collective: every rank
-    calls it, all but rank 0 get ``{}``) or, unsharded, its own."""
+    """``net``'s full state dict: gathered from the shards to rank 0's CPU (a collective: every
+    rank calls it, all but rank 0 get ``{}``) or, unsharded, its own (``runs.save_weights``
+    copies it to the CPU)."""
     from torch.distributed.fsdp import FSDPModule
 
     if not isinstance(net, FSDPModule):
-        return {k: v.detach().to("cpu") for k, v in net.state_dict().items()}
+        return net.state_dict()
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
     state = get_model_state_dict(net, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
@@ -91,7 +92,7 @@ def release(module) -> None:
 
 def gather_ema(module) -> None:
     """Every rank's part of :func:`plain_ema`: the EMA's full weights, kept on rank 0."""
-    if "_plain_ema" in module.__dict__ or active(module):
+    if active(module):
         state = full_state(module.ema)
         if state:
             module.__dict__["_ema_state"] = state

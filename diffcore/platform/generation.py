@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
@@ -85,31 +86,23 @@ class World:
     def device(self) -> torch.device | None:
         return None if self.fabric is None else self.fabric.device
 
-    def gather(self, flat: torch.Tensor, length: int) -> torch.Tensor:
-        """Every process's 1-D ``flat`` (at most ``length`` long), as ``(size, length)``."""
+    def gather(self, flat: torch.Tensor, length: int, *, to_first: bool = False) -> torch.Tensor | None:
+        """Every process's 1-D ``flat`` (at most ``length`` long), as ``(size, length)``: on
+        every rank, or with ``to_first`` on rank 0 only (``None`` elsewhere: one copy of the samples)."""
         if self.fabric is None:
             return flat[None]
         padded = torch.zeros(length, dtype=flat.dtype, device=self.fabric.device)
         padded[: flat.numel()] = flat.to(self.fabric.device)
-        try:
-            parts = [torch.empty_like(padded) for _ in range(self.size)]
-            torch.distributed.all_gather(parts, padded)  # no autograd here: the plain collective
-            return torch.stack(parts).cpu()
+        receives = not to_first or self.rank == 0
+        parts = [torch.empty_like(padded) for _ in range(self.size)] if receives else None
+        try:  # the plain collectives: no autograd here
+            if to_first:
+                torch.distributed.gather(padded, parts, dst=0)
+            else:
+                torch.distributed.all_gather(parts, padded)
         except RuntimeError as e:
             self.died(e)
-
-    def gather_to_first(self, flat: torch.Tensor, length: int) -> torch.Tensor | None:
-        """As :meth:`gather`, but only rank 0 receives (``None`` elsewhere): one copy of the samples."""
-        if self.fabric is None:
-            return flat[None]
-        padded = torch.zeros(length, dtype=flat.dtype, device=self.fabric.device)
-        padded[: flat.numel()] = flat.to(self.fabric.device)
-        parts = [torch.empty_like(padded) for _ in range(self.size)] if self.rank == 0 else None
-        try:
-            torch.distributed.gather(padded, parts, dst=0)
-        except RuntimeError as e:
-            self.died(e)
-        return torch.stack(parts).cpu() if self.rank == 0 else None
+        return torch.stack(parts).cpu() if receives else None
 
     def died(self, e: BaseException):
         """Another process died (gloo/NCCL report it here): one line, as a training run's, exit 1."""
@@ -127,8 +120,6 @@ def launch(accelerator: str = "auto", devices: int = 1, num_nodes: int = 1, what
     """The processes for ``devices`` x ``num_nodes``: this process alone when that is one,
     else Lightning Fabric's DDP launch (it starts the other local processes by running the same
     command line again, or joins those torchrun/SLURM started)."""
-    import os
-
     from . import ddp_failure, nodes
 
     if devices * num_nodes == 1:
@@ -183,23 +174,24 @@ def sample(
         batches = run.domain.sample_batches(num, batch_size or run.config.sampling.batch_size, classes=ids, options=options)
         batches = budget.checked_batches(batches, num, what=f"--num {num}", out_dir=out_dir)
     starts = np.cumsum([0] + [tuple(b["shape"])[0] for b in batches]).tolist()
-    mine = [j for j in range(len(batches)) if j % world.size == world.rank]
+    owned = [list(range(r, len(batches), world.size)) for r in range(world.size)]  # rank r: batches r, r + size, ...
+    mine = owned[world.rank]
     made = {}
     for batch, j in zip(progress_lines.track([batches[j] for j in mine], "sampling", progress and world.rank == 0), mine):
         with torch.no_grad():  # rank 0's progress: its share of the batches
             made[j] = runs.generate_batch(run.net, plan, run.domain, batch, device=run.device, seed=seed, first=starts[j]).cpu()
     if world.size > 1:
-        made = _gather(world, batches, made)
+        made = _gather(world, batches, made, owned)
     return [(made[j], b) for j, b in enumerate(batches)] if world.rank == 0 else []
 
 
-def _gather(world: World, batches: list[Batch], made: dict[int, torch.Tensor]) -> dict[int, torch.Tensor]:
-    """Rank 0 receives every rank's batches (in float32, as generated); the others keep none."""
+def _gather(world: World, batches: list[Batch], made: dict[int, torch.Tensor], owned: list[list[int]]) -> dict[int, torch.Tensor]:
+    """Rank 0 receives every rank's batches (``owned[r]``: rank r's; in float32, as generated);
+    the others keep none."""
     sizes = [math.prod(tuple(b["shape"])) for b in batches]
-    owned = [[j for j in range(len(batches)) if j % world.size == r] for r in range(world.size)]
     length = max(sum(sizes[j] for j in js) for js in owned)
     dtype = next(iter(made.values())).dtype if made else torch.float32
-    every = world.gather_to_first(_flat([made[j] for j in owned[world.rank]]), length)
+    every = world.gather(_flat([made[j] for j in owned[world.rank]]), length, to_first=True)
     if world.rank != 0:
         return {}
     out = {}

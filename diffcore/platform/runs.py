@@ -91,8 +91,6 @@ def use_threads(n: int | None) -> int:
 def keep_threads() -> None:
     """Before Lightning launches processes: the thread count set here holds in each (Lightning
     sets cores / processes threads in every process unless OMP_NUM_THREADS says otherwise)."""
-    import torch
-
     os.environ["OMP_NUM_THREADS"] = str(torch.get_num_threads())
 
 
