@@ -1,6 +1,7 @@
 """The ``image`` domain: tensors ``[B, C, H, W]`` in [-1, 1], class labels as conditions.
 
-Data come from :mod:`diffcore_image.data` (the embedded digits, or ``data.path``), samples
+Data come from :mod:`diffcore_image.data` (the embedded digits, or ``data.path``) or
+:mod:`diffcore_image.shapes` (``data.dataset: shapes64``), samples
 are written by :mod:`diffcore_image.writer`, metrics computed by :mod:`diffcore_image.metrics`,
 edits (``diffcore edit``: inputs, masks, the before/after picture) by :mod:`diffcore_image.edit`.
 """
@@ -12,14 +13,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
+from pydantic_core import PydanticCustomError
 
 from diffcore import Domain, Options, UserError, cycle_classes
 
 from . import data as _data
 from . import edit as _edit
+from . import shapes as _shapes
 from . import stream as _stream
-from .metrics import FEATURES, MetricModel, image_metrics
+from .metrics import FEATURES, MetricModel, ShapesMetricModel, image_metrics, shapes_metrics
 from .writer import GRID_NAME, grid_columns, write_grid, write_images
 
 
@@ -28,7 +31,12 @@ class ImageOptions(Options):
 
     path: str | None = Field(
         None,
-        description="Folder of PNG/JPEG images to train on (one class per subfolder, if any); null: the embedded digits.",
+        description="Folder of PNG/JPEG images to train on (one class per subfolder, if any); null: the embedded data set, data.dataset.",
+    )
+    dataset: Literal["digits", "shapes64"] = Field(
+        "digits",
+        description="The embedded data set when data.path is null: digits (scikit-learn's, grayscale, 16x16) or shapes64 "
+        "(6,000 synthesized 64x64 RGB renders, 24 classes such as red-circle; implies resolution 64 and channels 3).",
     )
     resolution: int = Field(16, ge=4, le=1024, description="Images are resized to resolution x resolution pixels.")
     channels: Literal[1, 3] | None = Field(
@@ -42,6 +50,26 @@ class ImageOptions(Options):
         description="data.path: true decodes images from disk per item while training (with training.num_workers processes); "
         "false reads the folder into memory first; auto streams folders of more than 20,000 images or 1 GiB in memory.",
     )
+
+    @model_validator(mode="after")
+    def _shapes64(self) -> "ImageOptions":
+        """shapes64 is rendered at 64x64 in colour: an unset resolution becomes 64, a contradiction is refused."""
+        if self.dataset != "shapes64":
+            return self
+
+        def refuse(msg: str) -> PydanticCustomError:  # the message as it is, without "Value error, "
+            return PydanticCustomError("shapes64", msg.replace("{", "{{").replace("}", "}}"))
+
+        if self.path is not None:
+            raise refuse("dataset shapes64 is embedded and path is a folder; set one of them (data.path=null, or data.dataset=digits)")
+        if "resolution" not in self.model_fields_set:
+            self.resolution = _shapes.RESOLUTION
+        elif self.resolution != _shapes.RESOLUTION:
+            raise refuse(f"dataset shapes64 is rendered at 64x64, not resolution {self.resolution}; "
+                         "set data.resolution=64 (or leave it out)")
+        if self.channels == 1:
+            raise refuse("dataset shapes64 is in colour, not channels 1; set data.channels=3 (or leave it out)")
+        return self
 
 
 class ImageDomain(Domain):
@@ -57,9 +85,10 @@ class ImageDomain(Domain):
         self._train: _data.ImageSet | None = None
         self._val: _data.ImageSet | None = None
         self._streams: tuple[_stream.ImageFolderStream, _stream.ImageFolderStream] | None = None  # a streamed folder
-        # Known without loading anything for digits; set by setup() or load_state_dict() otherwise.
-        self._labels: list[str] | None = list(_data.DIGIT_LABELS) if o.path is None else None
-        self._channels: int | None = 1 if o.path is None else o.channels
+        # Known without loading anything for the embedded sets; set by setup() or load_state_dict() otherwise.
+        shapes = o.path is None and o.dataset == "shapes64"
+        self._labels: list[str] | None = (list(_shapes.LABELS) if shapes else list(_data.DIGIT_LABELS)) if o.path is None else None
+        self._channels: int | None = (3 if shapes else 1) if o.path is None else o.channels
         self._known = o.path is None
 
     # ---------------------------------------------------------------- data
@@ -67,7 +96,10 @@ class ImageDomain(Domain):
         if self._train is not None or self._streams is not None:
             return
         o = self.options
-        if o.path is None:
+        if o.path is None and o.dataset == "shapes64":
+            x, y = _shapes.render_shapes()
+            full = _data.ImageSet(x, y, list(_shapes.LABELS))
+        elif o.path is None:
             if o.channels == 3:
                 raise UserError("data.channels: the embedded digits are grayscale; use channels: 1 (or null), or set data.path")
             full = _data.load_digits(o.resolution)
@@ -189,13 +221,17 @@ class ImageDomain(Domain):
                  batch_size: int = 250) -> dict[str, float]:
         """Class consistency and the Fréchet distance of ``num`` samples (classes evenly
         spread, generated ``batch_size`` at a time) against the held-out images, with its
-        real-vs-real floor (see :mod:`diffcore_image.metrics`). Also writes ``eval_grid.png``
-        (up to 100 of the samples) to ``out_dir``."""
+        real-vs-real floor (see :mod:`diffcore_image.metrics`); for shapes64, by a small CNN
+        trained on the training renders, with shape and colour consistency apart. Also writes
+        ``eval_grid.png`` (up to 100 of the samples) to ``out_dir``."""
         train, val = self._sets()
         if len(val.x) < 2:
             raise UserError("data.val_fraction: no held-out images to evaluate against; set data.val_fraction > 0 (e.g. 0.2)")
-        # feature dimension at most a quarter of the reference size (64 for digits' 359)
-        model = MetricModel(train.x, train.y, features=max(2, min(FEATURES, len(val.x) // 4)))
+        shapes = self.options.path is None and self.options.dataset == "shapes64"
+        if shapes:
+            model = ShapesMetricModel(train.x, train.y, num_colours=len(_shapes.COLOURS), num_shapes=len(_shapes.SHAPES))
+        else:  # feature dimension at most a quarter of the reference size (64 for digits' 359)
+            model = MetricModel(train.x, train.y, features=max(2, min(FEATURES, len(val.x) // 4)))
         xs, ys = [], []
         for batch in self.sample_batches(num, batch_size):
             xs.append(sample_fn(batch).detach().float().cpu())
@@ -203,7 +239,7 @@ class ImageDomain(Domain):
                 ys.append(batch["cond"])
         x = torch.cat(xs)
         requested = torch.cat(ys) if ys else None
-        metrics = image_metrics(model, x, requested, train.x, val.x, val.y)
+        metrics = (shapes_metrics if shapes else image_metrics)(model, x, requested, train.x, val.x, val.y)
         if out_dir is not None:
             k = min(len(x), 100)
             write_grid(x[:k], Path(out_dir) / "eval_grid.png", grid_columns(k, len(self.labels or [])))
