@@ -2,14 +2,20 @@
 sampler per (schedule family, NFE) on the *tuning* targets, then report it against diffusers'
 schedulers on the *held-out* targets.
 
-    python benchmarks/frontier.py tune                    # writes diffcore/math/sampling/recommended.py
+    # the tuning half: every candidate's z (one process per schedule, in parallel), then the choice
+    python benchmarks/frontier.py matrix --schedules linear --matrix /tmp/m_linear.json   # and cosine, flow
+    python benchmarks/frontier.py tune --matrix /tmp/m_linear.json /tmp/m_cosine.json /tmp/m_flow.json
     python benchmarks/frontier.py report --out docs/benchmarks.md   # the held-out tables
 
 Method. Every sampler is fed the exact predictor of a suite target (diffcore.testing.suite), so
 what is measured is the sampler's own error, as z = (energy distance to a fresh target sample -
 mean null distance) / std of the null distances at the same n (z <= ~2: indistinguishable from
-the target). The tuning step tries every deterministic sampler of the table with every spacing
-that applies, at each NFE budget, and keeps the lowest mean z over the tuning targets and seeds.
+the target). ``matrix`` runs every deterministic sampler of the table, with its default options
+and the variants in VARIANTS, at every spacing that applies, at each NFE budget, on every tuning
+target and seed. ``tune`` sums each candidate's per-target z up by a criterion (mean, max, mean
+of log(z + 3), median) and keeps the best candidate; which criterion is itself decided by
+leave-one-target-out on the tuning targets (choose on five, score on the sixth), because the
+plain mean let one hard tuning target pick choices that did not carry over.
 The report runs the recommended choice and diffusers' schedulers (each at the spacing that is best
 for it on the held-out targets themselves, an advantage given to the peer) on the held-out targets.
 diffusers' 0-based step k is our step k + 1 (t = (k + 1) / T); they run on our float64
@@ -42,18 +48,38 @@ FAMILIES = {"vp": ("linear", "cosine"), "flow": ("flow",)}  # the schedules each
 N = 2000
 
 
-def candidates(schedule) -> list[tuple[str, str]]:
-    """(sampler, spacing) pairs worth trying: deterministic samplers of the table (stochastic
-    ones need hundreds of evaluations), every spacing that applies to the schedule."""
+VARIANTS = {  # option variants tried beside each sampler's defaults (the orders its paper discusses)
+    "unipc": [{"order": 1}, {"order": 3}],
+    "unipc-bh1": [{"order": 2}, {"order": 3}],
+    "deis": [{"order": 2}],
+    "ipndm": [{"order": 3}],
+}
+
+
+def candidates(schedule) -> list[tuple[str, str, dict]]:
+    """(sampler, spacing, options) worth trying: deterministic samplers of the table (stochastic
+    ones need tens to hundreds of evaluations), each with its defaults and the option variants
+    above, every spacing that applies to the schedule."""
     out = []
     for spec in sampling.specs():
         if spec.stochastic or spec.nfe is None:
             continue
-        for sp in SPACINGS:
-            if sp.startswith("leading") and not schedule.discrete:
-                continue
-            out.append((spec.name, sp))
+        for opts in [{}] + VARIANTS.get(spec.name, []):
+            for sp in SPACINGS:
+                if sp.startswith("leading") and not schedule.discrete:
+                    continue
+                out.append((spec.name, sp, opts))
     return out
+
+
+def key(sampler: str, spacing: str, options: dict) -> str:
+    """One candidate as a string (JSON key): 'unipc|trailing|order=3'."""
+    return "|".join([sampler, spacing, ",".join(f"{k}={v}" for k, v in sorted(options.items()))])
+
+
+def unkey(k: str) -> tuple[str, str, dict]:
+    sampler, spacing, opts = k.split("|")
+    return sampler, spacing, {a: int(b) for a, b in (o.split("=") for o in opts.split(",") if o)}
 
 
 def steps_for(sampler: str, nfe: int, schedule) -> int | None:
@@ -61,14 +87,15 @@ def steps_for(sampler: str, nfe: int, schedule) -> int | None:
     return sampling.get(sampler).steps_within(nfe, cap=usable_steps(schedule))
 
 
-def z_ours(target_name, schedule, sampler, spacing, nfe, seed) -> float:
+def z_ours(target_name, schedule, sampler, spacing, nfe, seed, options=None) -> float:
     target = suite.get(target_name)
     steps = steps_for(sampler, nfe, schedule)
     if steps is None:
         return math.inf
     noise = torch.randn(N, target.dim, generator=torch.Generator().manual_seed(seed), dtype=F64)
     try:
-        x = diffcore.generate(target.predictor(schedule), noise, schedule, sampler=sampler, steps=steps, spacing=spacing)
+        x = diffcore.generate(target.predictor(schedule), noise, schedule, sampler=sampler, steps=steps, spacing=spacing,
+                              **(options or {}))
     except ValueError:
         return math.inf
     if not torch.isfinite(x).all():
@@ -76,47 +103,102 @@ def z_ours(target_name, schedule, sampler, spacing, nfe, seed) -> float:
     return float(suite.z_score(x, target, N, seed))
 
 
-def tune(args) -> None:
-    """Rows per built-in schedule (its own best) and per family (the best mean over its
-    schedules, for schedules the table has no rows for, e.g. a plugin's)."""
+def matrix(args) -> None:
+    """z of every candidate on every tuning target and seed, per schedule and NFE, into
+    ``--matrix`` (JSON: {schedule: {nfe: {candidate: [z per (target, seed)]}}}), so that the
+    selection (``tune``) can be rerun without sampling. One process per schedule runs in
+    parallel: ``matrix --schedules linear --matrix m_linear.json``."""
     t0 = time.time()
-    table: dict[str, dict[int, tuple[str, str, float]]] = {}
-    for fam, names in FAMILIES.items():
-        scheds = [schedules.get(n) for n in names]
-        for nfe in NFES:
-            per: dict[str, dict[tuple[str, str], float]] = {n: {} for n in names}
-            for sampler, spacing in candidates(scheds[0]):
-                for s in scheds:
-                    if spacing.startswith("leading") and not s.discrete:
-                        continue
-                    zs = [z_ours(t, s, sampler, spacing, nfe, seed) for t in suite.TUNING for seed in args.seeds]
-                    per[s.name][(sampler, spacing)] = statistics.fmean(zs) if all(math.isfinite(v) for v in zs) else math.inf
-            for n in names:
-                (sampler, spacing), z = min(per[n].items(), key=lambda kv: kv[1])
-                table.setdefault(n, {})[nfe] = (sampler, spacing, z)
-                print(f"{n:7s} nfe {nfe:3d}: {sampler} / {spacing}  mean z {z:.2f}  ({time.time() - t0:.0f} s)", flush=True)
-            if len(names) > 1:
-                common = set.intersection(*(set(per[n]) for n in names))
-                pooled = {c: statistics.fmean(per[n][c] for n in names) for c in common}
-                (sampler, spacing), z = min(pooled.items(), key=lambda kv: kv[1])
-                table.setdefault(fam, {})[nfe] = (sampler, spacing, z)
+    out: dict = {}
+    for name in args.schedules:
+        s = schedules.get(name)
+        for nfe in args.nfes:
+            row = out.setdefault(name, {}).setdefault(str(nfe), {})
+            for sampler, spacing, opts in candidates(s):
+                row[key(sampler, spacing, opts)] = [z_ours(t, s, sampler, spacing, nfe, seed, opts)
+                                                    for t in suite.TUNING for seed in args.seeds]
+            best = min(row.items(), key=lambda kv: statistics.fmean(kv[1]))
+            print(f"{name:7s} nfe {nfe:3d}: lowest mean z {best[0]} {statistics.fmean(best[1]):.2f} ({time.time() - t0:.0f} s)", flush=True)
+            Path(args.matrix[0]).write_text(json.dumps({"seeds": args.seeds, "targets": suite.TUNING, "z": out}))
+    print(f"wrote {args.matrix[0]} in {time.time() - t0:.0f} s")
+def _per_target(zs: list[float], seeds: int) -> list[float]:
+    """Mean over seeds of each target's z (the matrix lists them target by target)."""
+    return [statistics.fmean(zs[i:i + seeds]) for i in range(0, len(zs), seeds)]
+
+
+def _finite_mean(v) -> float:
+    v = list(v)
+    return statistics.fmean(v) if all(math.isfinite(x) for x in v) else math.inf
+
+
+CRITERIA = {  # how the per-target z of one candidate are summed up into one score (lower is better)
+    "mean": _finite_mean,
+    "max": lambda v: max(v),
+    "log": lambda v: _finite_mean(math.log(x + 3) for x in v),  # z >= ~-1 at the target: log keeps one hard target from deciding
+    "median": lambda v: statistics.median(v),
+}
+
+
+def choose(table: dict[str, list[float]], targets: list[int], criterion: str) -> str:
+    """The candidate with the best ``criterion`` over the targets at positions ``targets``."""
+    f = CRITERIA[criterion]
+    return min(table, key=lambda k: (f([table[k][i] for i in targets]), k))
+
+
+def tune(args) -> None:
+    """Choose the recommended rows from the matrix files: the selection criterion is itself
+    chosen by leave-one-target-out on the tuning targets (choose on five, score on the sixth),
+    then applied to all six. Writes diffcore/math/sampling/recommended.py."""
+    data = [json.loads(Path(m).read_text()) for m in args.matrix]
+    seeds = len(data[0]["seeds"])
+    z = {name: {int(nfe): {k: _per_target(v, seeds) for k, v in cands.items()} for nfe, cands in rows.items()}
+         for d in data for name, rows in d["z"].items()}
+    n = len(data[0]["targets"])
+    # leave one target out: each criterion's z on the left-out target, relative to the best criterion's, per (schedule, NFE)
+    loo = {c: [] for c in CRITERIA}
+    for name, rows in z.items():
+        for nfe, table in rows.items():
+            held = {c: _finite_mean(table[choose(table, [i for i in range(n) if i != j], c)][j] for j in range(n)) for c in CRITERIA}
+            best = min(held.values())
+            for c, v in held.items():
+                loo[c].append(math.log((v + 3) / (best + 3)) if math.isfinite(v) else math.inf)
+                print(f"  loo {name:7s} nfe {nfe:3d} {c:7s} mean z on the left-out target {v:8.2f}")
+    score = {c: _finite_mean(v) for c, v in loo.items()}
+    criterion = min(score, key=score.get)
+    print("leave-one-target-out (mean log ratio to the best criterion; 0 = always best):",
+          ", ".join(f"{c} {v:.3f}" for c, v in score.items()), "->", criterion)
+    table: dict[str, dict[int, tuple]] = {}
+    for name, rows in z.items():
+        for nfe, cands in rows.items():
+            k = choose(cands, list(range(n)), criterion)
+            table.setdefault(name, {})[nfe] = (*unkey(k), _finite_mean(cands[k]))
+    for fam, names in FAMILIES.items():  # pooled rows, for other schedules of the family
+        if len(names) > 1 and all(nm in z for nm in names):
+            for nfe in z[names[0]]:
+                common = set.intersection(*(set(z[nm][nfe]) for nm in names))
+                pooled = {k: [v for nm in names for v in z[nm][nfe][k]] for k in common}
+                k = choose(pooled, list(range(n * len(names))), criterion)
+                table.setdefault(fam, {})[nfe] = (*unkey(k), _finite_mean(pooled[k]))
     lines = [
-        '"""Recommended sampler and spacing per (schedule or family, NFE budget), chosen on the tuning',
-        "half of the exact target suite (diffcore.testing.suite.TUNING) by benchmarks/frontier.py tune;",
-        'generated, do not edit: rerun the script. Reported on the held-out half in docs/benchmarks.md."""',
+        '"""Recommended sampler, spacing and options per (schedule or family, NFE budget), chosen on the',
+        "tuning half of the exact target suite (diffcore.testing.suite.TUNING) by benchmarks/frontier.py",
+        "matrix + tune; generated, do not edit: rerun the script. Reported on the held-out half in",
+        'docs/benchmarks.md."""',
+        "",
+        f"CRITERION = {criterion!r}  # how the tuning targets' z were summed up (chosen by leave-one-target-out)",
         "",
         "# schedule name (its own rows) or family (pooled, for other schedules of that family)",
-        "# -> [(nfe, sampler, spacing, mean z on the tuning targets)], nfe ascending",
+        "# -> [(nfe, sampler, spacing, options, mean z on the tuning targets)], nfe ascending",
         "RECOMMENDED = {",
     ]
     for fam, rows in table.items():
         lines.append(f"    {fam!r}: [")
-        for nfe, (sampler, spacing, z) in sorted(rows.items()):
-            lines.append(f"        ({nfe}, {sampler!r}, {spacing!r}, {round(z, 2)}),")
+        for nfe, (sampler, spacing, opts, zz) in sorted(rows.items()):
+            lines.append(f"        ({nfe}, {sampler!r}, {spacing!r}, {opts!r}, {round(zz, 2)}),")
         lines.append("    ],")
     lines.append("}")
     RECOMMENDED.write_text("\n".join(lines) + "\n")
-    print(f"wrote {RECOMMENDED} in {time.time() - t0:.0f} s")
+    print(f"wrote {RECOMMENDED}")
 
 
 # ------------------------------------------------------------------------------ diffusers
@@ -192,8 +274,9 @@ def report(args) -> None:
     for sname in args.schedules:
         s = schedules.get(sname)
         for nfe in args.nfes:
-            sampler, spacing, _ = sampling.recommend(s, nfe)
-            ours = statistics.fmean(z_ours(t, s, sampler, spacing, nfe, seed) for t in suite.HELD_OUT for seed in args.seeds)
+            sampler, spacing, _, opts = sampling.recommend(s, nfe)
+            ours = statistics.fmean(z_ours(t, s, sampler, spacing, nfe, seed, opts) for t in suite.HELD_OUT for seed in args.seeds)
+            sampler += "".join(f" {k}={v}" for k, v in opts.items())
             peers = {}
             if args.reuse_peers:
                 peers = next((dict(r[5]) for r in _old_rows(args) if r[0] == sname and r[1] == nfe), {})
@@ -242,8 +325,9 @@ Generated by `python benchmarks/frontier.py report --seeds {' '.join(map(str, ar
 `diffcore.testing.suite` ({', '.join(suite.HELD_OUT)}) and {len(args.seeds)} noise seeds, n = {N}: z is the
 energy distance to a fresh target sample in units of the true-vs-true spread (z <= ~2:
 indistinguishable from the target). diffcore's column is `sampler="auto"`: the sampler and
-spacing chosen per (family, NFE) on the **tuning** targets ({', '.join(suite.TUNING)}) by
-`python benchmarks/frontier.py tune` (diffcore/math/sampling/recommended.py). Each diffusers
+spacing (and options, e.g. `order=3`) chosen per (schedule, NFE) on the **tuning** targets
+({', '.join(suite.TUNING)}) by `python benchmarks/frontier.py matrix` then `tune`
+(diffcore/math/sampling/recommended.py; about 33 min for the matrix, three processes). Each diffusers
 scheduler runs at the spacing that is best for it *on these held-out targets* (in brackets), an
 advantage the peer gets and diffcore does not. diffusers has no flow-matching counterpart of
 these schedulers here, so the flow rows show diffcore alone. "div.": non-finite or too few
@@ -283,15 +367,16 @@ def write_section(out: Path, section: str) -> None:
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("what", choices=["tune", "report", "markdown"])
+    p.add_argument("what", choices=["matrix", "tune", "report", "markdown"])
     p.add_argument("--elapsed", type=float, default=0.0, help="markdown: the report's run time in seconds")
     p.add_argument("--reuse-peers", default=None, help="report: take the diffusers columns from this earlier report's JSON")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--nfes", type=int, nargs="+", default=list(NFES))
     p.add_argument("--schedules", nargs="+", default=["linear", "cosine", "flow"])
     p.add_argument("--json", default="/tmp/frontier_report.json")
+    p.add_argument("--matrix", nargs="+", default=["/tmp/frontier_matrix.json"], help="matrix: the file written; tune: the files read")
     p.add_argument("--out", default=None, help="markdown file whose held-out section is (re)written")
     a = p.parse_args()
     torch.set_num_threads(1)
-    {"tune": tune, "report": report, "markdown": from_json}[a.what](a)
+    {"matrix": matrix, "tune": tune, "report": report, "markdown": from_json}[a.what](a)
     sys.exit(0)

@@ -209,6 +209,7 @@ def test_auto_picks_the_recommended_row_within_the_budget():
             plan = sampling.SamplingPlan.make(s, "auto", budget)
             row = [r for r in rows if r[0] <= budget][-1]
             assert (plan.sampler, plan.spacing) == (row[1], row[2])
+            assert {k: plan.options[k] for k in row[3]} == row[3]  # the row's options reach the sampler
             assert sampling.get(plan.sampler).evaluations(plan.steps) <= budget
             assert "auto" in plan.notes[0]
     ve = sampling.SamplingPlan.make("ve", "auto", 10)  # a family the table has no rows for

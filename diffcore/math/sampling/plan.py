@@ -74,8 +74,9 @@ class SamplingPlan:
         if sampler == AUTO:
             if times is not None or spacing is not None or options:
                 raise ValueError("sampler 'auto' chooses the sampler and its spacing from the step budget; give a sampler to set times, a spacing or options")
-            sampler, spacing, steps = recommend(schedule, steps if steps is not None else DEFAULT_STEPS)
-            notes.append(f"sampler 'auto': {sampler} with {spacing} spacing, {steps} steps (docs/samplers.md)")
+            sampler, spacing, steps, options = recommend(schedule, steps if steps is not None else DEFAULT_STEPS)
+            given = "".join(f", {k}={v}" for k, v in options.items())
+            notes.append(f"sampler 'auto': {sampler} with {spacing} spacing{given}, {steps} steps (docs/samplers.md)")
         spec = get(sampler)
         opts = spec.check_options(options)
         if times is not None:

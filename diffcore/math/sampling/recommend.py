@@ -9,6 +9,8 @@ by ``benchmarks/frontier.py tune`` from the tuning half of the target suite
 
 from __future__ import annotations
 
+from typing import Any, NamedTuple
+
 import torch
 
 from ..schedules import Schedule
@@ -32,19 +34,26 @@ def family(schedule: Schedule) -> str:
     return "other"
 
 
-def recommend(schedule: Schedule, nfe: int) -> tuple[str, str, int]:
-    """(sampler, spacing, steps) for a budget of ``nfe`` model evaluations: the rows of the
-    schedule itself (built-in schedules are tuned one by one), else of its family; the row of the
-    largest budget that fits (the smallest row if none does), and as many steps of that
-    sampler as the budget pays for."""
+class Recommendation(NamedTuple):
+    sampler: str
+    spacing: str
+    steps: int
+    options: dict[str, Any]
+
+
+def recommend(schedule: Schedule, nfe: int) -> Recommendation:
+    """(sampler, spacing, steps, options) for a budget of ``nfe`` model evaluations: the rows
+    of the schedule itself (built-in schedules are tuned one by one), else of its family; the
+    row of the largest budget that fits (the smallest row if none does), and as many steps of
+    that sampler as the budget pays for."""
     if not isinstance(nfe, int) or isinstance(nfe, bool) or nfe < 1:
         raise ValueError(f"steps must be an integer >= 1, got {nfe!r}")
     rows = RECOMMENDED.get(schedule.name) or RECOMMENDED.get(family(schedule), [])
     fitting = [r for r in rows if r[0] <= nfe] or rows[:1]
-    sampler, spacing = (fitting[-1][1], fitting[-1][2]) if fitting else FALLBACK
+    sampler, spacing, options = (*fitting[-1][1:4],) if fitting else (*FALLBACK, {})
     spec = get(sampler)
     if spacing in ("trailing", "leading", "leading-multistep") and not schedule.discrete:
         # rows were tuned on discrete schedules, where these grids stop short of t_min; on a
         # continuous path they are not the same grid: take the sampler's own spacing there
         spacing = spec.default_spacing
-    return sampler, spacing, spec.steps_within(nfe, cap=usable_steps(schedule)) or 1
+    return Recommendation(sampler, spacing, spec.steps_within(nfe, cap=usable_steps(schedule)) or 1, dict(options))
