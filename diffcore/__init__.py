@@ -46,13 +46,14 @@ _LAZY = {
     "SDE": ("diffcore.math.sde", "SDE"),
     # the contract's names (they need torch, pydantic and pluggy)
     **{n: ("diffcore.contract", n) for n in
-       ("BackboneSpec", "Batch", "Domain", "NoOptions", "Options", "Recipe", "UserError", "cycle_classes", "hookimpl")},
+       ("AutoencoderSpec", "BackboneSpec", "Batch", "Domain", "KLAutoencoderOptions", "NoOptions", "Options", "Recipe", "UserError",
+        "build_kl_autoencoder", "cycle_classes", "hookimpl")},
     "load": ("diffcore.platform.api", "load"),  # the platform (pydantic, Lightning's config)
 }
 
 __all__ = [
-    "BackboneSpec", "Batch", "DiffusionLoss", "Domain", "NoOptions", "Options", "Recipe", "SDE", "SamplingPlan", "UserError",
-    "bits_per_dim", "classifier_free", "cycle_classes", "ddim_invert", "edit", "forward", "generate", "guidance", "hookimpl",
+    "AutoencoderSpec", "BackboneSpec", "Batch", "DiffusionLoss", "Domain", "KLAutoencoderOptions", "NoOptions", "Options", "Recipe", "SDE", "SamplingPlan", "UserError",
+    "bits_per_dim", "build_kl_autoencoder", "classifier_free", "cycle_classes", "ddim_invert", "edit", "forward", "generate", "guidance", "hookimpl",
     "likelihood", "load", "log_likelihood", "losses", "nn", "q_sample", "sampling", "schedules", "sde", "slerp", "testing",
 ]
 

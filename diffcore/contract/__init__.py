@@ -2,7 +2,9 @@
 pluggy for the option models and the hook markers).
 
 - :mod:`.domain`: :class:`Domain`, :class:`Options`, :data:`Batch`, :func:`cycle_classes`;
-- :mod:`.hooks`: the hook specifications, ``hookimpl``, :class:`BackboneSpec`, :class:`Recipe`;
+- :mod:`.hooks`: the hook specifications, ``hookimpl``, :class:`BackboneSpec`, :class:`Recipe`,
+  :class:`AutoencoderSpec`;
+- :mod:`.autoencoder`: the options and builder of the generic KL autoencoder plugins reuse;
 - :mod:`.errors`: :class:`UserError`, the error a user can fix;
 - :mod:`.legacy`: calling a plugin written against an older form of a Domain method.
 
@@ -13,12 +15,13 @@ but Python, so the CLI can catch a :class:`UserError` without loading torch.
 _WHERE = {  # name -> its module
     **dict.fromkeys(("Batch", "Domain", "NoOptions", "Options", "cycle_classes"), "domain"),
     "UserError": "errors",
-    **dict.fromkeys(("PROJECT", "BackboneSpec", "DiffcoreHookspecs", "Recipe", "hookimpl", "hookspec"), "hooks"),
+    **dict.fromkeys(("KLAutoencoderOptions", "build_kl_autoencoder"), "autoencoder"),
+    **dict.fromkeys(("PROJECT", "AutoencoderSpec", "BackboneSpec", "DiffcoreHookspecs", "Recipe", "hookimpl", "hookspec"), "hooks"),
     "PluginDeprecationWarning": "legacy",
 }
 
 __all__ = [
-    "PROJECT", "BackboneSpec", "Batch", "DiffcoreHookspecs", "Domain", "NoOptions", "Options", "PluginDeprecationWarning", "Recipe",
+    "PROJECT", "AutoencoderSpec", "BackboneSpec", "KLAutoencoderOptions", "build_kl_autoencoder", "Batch", "DiffcoreHookspecs", "Domain", "NoOptions", "Options", "PluginDeprecationWarning", "Recipe",
     "UserError",
     "cycle_classes", "hookimpl", "hookspec",
 ]

@@ -122,6 +122,14 @@ class Domain(abc.ABC):
         names up here."""
         return None
 
+    @property
+    def latent_shape(self) -> tuple[int, ...] | None:
+        """One example's shape in an autoencoder's latent space when the run is a latent
+        diffusion run (``latent.autoencoder``; the platform's latent view of this domain answers
+        it), else ``None``. A backbone that sizes itself from the domain (its channels,
+        resolution) reads this first, so the same backbone serves data and latents."""
+        return None
+
     def state_dict(self) -> dict[str, Any]:
         """JSON-serialisable state computed from the data that sampling needs later (e.g.
         normalisation statistics). Saved in the run directory as ``domain_state.json``."""

@@ -70,6 +70,34 @@ class Recipe:
     defaults: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class AutoencoderSpec:
+    """A first-stage autoencoder for one domain (latent diffusion: Rombach et al. 2022).
+
+    ``build(options, domain)`` returns an ``nn.Module`` with
+
+    - ``encode(x)``: ``x`` a training batch's ``x`` ``[B, ...]`` -> a posterior with ``mode()``,
+      ``sample(generator=None)`` and ``kl()`` (:class:`diffcore.nn.DiagonalGaussian`), or a
+      plain tensor (a deterministic encoder);
+    - ``decode(z)``: latents -> ``x`` in the domain's normalised space, shaped like the data;
+    - ``loss(x)``: its own training loss of one batch -> ``(loss, {name: float})`` (LDM:
+      reconstruction plus a small KL term; optionally a spectral or perceptual term).
+
+    ``domain`` has been set up (training: data read) or restored from its saved state (a
+    trained autoencoder run): ``build`` may read its channels, labels or statistics, never
+    the data sets. ``Options`` validates the ``autoencoder:`` section of ``diffcore
+    train-autoencoder``. :class:`diffcore.KLAutoencoderOptions` and
+    :func:`diffcore.build_kl_autoencoder` give the generic KL autoencoder of
+    :mod:`diffcore.nn.autoencoder`, which the built-in plugins register for their domains.
+    """
+
+    name: str
+    domain: str
+    build: Callable[[BaseModel, Domain], nn.Module]
+    Options: type[BaseModel] = NoOptions
+    description: str = ""
+
+
 class DiffcoreHookspecs:
     """The hooks. Implement any subset."""
 
@@ -95,6 +123,14 @@ class DiffcoreHookspecs:
     def diffcore_register_recipes(self, register: Callable[[Recipe], None]) -> None:
         """Register recipes, the names ``--plugin`` accepts:
         ``register(Recipe(name="image-unet", domain="image", backbone="unet"))``."""
+
+    @hookspec
+    def diffcore_register_autoencoders(self, register: Callable[[AutoencoderSpec], None]) -> None:
+        """Register first-stage autoencoders for latent diffusion:
+        ``register(AutoencoderSpec(name="image-kl", domain="image", build=build_ae,
+        Options=AEOptions))``. ``diffcore train-autoencoder --plugin RECIPE`` trains the
+        domain's autoencoder into a run directory of its own; a diffusion run that sets
+        ``latent.autoencoder: AE_RUN`` then trains and samples on its latents (docs/latent.md)."""
 
     @hookspec
     def diffcore_register_samplers(self, register: Callable[..., None]) -> None:

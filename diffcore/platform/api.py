@@ -71,8 +71,13 @@ class Pipeline:
         override the run's ``sampling:`` section; ``cond`` is a class label or index (or a
         list, cycled); ``seed`` fixes the noise; ``sample_options`` are the domain's extra
         sample options (e.g. ``{"smiles": ["CCO"]}``). One tensor when every batch has the same
-        layout, else a list of per-batch tensors (variable-size data)."""
+        layout, else a list of per-batch tensors (variable-size data). A latent diffusion run's
+        samples are decoded (:meth:`generate` gives its latents)."""
         xs = [x for x, _ in self.generate(num, **kw)]
+        from .latent import LatentDomain
+
+        if isinstance(self.domain, LatentDomain):  # a latent run: the data, decoded (generate gives the latents)
+            xs = [self.domain.decode(x) for x in xs]
         same = all(x.shape[1:] == xs[0].shape[1:] for x in xs)
         return torch.cat(xs) if same else xs
 

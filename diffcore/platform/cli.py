@@ -183,6 +183,12 @@ def _train(plugin, config, set_, out, resume, progress, flag_values) -> None:
         typer.echo(f"next: diffcore sample --run {out}")
 
 
+# ----------------------------------------------------------- train-autoencoder
+from diffcore.platform.autoencoder_command import train_autoencoder as _train_autoencoder  # noqa: E402
+
+app.command("train-autoencoder")(friendly(_train_autoencoder))
+
+
 # ---------------------------------------------------------------------- sample
 def _builtin_samplers() -> list[str]:
     from diffcore.math import sampling

@@ -42,6 +42,7 @@ from diffcore.contract.hooks import BackboneSpec, Recipe
 from diffcore.math.losses import WEIGHTINGS
 from diffcore.math import sampling as _sampling
 from diffcore.platform.extensions import Extension
+from diffcore.platform.layers import merge, parse_set, sets_to_dict  # noqa: F401  (the config's API: the CLI's and tests' names)
 from diffcore.platform.messages import _did_you_mean, format_errors
 from diffcore.platform.plugin_status import PluginError
 from diffcore.platform.validation import SEED_MAX, check_hardware, require_finite  # noqa: F401  (check_hardware: for train)
@@ -131,6 +132,14 @@ class SamplingConfig(Section):
     times: list[float] | None = Field(None, description="The model times themselves, strictly decreasing inside the schedule's range (e.g. `[0.999, 0.8, 0.5, 0.2, 0.02]`); they replace `steps` and `spacing`. null: use those.")
 
 
+class LatentConfig(Section):
+    """Latent diffusion (Rombach et al. 2022): train and sample in an autoencoder's latent space (docs/latent.md)."""
+
+    autoencoder: str | None = Field(None, description="An autoencoder run directory written by `diffcore train-autoencoder` (of this recipe's domain and data shape): batches are encoded with it (frozen), the diffusion runs on the latents and samples are decoded before the domain writes them; the run records its path and weights' hash. null: diffusion on the data itself.")
+    scale_factor: float | None = Field(None, gt=0, description="Latents are multiplied by this before the diffusion (and divided after sampling); null: measured as 1 / std of the latents of the first `scale_batches` training batches (LDM's scale_factor), so they have unit variance. Saved in domain_state.json.")
+    scale_batches: int = Field(4, ge=1, le=1000, description="Training batches the scale factor is measured on.")
+
+
 class RunConfig(Section):
     """A whole run."""
 
@@ -140,9 +149,10 @@ class RunConfig(Section):
     sampling: SamplingConfig = Field(default_factory=SamplingConfig, description="Sampling defaults.")
     data: dict[str, Any] = Field(default_factory=dict, description="The domain's options, validated by the domain's own model (see the recipe's `configs/RECIPE.yaml`).")
     backbone: dict[str, Any] = Field(default_factory=dict, description="The backbone's options, validated by the backbone's own model.")
+    latent: LatentConfig = Field(default_factory=LatentConfig, description="Latent diffusion: the autoencoder run whose latents the diffusion works on.")
 
 
-SECTIONS = ("plugin", "diffusion", "training", "sampling", "data", "backbone")
+SECTIONS = ("plugin", "diffusion", "training", "sampling", "data", "backbone", "latent")
 
 
 @dataclass
@@ -163,65 +173,6 @@ class Resolved:
 
 
 # ---------------------------------------------------------------------- layers
-def parse_set(item: str) -> tuple[list[str], Any]:
-    """``"a.b=value"`` -> (["a", "b"], value parsed as YAML)."""
-    key, sep, raw = item.partition("=")
-    key = key.strip()
-    if not sep or not key:
-        raise UserError(f"--set {item!r}: expected KEY=VALUE with a dotted key, e.g. --set training.lr=1e-3")
-    path = key.split(".")
-    if any(not p for p in path):
-        raise UserError(f"--set {item!r}: empty part in key {key!r}")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError as e:
-        raise UserError(f"--set {item!r}: the value is not valid YAML ({getattr(e, 'problem', e)}); quote strings that contain ':' or '#'") from None
-    return path, value
-
-
-def _set_path(d: dict, path: list[str], value: Any, origin: str) -> None:
-    cur = d
-    for i, part in enumerate(path[:-1]):
-        nxt = cur.get(part)
-        if nxt is None:
-            nxt = cur[part] = {}
-        if not isinstance(nxt, dict):
-            raise UserError(f"{origin}: '{'.'.join(path[: i + 1])}' is a value, not a section; cannot set '{'.'.join(path)}'")
-        cur = nxt
-    cur[path[-1]] = value
-
-
-def sets_to_dict(sets: list[str] | tuple[str, ...]) -> dict[str, Any]:
-    """Repeated ``--set`` items as one nested mapping (later items win)."""
-    out: dict[str, Any] = {}
-    for item in sets:
-        path, value = parse_set(item)
-        _set_path(out, path, value, f"--set {item!r}")
-    return out
-
-
-def merge(base: dict, over: dict) -> dict:
-    """``over`` on top of ``base`` (see the module docstring for the rule on schedules)."""
-    out = copy.deepcopy(base)
-    for k, v in over.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = merge(out[k], v)
-        else:
-            out[k] = copy.deepcopy(v)
-    bd, od = base.get("diffusion"), over.get("diffusion")
-    if isinstance(bd, dict) and isinstance(od, dict) and "schedule" in od and od["schedule"] != bd.get("schedule"):
-        # Another schedule: the options below were meant for the old one.
-        out["diffusion"]["schedule_options"] = copy.deepcopy(od.get("schedule_options", {}))
-    bs, os_ = base.get("sampling"), over.get("sampling")
-    if isinstance(bs, dict) and isinstance(os_, dict) and "sampler" in os_ and os_["sampler"] != bs.get("sampler"):
-        # Another sampler: the options below were meant for the old one.
-        out["sampling"]["options"] = copy.deepcopy(os_.get("options", {}))
-    if isinstance(bs, dict) and isinstance(os_, dict) and "guidance_variant" in os_ and os_["guidance_variant"] != bs.get("guidance_variant", "cfg"):
-        # Another guidance variant: likewise for its options.
-        out["sampling"]["guidance_options"] = copy.deepcopy(os_.get("guidance_options", {}))
-    return out
-
-
 def upgrade(merged: dict[str, Any]) -> dict[str, Any]:
     """Configs written before the sampler table had ``sampling.eta`` (DDIM's, ignored by every
     other sampler): it becomes ``sampling.options.eta`` where the sampler takes it, and is
@@ -280,8 +231,10 @@ def resolve(
         raise UserError(f"plugin: expected a recipe name, got {name!r}")
     recipe = _keyed("plugin", registry.recipe, name)
     if base is None:
-        defaults = copy.deepcopy(recipe.defaults)
-        merged = merge(defaults, merged)
+        own_clip = "clip_x0" in (merged.get("sampling") or {})
+        merged = merge(copy.deepcopy(recipe.defaults), merged)
+        if (merged.get("latent") or {}).get("autoencoder") and not own_clip and isinstance(merged.get("sampling"), dict):
+            merged["sampling"].pop("clip_x0", None)  # the recipe's clamp is for its data, not for latents
     merged = upgrade(merged)
 
     try:

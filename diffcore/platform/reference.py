@@ -108,7 +108,8 @@ The resolved config (every key, plugin sections included) is written to `RUN_DIR
 
 The `data` and `backbone` sections belong to the plugin: they are validated by the domain's
 and the backbone's own pydantic models (unknown keys refused there too), and documented in
-the plugin's config file and docs.
+the plugin's config file and docs. The `latent` section makes a run latent diffusion on an
+autoencoder run; `diffcore train-autoencoder` and its own config are in docs/latent.md.
 """
 
 

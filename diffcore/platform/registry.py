@@ -33,7 +33,7 @@ from ..math import sampling as _sampling
 from ..math import schedules as _schedules
 from ..contract.domain import Domain
 from ..contract.errors import UserError
-from ..contract.hooks import PROJECT, BackboneSpec, DiffcoreHookspecs, Recipe
+from ..contract.hooks import PROJECT, AutoencoderSpec, BackboneSpec, DiffcoreHookspecs, Recipe
 from .plugin_status import (  # noqa: F401  (STRICT_ENV, OVERRIDE_ENV, broken_warning: the registry's API)
     ISOLATED, KINDS, OVERRIDE_ENV, STRICT_ENV, PluginError, PluginInfo, admission, broken_warning, describe, is_builtin,
     lookup, strict_fix, strict_mode, taken,
@@ -48,6 +48,7 @@ class Registry:
     recipes: dict[str, Recipe] = field(default_factory=dict)
     domains: dict[str, type[Domain]] = field(default_factory=dict)
     backbones: dict[str, BackboneSpec] = field(default_factory=dict)
+    autoencoders: dict[str, AutoencoderSpec] = field(default_factory=dict)
 
     # Samplers and schedules live in the mathematics' own tables (diffcore.sampling.get,
     # diffcore.schedules.get), where the loader puts the plugins' ones; these are views.
@@ -79,6 +80,14 @@ class Registry:
                 f"backbone {name!r} is for domain {spec.domain!r}, not {domain!r}; "
                 f"backbones for {domain!r}: {', '.join(fits) or '(none)'}"
             )
+        return spec
+
+    def autoencoder(self, name: str, domain: str | None = None) -> AutoencoderSpec:
+        spec = lookup(self.autoencoders, name, "autoencoder", "autoencoders", self.failed())
+        if domain is not None and spec.domain != domain:
+            fits = sorted(n for n, a in self.autoencoders.items() if a.domain == domain)
+            raise UserError(f"autoencoder {name!r} is for domain {spec.domain!r}, not {domain!r}; "
+                            f"autoencoders for {domain!r}: {', '.join(fits) or '(none)'}")
         return spec
 
     def failed(self) -> list[PluginInfo]:
@@ -157,6 +166,11 @@ class _Staging:
             raise TypeError(f"register() expects a BackboneSpec, got {spec!r}")
         self.add("backbones", spec.name, spec)
 
+    def autoencoder(self, spec) -> None:
+        if not isinstance(spec, AutoencoderSpec):
+            raise TypeError(f"register() expects an AutoencoderSpec, got {spec!r}")
+        self.add("autoencoders", spec.name, spec)
+
     def recipe(self, recipe) -> None:
         if not isinstance(recipe, Recipe):
             raise TypeError(f"register() expects a Recipe, got {recipe!r}")
@@ -187,9 +201,13 @@ _HOOKS = {
     "diffcore_register_domains": "domain",
     "diffcore_register_backbones": "backbone",
     "diffcore_register_recipes": "recipe",
+    "diffcore_register_autoencoders": "autoencoder",
     "diffcore_register_samplers": "sampler",
     "diffcore_register_schedules": "schedule",
 }
+
+
+_OWN = ("recipes", "domains", "backbones", "autoencoders")  # the kinds the registry holds itself
 
 
 def build_registry(candidates: Iterable[_Candidate] | None = None, *, strict: bool | None = None) -> Registry:
@@ -269,7 +287,7 @@ def _fail(info: PluginInfo, exc: BaseException | None, strict: bool) -> None:
 
 def _commit(reg: Registry, info: PluginInfo, staging: _Staging) -> None:
     for kind, items in staging.items.items():
-        if kind in ("recipes", "domains", "backbones"):
+        if kind in _OWN:
             getattr(reg, kind).update(items)
         info.provides[kind] = sorted(items)
     for spec in staging.items["samplers"].values():
@@ -354,7 +372,7 @@ def dry_run(obj: Any, name: str) -> Iterator[DryRun]:
     own = installed.plugins.get(name, PluginInfo(name))  # its provides are empty unless it loaded
     reg = Registry({**installed.plugins, name: PluginInfo(name)},
                    **{kind: {n: v for n, v in getattr(installed, kind).items() if n not in own.provides[kind]}
-                      for kind in ("recipes", "domains", "backbones")})
+                      for kind in _OWN})
     hidden = [_sampling.get(n) for n in own.provides["samplers"]], [(n, _schedules.factory(n)) for n in own.provides["schedules"]]
     _release(own)
     info = reg.plugins[name]

@@ -250,6 +250,16 @@ def build_model(resolved: Resolved, run_dir: Path, *, state: dict[str, Any] | No
     """The run's domain and backbone, built through the plugins: the domain is set up from its
     data (training, ``state=None``) or restored from its saved ``state`` (sampling a run)."""
     domain = resolved.domain_cls(resolved.data_options, workdir=Path(run_dir) / CACHE)
+    if resolved.config.latent.autoencoder is not None:  # latent diffusion: the domain seen through the autoencoder
+        from . import latent
+
+        domain = latent.view(domain, resolved, state, latent.saved_state(Path(run_dir)) if state is None else None)
+        try:
+            net = resolved.backbone_spec.build(resolved.backbone_options, domain)
+        except UserError as e:
+            raise UserError(f"with latent.autoencoder {domain.info['path']} (latent shape {domain.latent_shape}): {e}") from None
+        latent.check_backbone(net, domain, resolved.backbone_spec.name)
+        return domain, net
     if state is None:
         domain.setup()
     else:
@@ -264,6 +274,9 @@ def load_run(run_dir: str | Path, checkpoint: str | Path | None = None, *, devic
     if not (run_dir / CONFIG).is_file():
         raise UserError(f"{run_dir} is not a run directory (no {CONFIG}); pass the --out folder of `diffcore train`")
     base = load_yaml(run_dir / CONFIG, "run config")
+    if base.get("kind") == "autoencoder":
+        raise UserError(f"{run_dir} is an autoencoder run (diffcore train-autoencoder); sample from a diffusion run trained on it "
+                        f"(`diffcore train --plugin RECIPE --set latent.autoencoder={run_dir}`)")
     try:
         resolved = resolve(base=base)
     except UserError as e:
@@ -285,6 +298,8 @@ def load_run(run_dir: str | Path, checkpoint: str | Path | None = None, *, devic
     load_weights(net, read_weights(weights, like=net), weights)
     dev = pick_device(device)
     net.to(dev).eval()
+    if resolved.config.latent.autoencoder is not None:
+        domain.autoencoder.to(dev)  # a latent run decodes on the sampling device
     return Run(run_dir, resolved, domain, net, weights, dev)
 
 

@@ -30,7 +30,7 @@ from lightning.pytorch.plugins import TorchCheckpointIO
 from torch import nn
 from torch.utils.data import DataLoader
 
-from . import extensions, fsdp, interrupts, runfiles, runs, throughput, training_logs
+from . import extensions, fsdp, interrupts, latent, runfiles, runs, throughput, training_logs
 from .csvlog import RunCSVLogger
 from .progress import progress_bar
 from .runfiles import Prepared, check_resume_checkpoint, prepare_run_dir  # noqa: F401  (the CLI's and callers' names)
@@ -82,6 +82,7 @@ class DiffusionModule(L.LightningModule):
         return loss
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        batch = latent.encode_batch(self.domain, batch)  # latent diffusion: x -> scaled latents (else unchanged)
         return throughput.to_channels_last(batch) if self.cfg.training.channels_last else batch
 
     def on_train_batch_end(self, outputs, batch, batch_idx) -> None:

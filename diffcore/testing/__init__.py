@@ -5,8 +5,8 @@
 - :mod:`.suite`: a dozen exact targets split into a tuning and a held-out half, and the z-score
   of a sample set against the true-vs-true spread (torch only);
 - :mod:`.conformance`: the plugin conformance checks (``check_plugin``, ``check_domain``,
-  ``check_backbone``, ``check_sampler``, ``check_schedule``, ``check_options_model``), one
-  module per family (:mod:`.plugin`, :mod:`.domain`, :mod:`.backbone`, :mod:`.sampler`,
+  ``check_backbone``, ``check_autoencoder``, ``check_sampler``, ``check_schedule``, ``check_options_model``), one
+  module per family (:mod:`.plugin`, :mod:`.domain`, :mod:`.backbone`, :mod:`.autoencoder`, :mod:`.sampler`,
   :mod:`.schedule`, :mod:`.options`, with :mod:`.report`); plugins are loaded through the
   platform's one loader. Imported on first use, so that ``from diffcore.testing import
   GaussianMixture`` stays plain torch.
@@ -18,7 +18,7 @@ from . import suite
 from .targets import GaussianMixture, ProductMixture, energy_distance
 
 _KIT = (
-    "ConformanceError", "Report", "check_backbone", "check_domain", "check_options_model", "check_plugin",
+    "ConformanceError", "Report", "check_autoencoder", "check_backbone", "check_domain", "check_options_model", "check_plugin",
     "check_sampler", "check_schedule",
 )
 

@@ -52,6 +52,11 @@ a backbone (:func:`check_backbone`, :mod:`.backbone`)
     ``x_t``'s shape and dtype, accepts ``cond=None`` (and no ``cond`` at all), depends on
     ``t`` and on ``x_t``, trains (finite loss, gradients), and is rebuilt from the domain's
     saved state so that its weights load back (safetensors) and give the same outputs.
+an autoencoder (:func:`check_autoencoder`, :mod:`.autoencoder`)
+    ``build(options, domain)`` gives an ``nn.Module`` with ``encode``, ``decode`` and ``loss``;
+    decode(encode(x)) has the data's shape and no NaN; a short fit with its own loss brings it
+    close to x on the domain's data (MSE below half the data's variance); it is rebuilt from
+    the domain's saved state with weights that load back and reconstruct the same.
 a sampler (:func:`check_sampler`, :mod:`.sampler`)
     a ``SamplerSpec`` or a bare function of the first convention: the calling convention;
     with the exact denoiser of a Gaussian mixture (:class:`diffcore.testing.GaussianMixture`)
@@ -68,6 +73,7 @@ a schedule (:func:`check_schedule`, :mod:`.schedule`)
 
 from __future__ import annotations
 
+from .autoencoder import check_autoencoder
 from .backbone import check_backbone
 from .domain import check_domain
 from .options import check_options_model
@@ -77,6 +83,6 @@ from .sampler import check_sampler
 from .schedule import check_schedule
 
 __all__ = [
-    "ConformanceError", "Report", "check_backbone", "check_domain", "check_options_model",
+    "ConformanceError", "Report", "check_autoencoder", "check_backbone", "check_domain", "check_options_model",
     "check_plugin", "check_sampler", "check_schedule",
 ]

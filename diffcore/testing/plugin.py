@@ -10,6 +10,7 @@ from typing import Any
 
 from ..contract.domain import Domain
 from ..contract.errors import UserError
+from .autoencoder import check_autoencoder
 from .backbone import check_backbone
 from .domain import check_domain
 from .report import Report, _Checker, _describe, finish
@@ -24,6 +25,8 @@ def check_plugin(
     domain_options: Mapping[str, Mapping[str, Any]] | None = None,
     sample_options: Mapping[str, Mapping[str, Any]] | None = None,
     backbone_options: Mapping[str, Mapping[str, Any]] | None = None,
+    autoencoder_options: Mapping[str, Mapping[str, Any]] | None = None,
+    autoencoder_steps: int = 100,
     edit_inputs: Mapping[str, list[str]] | None = None,
     edit_options: Mapping[str, Mapping[str, Any]] | None = None,
     evaluate: bool = False,
@@ -38,8 +41,9 @@ def check_plugin(
     ``sampler_steps`` maps a sampler's name to the steps it is checked with (default: its
     entry's ``check_steps``); ``edit_inputs`` / ``edit_options`` map a domain's name to inputs and ``EditOptions`` for
     its ``edit_batches`` (domains that support editing), ``backbone_options`` a backbone's name to options (keep them small: the checks build and run
-    each backbone). A backbone for a domain that another plugin provides is checked against
-    that plugin's domain when it is installed (and skipped otherwise)."""
+    each backbone), ``autoencoder_options`` an autoencoder's name to options (each is fitted for
+    ``autoencoder_steps`` steps). A backbone or autoencoder for a domain that another plugin
+    provides is checked against that plugin's domain when it is installed (and skipped otherwise)."""
     from ..platform.registry import dry_run
 
     label = name or getattr(plugin, "__name__", type(plugin).__name__)
@@ -61,6 +65,11 @@ def check_plugin(
             dom = own_domains[spec.domain] if spec.domain in own_domains else _installed_domain(rep, spec, items, reg, domain_options)
             if dom is not None:
                 rep.extend(check_backbone(spec, dom, backbone_options.get(spec.name), raise_on_failure=False))
+        for spec in items["autoencoders"].values():
+            dom = own_domains[spec.domain] if spec.domain in own_domains else _installed_domain(rep, spec, items, reg, domain_options, "autoencoder")
+            if dom is not None:
+                rep.extend(check_autoencoder(spec, dom, (autoencoder_options or {}).get(spec.name), steps=autoencoder_steps,
+                                             raise_on_failure=False))
         for sname, sampler in items["samplers"].items():
             rep.extend(check_sampler(sampler, sname, schedules=sampler_schedules, steps=(sampler_steps or {}).get(sname),
                                      raise_on_failure=False))
@@ -97,16 +106,16 @@ def _check_loading(ck: _Checker, plugin: Any, trial: Any) -> None:
             ck.ok(f"registers {kind[:-1]} {key!r}")
 
 
-def _installed_domain(rep: Report, spec: Any, items: Mapping, reg: Any, domain_options: Mapping) -> Domain | None:
-    """For a backbone of another plugin's domain: that domain, set up, if it is installed."""
+def _installed_domain(rep: Report, spec: Any, items: Mapping, reg: Any, domain_options: Mapping, kind: str = "backbone") -> Domain | None:
+    """For a backbone (autoencoder) of another plugin's domain: that domain, set up, if it is installed."""
     if spec.domain not in items["domains"] and spec.domain in reg.domains:
         sub = check_domain(reg.domains[spec.domain], domain_options.get(spec.domain), raise_on_failure=False)
         if sub.domain is None:
-            rep.skipped.append(f"backbone {spec.name!r}: the installed domain {spec.domain!r} did not set up: {'; '.join(sub.problems[:1])}")
+            rep.skipped.append(f"{kind} {spec.name!r}: the installed domain {spec.domain!r} did not set up: {'; '.join(sub.problems[:1])}")
             return None
         rep._keep += sub._keep
         return sub.domain
-    rep.skipped.append(f"backbone {spec.name!r}: domain {spec.domain!r} is not available (install the plugin that provides it)")
+    rep.skipped.append(f"{kind} {spec.name!r}: domain {spec.domain!r} is not available (install the plugin that provides it)")
     return None
 
 

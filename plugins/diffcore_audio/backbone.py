@@ -174,8 +174,9 @@ def build(options: SpecUNet1dOptions, domain) -> SpecUNet1d:
         raise UserError("backbone.class_conditional is true but the data has no class labels; put the audio files in one subfolder per class, or set it to null")
     conditional = bool(labels) if options.class_conditional is None else options.class_conditional
     num_classes = len(labels) if conditional else None
+    latent = getattr(domain, "latent_shape", None)  # latent diffusion: (channels, frames) of the latents
     return SpecUNet1d(
-        domain.codec.n_mels, num_classes=num_classes, channels=options.base_channels,
+        latent[0] if latent else domain.codec.n_mels, num_classes=num_classes, channels=options.base_channels,
         channel_mult=tuple(options.channel_mult), num_res_blocks=options.num_res_blocks,
         attention_levels=tuple(options.attention_levels), heads=options.heads, dropout=options.dropout,
         label_drop=options.label_drop_prob, input_skip=options.input_skip,

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from diffcore import BackboneSpec, Recipe, hookimpl
+from diffcore import AutoencoderSpec, BackboneSpec, Recipe, hookimpl
 
+from .autoencoder import SpectrogramAutoencoderOptions, build_spectrogram_autoencoder
 from .backbone import SpecUNet1dOptions, build
 from .domain import AudioDomain
 
@@ -34,4 +35,12 @@ def diffcore_register_recipes(register):
         name="audio-spectrogram", domain="audio", backbone="spec-unet1d",
         description="Log-mel spectrogram diffusion of short clips; embedded synthesized instrument notes, or data.path=DIR.",
         defaults=RECIPE_DEFAULTS,
+    ))
+
+
+@hookimpl
+def diffcore_register_autoencoders(register):
+    register(AutoencoderSpec(
+        name="spectrogram-kl", domain="audio", build=build_spectrogram_autoencoder, Options=SpectrogramAutoencoderOptions,
+        description="KL-regularised 1-D conv autoencoder over spectrogram frames (f = 2, 16 latent channels) for latent diffusion on audio",
     ))

@@ -153,12 +153,14 @@ class UNet(nn.Module):
 
 
 def build_unet(options: UNetOptions, domain: ImageDomain) -> UNet:
-    """The U-Net for ``domain``'s image size, channels and classes."""
-    res = domain.options.resolution
+    """The U-Net for ``domain``'s image size, channels and classes (a latent run's: its latents')."""
+    latent = getattr(domain, "latent_shape", None)  # latent diffusion: (channels, height, width) of the latents
+    channels, res = (latent[0], latent[-1]) if latent else (domain.channels, domain.options.resolution)
     levels = len(options.channel_mult)
     if res % 2 ** (levels - 1):
+        what = "the latent resolution" if latent else "data.resolution"
         raise UserError(
-            f"backbone.channel_mult: {levels} levels halve the resolution {levels - 1} time(s), so data.resolution "
+            f"backbone.channel_mult: {levels} levels halve the resolution {levels - 1} time(s), so {what} "
             f"({res}) must be divisible by {2 ** (levels - 1)}; change one of them"
         )
     sizes = [res // 2**i for i in range(levels)]
@@ -176,7 +178,7 @@ def build_unet(options: UNetOptions, domain: ImageDomain) -> UNet:
     if conditional is None:
         conditional = bool(labels)
     return UNet(
-        domain.channels,
+        channels,
         base_channels=options.base_channels,
         channel_mult=tuple(options.channel_mult),
         num_res_blocks=options.num_res_blocks,

@@ -4,8 +4,9 @@
 
 from __future__ import annotations
 
-from diffcore import BackboneSpec, Recipe, hookimpl
+from diffcore import AutoencoderSpec, BackboneSpec, Recipe, hookimpl
 
+from .autoencoder import ImageAutoencoderOptions, build_image_autoencoder
 from .backbone import UNetOptions, build_unet
 from .domain import ImageDomain
 
@@ -51,3 +52,11 @@ def diffcore_register_recipes(register):
             defaults=RECIPE_DEFAULTS,
         )
     )
+
+
+@hookimpl
+def diffcore_register_autoencoders(register):
+    register(AutoencoderSpec(
+        name="image-kl", domain="image", build=build_image_autoencoder, Options=ImageAutoencoderOptions,
+        description="KL-regularised conv autoencoder (LDM KL-reg, f = 4, 4 latent channels) for latent diffusion on images",
+    ))

@@ -60,7 +60,7 @@ def test_unknown_keys_name_path_and_allowed(toy_plugin):
     msg = _error(plugin="toy", sets=["training.lrr=1e-3"])
     assert msg.startswith("unknown key 'training.lrr' (allowed: max_steps, batch_size, lr,")
     assert "did you mean 'lr'" in msg
-    assert _error(plugin="toy", sets=["trainer.lr=1"]).startswith("unknown key 'trainer' (allowed: plugin, diffusion, training, sampling, data, backbone)")
+    assert _error(plugin="toy", sets=["trainer.lr=1"]).startswith("unknown key 'trainer' (allowed: plugin, diffusion, training, sampling, data, backbone, latent)")
     assert _error(plugin="toy", sets=["data.spred=1"]) == "unknown key 'data.spred' (allowed: num, spread, seed, fail_setup) (did you mean 'spread'?)"
     assert _error(plugin="toy", sets=["backbone.width=3"]).startswith("unknown key 'backbone.width' (allowed: hidden, drop_prob)")
 
@@ -106,7 +106,7 @@ def test_bad_inputs_to_the_layers(toy_plugin, tmp_path):
 def test_resolved_yaml_round_trips(toy_plugin):
     r = config.resolve("toy", sets=["diffusion.schedule=vp", "training.lr=0.005"])
     text = config.to_yaml(r.config)
-    assert list(yaml.safe_load(text)) == ["plugin", "diffusion", "training", "sampling", "data", "backbone"]
+    assert list(yaml.safe_load(text)) == ["plugin", "diffusion", "training", "sampling", "data", "backbone", "latent"]
     again = config.resolve(base=yaml.safe_load(text))
     assert again.config == r.config
 

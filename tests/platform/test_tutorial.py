@@ -84,7 +84,7 @@ def test_tutorial_steps_work(tutorial, tmp_path):
     assert proc.returncode == 0, proc.stderr
     rings = {p["name"]: p for p in json.loads(proc.stdout)}["rings"]
     assert (rings["status"], rings["package"], rings["version"]) == ("ok", "diffcore-rings", "0.1.0")
-    assert rings["provides"] == {"recipes": ["rings-mlp"], "domains": ["rings"], "backbones": ["rings-mlp"],
+    assert rings["provides"] == {"recipes": ["rings-mlp"], "domains": ["rings"], "backbones": ["rings-mlp"], "autoencoders": [],
                                  "samplers": ["ancestral"], "schedules": ["logsnr-linear"]}
 
     # 7. the tutorial's tests: the conformance kit on its plugin and on its variable-size domain

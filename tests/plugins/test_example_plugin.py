@@ -378,7 +378,7 @@ def test_points_plugin_installed_trains_and_samples(points_site, points_module, 
     points = plugins["points"]
     assert (points["status"], points["package"], points["version"]) == ("ok", "diffcore-points", "0.1.0")
     assert points["provides"] == {
-        "recipes": ["image-mlp", "points-mlp"], "domains": ["points"], "backbones": ["image-mlp", "points-mlp"],
+        "recipes": ["image-mlp", "points-mlp"], "domains": ["points"], "backbones": ["image-mlp", "points-mlp"], "autoencoders": [],
         "samplers": ["dpm-solver++2s"], "schedules": ["sigmoid"],
     }
     assert all(p["status"] == "ok" for p in plugins.values()), plugins  # it takes no other plugin down
