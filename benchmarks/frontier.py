@@ -109,12 +109,15 @@ def matrix(args) -> None:
     selection (``tune``) can be rerun without sampling. One process per schedule runs in
     parallel: ``matrix --schedules linear --matrix m_linear.json``."""
     t0 = time.time()
-    out: dict = {}
+    path = Path(args.matrix[0])
+    out: dict = json.loads(path.read_text())["z"] if args.add and path.exists() else {}  # --add: new candidates only
     for name in args.schedules:
         s = schedules.get(name)
         for nfe in args.nfes:
             row = out.setdefault(name, {}).setdefault(str(nfe), {})
             for sampler, spacing, opts in candidates(s):
+                if key(sampler, spacing, opts) in row or (args.spacings and spacing not in args.spacings):
+                    continue
                 row[key(sampler, spacing, opts)] = [z_ours(t, s, sampler, spacing, nfe, seed, opts)
                                                     for t in suite.TUNING for seed in args.seeds]
             best = min(row.items(), key=lambda kv: statistics.fmean(kv[1]))
@@ -262,6 +265,42 @@ def run_peer(name, target, schedule, spacing, nfe, seed):
     return float(suite.z_score(x, target, N, seed))
 
 
+FLOW_PEERS = {  # diffusers' schedulers on the flow-matching path (sigma = t, velocity = noise - x0)
+    "DPM++2M": ("DPMSolverMultistepScheduler", dict(solver_order=2, algorithm_type="dpmsolver++")),
+    "DPM++3M": ("DPMSolverMultistepScheduler", dict(solver_order=3, algorithm_type="dpmsolver++")),
+    "UniPC": ("UniPCMultistepScheduler", dict()),
+    "DEIS": ("DEISMultistepScheduler", dict()),
+    "Euler": ("FlowMatchEulerDiscreteScheduler", dict()),
+    "Heun": ("FlowMatchHeunDiscreteScheduler", dict()),
+}
+FLOW_SHIFTS = ("shift=1", "shift=3")  # SD3's time shift sigma' = k sigma / (1 + (k - 1) sigma); 1: none
+
+
+def run_flow_peer(name, target, schedule, shift, nfe, seed):
+    """A diffusers flow-matching scheduler with the exact velocity, within ``nfe`` evaluations;
+    the model is queried at the scheduler's own sigma, which is our time on the straight path."""
+    import diffusers
+
+    cls, opts = FLOW_PEERS[name]
+    k = float(shift.split("=")[1])
+    if cls.startswith("FlowMatch"):
+        ref = getattr(diffusers, cls)(num_train_timesteps=1000, shift=k)
+    else:
+        ref = getattr(diffusers, cls)(num_train_timesteps=1000, use_flow_sigmas=True, prediction_type="flow_prediction",
+                                      flow_shift=k, **opts)
+    ref.set_timesteps((nfe + 1) // 2 if name == "Heun" else nfe)
+    model = target.predictor(schedule, "velocity")
+    x = torch.randn(N, target.dim, generator=torch.Generator().manual_seed(seed), dtype=F64)
+    calls = 0
+    for i, step in enumerate(ref.timesteps):
+        out = model(x, torch.full((N,), float(ref.sigmas[i]), dtype=F64))
+        calls += 1
+        x = ref.step(out, step, x).prev_sample
+    if calls > nfe or not torch.isfinite(x).all():
+        return math.inf
+    return float(suite.z_score(x, target, N, seed))
+
+
 def _old_rows(args) -> list:
     return json.loads(Path(args.reuse_peers).read_text())
 
@@ -281,14 +320,15 @@ def report(args) -> None:
             if args.reuse_peers:
                 peers = next((dict(r[5]) for r in _old_rows(args) if r[0] == sname and r[1] == nfe), {})
                 peers = {k: tuple(v) for k, v in peers.items()}
-            elif s.discrete:
-                for name in PEERS:
+            if not peers:  # each peer at its best spacing (discrete) or flow shift (flow) on these targets
+                names, ways, run = (PEERS, PEER_SPACINGS, run_peer) if s.discrete else (FLOW_PEERS, FLOW_SHIFTS, run_flow_peer)
+                for name in names:
                     best = None
-                    for sp in PEER_SPACINGS:
-                        zs = [run_peer(name, suite.get(t), s, sp, nfe, seed) for t in suite.HELD_OUT for seed in args.seeds]
+                    for way in ways:
+                        zs = [run(name, suite.get(t), s, way, nfe, seed) for t in suite.HELD_OUT for seed in args.seeds]
                         z = statistics.fmean(zs) if all(math.isfinite(v) for v in zs) else math.inf
                         if best is None or z < best[0]:
-                            best = (z, sp)
+                            best = (z, way)
                     peers[name] = best
             rows.append((sname, nfe, sampler, spacing, ours, peers))
             best_peer = min(peers.items(), key=lambda kv: kv[1][0]) if peers else None
@@ -329,9 +369,11 @@ spacing (and options, e.g. `order=3`) chosen per (schedule, NFE) on the **tuning
 ({', '.join(suite.TUNING)}) by `python benchmarks/frontier.py matrix` then `tune`
 (diffcore/math/sampling/recommended.py; about 33 min for the matrix, three processes). Each diffusers
 scheduler runs at the spacing that is best for it *on these held-out targets* (in brackets), an
-advantage the peer gets and diffcore does not. diffusers has no flow-matching counterpart of
-these schedulers here, so the flow rows show diffcore alone. "div.": non-finite or too few
-evaluations for one step.
+advantage the peer gets and diffcore does not. On flow the peers are diffusers' flow-matching
+schedulers (FlowMatchEuler/Heun, and DPM++/UniPC/DEIS with `use_flow_sigmas`), each at its best
+time shift (SD3's sigma' = k sigma / (1 + (k - 1) sigma), k = 1 or 3, in brackets); the flow
+peers were added in a later run than the VP ones (`--schedules flow`; 3 min). "div.":
+non-finite or too few evaluations for one step.
 
 """
     return text + "\n".join(head + body) + "\n"
@@ -374,6 +416,8 @@ if __name__ == "__main__":
     p.add_argument("--nfes", type=int, nargs="+", default=list(NFES))
     p.add_argument("--schedules", nargs="+", default=["linear", "cosine", "flow"])
     p.add_argument("--json", default="/tmp/frontier_report.json")
+    p.add_argument("--add", action="store_true", help="matrix: keep the file's candidates, compute the missing ones")
+    p.add_argument("--spacings", nargs="+", default=None, help="matrix: only these spacings")
     p.add_argument("--matrix", nargs="+", default=["/tmp/frontier_matrix.json"], help="matrix: the file written; tune: the files read")
     p.add_argument("--out", default=None, help="markdown file whose held-out section is (re)written")
     a = p.parse_args()

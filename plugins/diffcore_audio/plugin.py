@@ -12,7 +12,7 @@ RECIPE_DEFAULTS = {
     "diffusion": {"schedule": "cosine", "prediction": "v", "weighting": "uniform"},
     "training": {"max_steps": 3000, "batch_size": 32, "lr": 1e-3, "warmup_steps": 100, "lr_schedule": "cosine", "ema_decay": 0.999,
                  "checkpoint_every": 1000, "preview_num": 16, "log_every": 50},
-    "sampling": {"sampler": "ddim", "steps": 50, "guidance": 1.0, "clip_x0": 1.0, "batch_size": 64},
+    "sampling": {"sampler": "auto", "steps": 50, "guidance": 1.0, "clip_x0": 1.0, "batch_size": 64},
 }
 
 

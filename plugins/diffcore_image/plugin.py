@@ -19,7 +19,7 @@ from .domain import ImageDomain
 RECIPE_DEFAULTS = {
     "diffusion": {"schedule": "cosine", "prediction": "v", "weighting": "uniform"},
     "training": {"max_steps": 600, "batch_size": 128, "lr": 1e-3, "warmup_steps": 50, "ema_decay": 0.999, "preview_num": 100},
-    "sampling": {"sampler": "ddim", "steps": 50, "guidance": 1.0, "clip_x0": 1.0, "batch_size": 250, "num": 100},
+    "sampling": {"sampler": "auto", "steps": 50, "guidance": 1.0, "clip_x0": 1.0, "batch_size": 250, "num": 100},
 }
 
 

@@ -12,7 +12,7 @@ F64 = torch.float64
 
 
 @pytest.mark.parametrize("steps", [1, 3, 7, 10, 50, 333, 999, 1000])
-@pytest.mark.parametrize("spacing", ["linspace", "trailing", "leading", "logsnr"])
+@pytest.mark.parametrize("spacing", ["linspace", "trailing", "leading", "logsnr", "shifted"])
 def test_timestep_spacing_is_in_range_unique_and_descending(steps, spacing):
     s = schedules.get("linear")
     ts = timesteps(s, steps, spacing)
@@ -20,7 +20,7 @@ def test_timestep_spacing_is_in_range_unique_and_descending(steps, spacing):
     assert len(idx) == steps and all(abs(t * 1000 - i) < 1e-9 for t, i in zip(ts, idx))
     assert idx == sorted(set(idx), reverse=True)  # no duplicates (diffusers' repeated last step)
     assert 1 <= idx[-1] and idx[0] <= 1000  # never step 0 or T + 1 (the off-by-one)
-    if spacing in ("linspace", "trailing") or steps == 1:
+    if spacing in ("linspace", "trailing", "shifted") or steps == 1:
         assert idx[0] == 1000  # start from the noisiest step the model was trained on
     if spacing in ("linspace", "leading", "logsnr") and steps > 1:
         assert idx[-1] == 1  # and end on the least noisy one

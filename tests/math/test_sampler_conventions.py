@@ -6,6 +6,8 @@ unknown refused). Exactness on the Gaussian-mixture target: tests/math/test_samp
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -158,6 +160,25 @@ def test_custom_times_and_karras_spacing():
         steps_r = [a - b for a, b in zip(r, r[1:])]
         if not sch.discrete:  # evenly spaced in tau^(1/rho), as EDM's eq. 5
             assert max(steps_r) - min(steps_r) < 1e-3 * (r[0] - r[-1]), name
+
+
+def test_shifted_spacing_is_sd3s_time_shift():
+    """'shifted' moves the linspace times to sigma / alpha three times larger: on the flow path
+    exactly SD3's t -> 3 t / (1 + 2 t) (Esser et al. 2024), clamped to the first time; on every
+    path the log-SNR drops by 2 log 3 wherever the shift stays inside the schedule."""
+    flow = schedules.get("flow")
+    lin, sh = sampling.timesteps(flow, 9, "linspace"), sampling.timesteps(flow, 9, "shifted")
+    assert sh[0] == lin[0] and all(a > b for a, b in zip(sh, sh[1:]))
+    for t, u in zip(lin[1:], sh[1:]):
+        assert abs(u - 3 * t / (1 + 2 * t)) < 1e-4
+    for name in ("vp", "cosine"):
+        s = schedules.get(name)
+        a, b = sampling.timesteps(s, 12, "linspace"), sampling.timesteps(s, 12, "shifted")
+        lam = lambda t: float(s.log_snr(torch.tensor(t, dtype=F64)))  # noqa: E731
+        inner = [(t, u) for t, u in zip(a, b) if u < a[0]]
+        assert len(inner) >= 8
+        tol = 1e-3 if not s.discrete else 0.1  # a discrete schedule rounds to its steps
+        assert all(abs(lam(u) - (lam(t) - 2 * math.log(3))) < tol * max(1, abs(lam(t))) for t, u in inner), name
 
 
 def test_first_convention_compatibility():

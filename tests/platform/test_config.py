@@ -159,6 +159,10 @@ def test_old_configs_with_eta_still_resolve(toy_plugin, tmp_path):
 
 
 def test_sampler_options_are_validated_and_dropped_with_another_sampler(toy_plugin, tmp_path):
+    assert config.SamplingConfig().sampler == "auto"  # the default, which chooses options itself: one line says to name a sampler
+    for recipe in ("image-unet", "audio-spectrogram"):  # `diffcore sample --steps 8` runs the recommended sampler
+        assert config.resolve(plugin=recipe).config.sampling.sampler == "auto"
+    assert "sampler 'auto' chooses the sampler" in _error(plugin="toy", sets=["sampling.sampler=auto", "sampling.options.eta=0.3"])
     assert _error(plugin="toy", sets=["sampling.options.eta=-1"]).startswith("sampling.options: option eta must be >= 0.0")
     assert "does not take option(s) etaa" in _error(plugin="toy", sets=["sampling.options.etaa=1"])
     r = config.resolve(plugin="toy", sets=["sampling.options.eta=0.3"])

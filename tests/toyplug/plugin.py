@@ -28,7 +28,7 @@ def diffcore_register_recipes(register):
                 "diffusion": {"schedule": "linear", "schedule_options": {"num_steps": 100}},
                 "training": {"max_steps": 20, "batch_size": 32, "lr": 3e-3, "checkpoint_every": 0,
                              "preview_num": 8, "log_every": 1, "accelerator": "cpu"},
-                "sampling": {"steps": 10, "batch_size": 64},
+                "sampling": {"sampler": "ddim", "steps": 10, "batch_size": 64},  # the tests' sampler (the default is auto)
             },
         )
     )

@@ -16,8 +16,9 @@ import torch
 
 from ..schedules import Schedule
 
-SPACINGS = ("linspace", "trailing", "leading", "leading-multistep", "logsnr", "karras")
+SPACINGS = ("linspace", "trailing", "leading", "leading-multistep", "logsnr", "karras", "shifted")
 KARRAS_RHO = 7.0  # EDM's rho (Karras et al. 2022, eq. 5)
+SHIFT = 3.0  # "shifted": sigma / alpha multiplied by 3 at every linspace time (SD3's shift, Esser et al. 2024)
 CLEAN = None  # the clean end of a grid: alpha = 1, sigma = 0
 
 
@@ -67,9 +68,13 @@ def timesteps(schedule: Schedule, steps: int, spacing: str | None = None) -> lis
         "exponential" sigmas);
       ``karras``: steps nearest to EDM's noise levels (Karras et al. 2022, eq. 5) in
         tau = sigma / alpha: tau_k = (tau_max^(1/rho) + k / (N - 1) (tau_min^(1/rho) -
-        tau_max^(1/rho)))^rho, rho = 7, between step T and step 1.
+        tau_max^(1/rho)))^rho, rho = 7, between step T and step 1;
+      ``shifted``: the ``linspace`` times moved to where sigma / alpha is :data:`SHIFT` = 3
+        times larger (log-SNR lower by 2 log 3), clamped to the noisiest time: SD3's time shift
+        (Esser et al. 2024, sec. 5.3.2; diffusers' ``flow_shift``), which on the flow path is
+        t -> 3 t / (1 + 2 t); more steps at high noise.
     Continuous schedules: N times from t_max to t_min, evenly spaced in t (``linspace``,
-    ``trailing``), in log-SNR (``logsnr``) or at EDM's levels (``karras``).
+    ``trailing``), in log-SNR (``logsnr``), at EDM's levels (``karras``), or shifted.
     The noisiest time is :func:`start_time`: T (t_max) unless the schedule goes below
     log-SNR -10.5 there (cosine's clipped last steps), see ``MIN_LOG_SNR``."""
     if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
@@ -92,8 +97,10 @@ def timesteps(schedule: Schedule, steps: int, spacing: str | None = None) -> lis
             idx = [1 + k * (top // steps) for k in range(steps)][::-1]
         elif spacing == "leading-multistep":
             idx = [1 + k * (top // (steps + 1)) for k in range(steps, 0, -1)]
-        elif spacing == "linspace":
+        elif spacing in ("linspace", "shifted"):
             idx = [round(top - k * (top - 1) / (steps - 1)) for k in range(steps)]
+            if spacing == "shifted":
+                idx = _unique_descending([round(t * T) for t in _shifted(schedule, hi, lo, [i / T for i in idx])], top)
         else:
             idx = _unique_descending([round(t * T) for t in _lambda_times(schedule, hi, lo, steps, spacing)], top)
         return [i / T for i in idx]
@@ -103,7 +110,8 @@ def timesteps(schedule: Schedule, steps: int, spacing: str | None = None) -> lis
         raise ValueError(f"spacing {spacing!r} applies to discrete schedules only; use 'linspace' or 'logsnr'")
     if spacing in ("logsnr", "karras"):
         return _lambda_times(schedule, hi, lo, steps, spacing)
-    return [hi + (lo - hi) * k / (steps - 1) for k in range(steps)]
+    ts = [hi + (lo - hi) * k / (steps - 1) for k in range(steps)]
+    return _shifted(schedule, hi, lo, ts) if spacing == "shifted" else ts
 
 
 # Sampling starts no noisier than log-SNR -10.5: DDPM's linear schedule ends at -10.1, the
@@ -144,12 +152,25 @@ def _lambda_times(schedule: Schedule, hi: float, lo: float, steps: int, spacing:
         targets = -2 * torch.log(taus)
     else:
         targets = torch.linspace(lam_hi, lam_lo, steps, dtype=torch.float64)
+    ts = _times_at(grid, lam, targets)
+    ts[0], ts[-1] = hi, lo
+    return ts
+
+
+def _times_at(grid: torch.Tensor, lam: torch.Tensor, targets: torch.Tensor) -> list[float]:
+    """Times where the log-SNR ``lam`` (decreasing along ``grid``) takes the ``targets``
+    values, by linear interpolation (clamped to the grid's ends)."""
     pos = torch.searchsorted(-lam, -targets).clamp(1, len(grid) - 1)
     l0, l1 = lam[pos - 1], lam[pos]
     w = ((l0 - targets) / (l0 - l1)).clamp(0, 1)
-    ts = (grid[pos - 1] * (1 - w) + grid[pos] * w).tolist()
-    ts[0], ts[-1] = hi, lo
-    return ts
+    return (grid[pos - 1] * (1 - w) + grid[pos] * w).tolist()
+
+
+def _shifted(schedule: Schedule, hi: float, lo: float, ts: list[float]) -> list[float]:
+    """``ts`` moved to log-SNR lambda(t) - 2 log SHIFT (sigma / alpha times SHIFT), inside [lo, hi]."""
+    grid = torch.linspace(0, 1, 4097, dtype=torch.float64) * (hi - lo) + lo
+    targets = schedule.log_snr(torch.tensor(ts, dtype=torch.float64)) - 2 * math.log(SHIFT)
+    return _times_at(grid, schedule.log_snr(grid), targets)
 
 
 def _unique_descending(idx: list[int], top: int) -> list[int]:
