@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 
 import torch
+import yaml
 
 import diffcore
 from diffcore import sampling, schedules
@@ -79,17 +80,17 @@ def key(sampler: str, spacing: str, options: dict) -> str:
 
 def unkey(k: str) -> tuple[str, str, dict]:
     sampler, spacing, opts = k.split("|")
-    return sampler, spacing, {a: int(b) for a, b in (o.split("=") for o in opts.split(",") if o)}
+    return sampler, spacing, {a: yaml.safe_load(b) for a, b in (o.split("=") for o in opts.split(",") if o)}
 
 
-def steps_for(sampler: str, nfe: int, schedule) -> int | None:
+def steps_for(sampler: str, nfe: int, schedule, options=None) -> int | None:
     """The most steps whose declared evaluations fit in ``nfe`` (None: not even one)."""
-    return sampling.get(sampler).steps_within(nfe, cap=usable_steps(schedule))
+    return sampling.get(sampler).steps_within(nfe, options, cap=usable_steps(schedule))
 
 
 def z_ours(target_name, schedule, sampler, spacing, nfe, seed, options=None) -> float:
     target = suite.get(target_name)
-    steps = steps_for(sampler, nfe, schedule)
+    steps = steps_for(sampler, nfe, schedule, options)
     if steps is None:
         return math.inf
     noise = torch.randn(N, target.dim, generator=torch.Generator().manual_seed(seed), dtype=F64)

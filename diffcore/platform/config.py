@@ -115,7 +115,7 @@ class TrainingConfig(Section):
 class SamplingConfig(Section):
     """Defaults of `diffcore sample` / `evaluate` and of training previews."""
 
-    sampler: str = Field("auto", description=f"Sampler: {', '.join(sp.name for sp in _sampling.specs() if sp.owner is None)}, or one a plugin registers (docs/samplers.md lists them with their options); `auto`: the recommended sampler and spacing for the schedule's family and `steps` model evaluations (measured on exact targets, docs/benchmarks.md).")
+    sampler: str = Field("auto", description=f"Sampler: {', '.join(sp.name for sp in _sampling.specs() if sp.owner is None)}, or one a plugin registers (docs/samplers.md lists them with their options); `auto` (the default): the sampler, spacing and options recommended for the schedule (its own rows, else its family's) and `steps` model evaluations, chosen on the tuning half of the exact targets and reported on the held-out half (docs/benchmarks.md).")
     steps: int = Field(50, ge=1, description="Number of sampling steps: the model times, from the noise end to the data end.")
     options: dict[str, Any] = Field(
         default_factory=dict,

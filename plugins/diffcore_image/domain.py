@@ -51,6 +51,11 @@ class ImageOptions(Options):
         "false reads the folder into memory first; auto streams folders of more than 20,000 images or 1 GiB in memory.",
     )
 
+    @property
+    def shapes64(self) -> bool:
+        """The embedded shapes64 set (the validator below refuses it together with a path)."""
+        return self.path is None and self.dataset == "shapes64"
+
     @model_validator(mode="after")
     def _shapes64(self) -> "ImageOptions":
         """shapes64 is rendered at 64x64 in colour: an unset resolution becomes 64, a contradiction is refused."""
@@ -86,7 +91,7 @@ class ImageDomain(Domain):
         self._val: _data.ImageSet | None = None
         self._streams: tuple[_stream.ImageFolderStream, _stream.ImageFolderStream] | None = None  # a streamed folder
         # Known without loading anything for the embedded sets; set by setup() or load_state_dict() otherwise.
-        shapes = o.path is None and o.dataset == "shapes64"
+        shapes = o.shapes64
         self._labels: list[str] | None = (list(_shapes.LABELS) if shapes else list(_data.DIGIT_LABELS)) if o.path is None else None
         self._channels: int | None = (3 if shapes else 1) if o.path is None else o.channels
         self._known = o.path is None
@@ -96,7 +101,7 @@ class ImageDomain(Domain):
         if self._train is not None or self._streams is not None:
             return
         o = self.options
-        if o.path is None and o.dataset == "shapes64":
+        if o.shapes64:
             x, y = _shapes.render_shapes()
             full = _data.ImageSet(x, y, list(_shapes.LABELS))
         elif o.path is None:
@@ -227,7 +232,7 @@ class ImageDomain(Domain):
         train, val = self._sets()
         if len(val.x) < 2:
             raise UserError("data.val_fraction: no held-out images to evaluate against; set data.val_fraction > 0 (e.g. 0.2)")
-        shapes = self.options.path is None and self.options.dataset == "shapes64"
+        shapes = self.options.shapes64
         if shapes:
             model = ShapesMetricModel(train.x, train.y, num_colours=len(_shapes.COLOURS), num_shapes=len(_shapes.SHAPES))
         else:  # feature dimension at most a quarter of the reference size (64 for digits' 359)

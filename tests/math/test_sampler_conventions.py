@@ -222,16 +222,17 @@ def test_auto_picks_the_recommended_row_within_the_budget():
     tune): the row of the largest budget that fits, as many steps as the budget pays for."""
     from diffcore.math.sampling.recommended import RECOMMENDED
 
-    for name in ("linear", "cosine", "flow"):
+    for name in ("linear", "cosine", "flow", "vp"):  # vp: the pooled family rows
         s = schedules.get(name)
         rows = RECOMMENDED.get(name) or RECOMMENDED[sampling.family(s)]
         assert [r[0] for r in rows] == sorted(r[0] for r in rows)
         for budget in (4, 5, 8, 10, 12, 50, 200):
             plan = sampling.SamplingPlan.make(s, "auto", budget)
             row = [r for r in rows if r[0] <= budget][-1]
-            assert (plan.sampler, plan.spacing) == (row[1], row[2])
+            spacing = row[2] if s.discrete or row[2] not in ("trailing", "leading", "leading-multistep") else sampling.get(row[1]).default_spacing
+            assert (plan.sampler, plan.spacing) == (row[1], spacing)  # grids that stop short of t_min are discrete-only
             assert {k: plan.options[k] for k in row[3]} == row[3]  # the row's options reach the sampler
-            assert sampling.get(plan.sampler).evaluations(plan.steps) <= budget
+            assert sampling.get(plan.sampler).evaluations(plan.steps, plan.options) <= budget
             assert "auto" in plan.notes[0]
     ve = sampling.SamplingPlan.make("ve", "auto", 10)  # a family the table has no rows for
     assert (ve.sampler, ve.spacing) == sampling.recommend.__globals__["FALLBACK"]

@@ -56,4 +56,4 @@ def recommend(schedule: Schedule, nfe: int) -> Recommendation:
         # rows were tuned on discrete schedules, where these grids stop short of t_min; on a
         # continuous path they are not the same grid: take the sampler's own spacing there
         spacing = spec.default_spacing
-    return Recommendation(sampler, spacing, spec.steps_within(nfe, cap=usable_steps(schedule)) or 1, dict(options))
+    return Recommendation(sampler, spacing, spec.steps_within(nfe, options, cap=usable_steps(schedule)) or 1, dict(options))
