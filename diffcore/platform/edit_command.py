@@ -54,6 +54,9 @@ def edit(
     if not domain.supports_editing():
         fail(f"the {domain.name!r} domain does not support editing (its plugin does not implement Domain.edit_batches); "
              "see docs/plugins.md, 'Editing'")
+    if r.config.latent.autoencoder is not None:  # before any note: the refusal is the one line
+        fail(f"diffcore edit does not support latent diffusion runs yet (this run has latent.autoencoder "
+             f"{r.config.latent.autoencoder}); edit with a run trained on the {domain.name!r} data itself")
     model = domain.EditOptions
     if domain_help:
         typer.echo(f"edit options of the {domain.name!r} domain:\n{_describe_options(model)}")
