@@ -133,3 +133,10 @@ class KLAutoencoder(nn.Module):
 def latent_of(posterior) -> torch.Tensor:
     """The latent an encoder's output stands for: a posterior's mode (its mean), or the tensor."""
     return posterior if isinstance(posterior, torch.Tensor) else posterior.mode()  # (a tensor's own mode() is the statistic)
+
+
+@torch.no_grad()
+def reconstruct(net, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The round trip through an autoencoder: (z, decode(z)) with z = :func:`latent_of` encode(x)."""
+    z = latent_of(net.encode(x))
+    return z, net.decode(z)

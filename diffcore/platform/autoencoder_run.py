@@ -191,8 +191,12 @@ def load(ref: str | Path, *, key: str = "latent.autoencoder", registry=None) -> 
         state = json.loads((path / runs.DOMAIN_STATE).read_text(encoding="utf-8")) if (path / runs.DOMAIN_STATE).is_file() else None
     except UserError as e:
         raise UserError(f"{key}: {path / runs.CONFIG}: {e}") from None
-    except ValueError as e:
-        raise UserError(f"{key}: {path}: a JSON file cannot be read ({e})") from None
+    except (OSError, ValueError) as e:
+        raise UserError(f"{key}: {path}: a JSON file cannot be read ({e}); train the autoencoder again") from None
+    for name, obj in ((META, meta), (runs.DOMAIN_STATE, state)):
+        if obj is not None and not isinstance(obj, dict):
+            raise UserError(f"{key}: {path / name} holds a JSON {type(obj).__name__}, not an object; "
+                            "restore the file written by `diffcore train-autoencoder`, or train the autoencoder again")
     domain = resolved.domain_cls(resolved.data_options, workdir=None)
     if state is not None:
         domain.load_state_dict(state)

@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader
 from ..contract import legacy
 from ..contract.domain import Domain
 from ..contract.errors import UserError
-from ..nn.autoencoder import latent_of
+from ..nn.autoencoder import latent_of, reconstruct
 from . import runfiles, runs
 from .autoencoder_run import META, RECONSTRUCTIONS, WEIGHTS, AEResolved, to_yaml
 
@@ -45,6 +45,8 @@ def _device(accelerator: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if accelerator == "cuda" and not torch.cuda.is_available():
         raise UserError("training.accelerator: cuda was asked for but no CUDA GPU is available; use auto or cpu")
+    if accelerator == "mps" and not torch.backends.mps.is_available():
+        raise UserError("training.accelerator: mps was asked for but no Apple MPS device is available; use auto or cpu")
     return torch.device(accelerator)
 
 
@@ -55,9 +57,7 @@ def _batches(loader: DataLoader):
 
 def _check_round_trip(net, x: torch.Tensor, name: str) -> tuple[int, ...]:
     """The latent shape of ``x``'s examples; refuses an autoencoder that does not give x's shape back."""
-    with torch.no_grad():
-        z = latent_of(net.encode(x[:2]))
-        back = net.decode(z)
+    z, back = reconstruct(net, x[:2])  # as diffcore.testing.check_autoencoder does
     if tuple(back.shape) != tuple(x[:2].shape):
         raise UserError(f"autoencoder {name!r} maps data of shape {tuple(x.shape[1:])} to latents {tuple(z.shape[1:])} and back to "
                         f"{tuple(back.shape[1:])}: the data's sizes must be divisible by its downsampling factor; "

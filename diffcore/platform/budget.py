@@ -107,7 +107,7 @@ def checked_batches(batches: Iterable[dict], count: int, *, what: str = "--num",
     first = next(it, None)
     if first is None:
         return []
-    shape = tuple(int(d) for d in first.get("shape", ())[1:])
+    shape = tuple(int(d) for d in first.get("data_shape", first.get("shape", ()))[1:])  # a latent run's decoded samples
     need = count * math.prod(shape) * BYTES_PER_VALUE * copies
     size = f"{count} x {'x'.join(map(str, shape)) or '1'} values x {BYTES_PER_VALUE} bytes" + (f" x {copies}" if copies > 1 else "")
     mem = available_memory()

@@ -227,8 +227,7 @@ def _world(run, accelerator: str, devices: int, num_nodes: int, what: str = "sam
     nodes.check(num_nodes)
     world = generation.launch(accelerator, devices, num_nodes, what)
     if world.device is not None and world.device != run.device:
-        run.net.to(world.device)
-        run.device = world.device
+        run.to(world.device)  # the backbone and a latent run's autoencoder
     try:
         yield world
     finally:

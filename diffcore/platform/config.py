@@ -135,7 +135,7 @@ class SamplingConfig(Section):
 class LatentConfig(Section):
     """Latent diffusion (Rombach et al. 2022): train and sample in an autoencoder's latent space (docs/latent.md)."""
 
-    autoencoder: str | None = Field(None, description="An autoencoder run directory written by `diffcore train-autoencoder` (of this recipe's domain and data shape): batches are encoded with it (frozen), the diffusion runs on the latents and samples are decoded before the domain writes them; the run records its path and weights' hash. null: diffusion on the data itself.")
+    autoencoder: str | None = Field(None, description="An autoencoder run directory written by `diffcore train-autoencoder` (of this recipe's domain and data shape): batches are encoded with it (frozen), the diffusion runs on the latents and samples are decoded before the domain writes them; the run records its path and weights' hash; the recipe's and a --config file's sampling.clip_x0 are dropped (a clamp of the data's range), one given by --set is kept. null: diffusion on the data itself.")
     scale_factor: float | None = Field(None, gt=0, description="Latents are multiplied by this before the diffusion (and divided after sampling); null: measured as 1 / std of the latents of the first `scale_batches` training batches (LDM's scale_factor), so they have unit variance. Saved in domain_state.json.")
     scale_batches: int = Field(4, ge=1, le=1000, description="Training batches the scale factor is measured on.")
 
@@ -231,10 +231,14 @@ def resolve(
         raise UserError(f"plugin: expected a recipe name, got {name!r}")
     recipe = _keyed("plugin", registry.recipe, name)
     if base is None:
-        own_clip = "clip_x0" in (merged.get("sampling") or {})
+        # The recipe's and a config file's clamp are for the data, not for unit-variance latents:
+        # a latent run keeps clip_x0 only when --set or a flag asks for it on the command line.
+        asked = any(isinstance(layer.get("sampling"), dict) and "clip_x0" in layer["sampling"]
+                    for src, layer in layers if src in ("--set", "command-line flags"))
         merged = merge(copy.deepcopy(recipe.defaults), merged)
-        if (merged.get("latent") or {}).get("autoencoder") and not own_clip and isinstance(merged.get("sampling"), dict):
-            merged["sampling"].pop("clip_x0", None)  # the recipe's clamp is for its data, not for latents
+        lat = merged.get("latent")
+        if isinstance(lat, dict) and lat.get("autoencoder") and not asked and isinstance(merged.get("sampling"), dict):
+            merged["sampling"].pop("clip_x0", None)
     merged = upgrade(merged)
 
     try:

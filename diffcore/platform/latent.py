@@ -20,6 +20,7 @@ the run's domain in a :class:`LatentDomain`, and nothing else in training or sam
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -108,8 +109,7 @@ class LatentDomain(Domain):
             yield self._latent_batch(batch)
 
     def write_samples(self, results, out_dir: Path, options=None) -> list[Path]:
-        decoded = [(self.decode(z).cpu(), self._data_batch(b)) for z, b in results]
-        return legacy.write_samples(self.inner, decoded, out_dir, options)
+        return legacy.write_samples(self.inner, _Decoded(self, list(results)), out_dir, options)
 
     def evaluate(self, sample_fn, num: int, out_dir: Path, batch_size: int = 64) -> dict[str, float]:
         def decoded(batch: Batch) -> torch.Tensor:
@@ -120,6 +120,28 @@ class LatentDomain(Domain):
     def edit_batches(self, inputs, num, batch_size, classes=None, options=None):
         raise UserError(f"diffcore edit does not support latent diffusion runs yet (this run has latent.autoencoder "
                         f"{self.info['path']}); edit with a run trained on the {self.name!r} data itself")
+
+
+class _Decoded(Sequence):
+    """The (decoded sample, data batch) pairs of latent results, each batch decoded when the
+    domain's writer reaches it: never every decoded batch in memory at once."""
+
+    def __init__(self, view: LatentDomain, results: list):
+        self.view, self.results = view, results
+
+    def __len__(self) -> int:
+        return len(self.results)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        z, batch = self.results[i]
+        return self.view.decode(z).cpu(), self.view._data_batch(batch)
+
+
+def inner_of(domain: Domain) -> Domain:
+    """The domain itself under a latent view (what data loaders collate with), else ``domain``."""
+    return domain.inner if isinstance(domain, LatentDomain) else domain
 
 
 def encode_batch(domain: Domain, batch: Batch) -> Batch:
@@ -145,9 +167,13 @@ def _first_batches(domain: Domain, batch_size: int, count: int) -> list[torch.Te
 
 def _record(info: Any) -> dict[str, Any]:
     """A run's record of its autoencoder (``domain_state.json``'s ``latent``), refused if absent."""
-    if not isinstance(info, dict) or "path" not in info:
+    if not isinstance(info, dict) or not isinstance(info.get("path"), str):
         raise UserError("latent.autoencoder is set but domain_state.json has no latent section: the run was not trained on latents; "
                         "set latent.autoencoder to null in its config.yaml, or train it again")
+    missing = [k for k in ("sha256", "data_shape", "latent_shape", "scale_factor") if info.get(k) is None]
+    if missing:
+        raise UserError(f"domain_state.json's latent section has no {', '.join(missing)} (the file was edited or cut short); "
+                        "restore the file written by `diffcore train`, or train the run again")
     return info
 
 
@@ -155,6 +181,18 @@ def _same_weights(info: dict[str, Any], ae) -> None:
     if ae.sha256 != info.get("sha256"):
         raise UserError(f"latent.autoencoder: the autoencoder run {info['path']} has changed since this run was trained on it "
                         f"(weights sha256 {ae.sha256[:12]}..., recorded {str(info.get('sha256'))[:12]}...): restore it, or train the diffusion run again")
+
+
+def _same_settings(before: dict[str, Any], lc) -> None:
+    """A resumed run keeps the autoencoder and scale factor it was trained with: others are refused."""
+    recorded = Path(before["path"])
+    if Path(lc.autoencoder).expanduser().resolve() != recorded.resolve():
+        raise UserError(f"latent.autoencoder: this run was trained on the autoencoder run {recorded} (domain_state.json), not "
+                        f"{lc.autoencoder}; resume with latent.autoencoder={recorded}, or train a new run with --out NEW_RUN")
+    scale = before.get("scale_factor")
+    if lc.scale_factor is not None and lc.scale_factor != scale:
+        raise UserError(f"latent.scale_factor: this run was trained with scale factor {scale} (domain_state.json), not "
+                        f"{lc.scale_factor}; drop latent.scale_factor (or set it to {scale}), or train a new run with --out NEW_RUN")
 
 
 def view(domain: Domain, resolved, state: dict[str, Any] | None, previous: dict[str, Any] | None = None) -> LatentDomain:
@@ -170,6 +208,8 @@ def view(domain: Domain, resolved, state: dict[str, Any] | None, previous: dict[
         domain.load_state_dict(state.get("domain", {}))
         return LatentDomain(domain, ae.net, info)
     before = _record(previous.get("latent")) if previous is not None else None
+    if before:
+        _same_settings(before, lc)
     ae = autoencoder_run.load(before["path"] if before else lc.autoencoder)
     if before:
         _same_weights(before, ae)
@@ -185,6 +225,9 @@ def view(domain: Domain, resolved, state: dict[str, Any] | None, previous: dict[
         raise UserError(f"latent.autoencoder: {ae.dir} was trained on data of shape {tuple(ae.meta.get('data_shape', ()))}, but this run's "
                         f"data have shape {shape}; train an autoencoder on this run's data: (`diffcore train-autoencoder --plugin "
                         f"{resolved.recipe.name}` with the same data: options)")
+    if not isinstance(ae.meta.get("latent_shape"), list):
+        raise UserError(f"latent.autoencoder: {ae.dir / autoencoder_run.META} has no latent_shape list: its training did not "
+                        "finish or the file was edited; train the autoencoder again")
     info = {"path": str(ae.dir), "sha256": ae.sha256, "autoencoder": ae.resolved.spec.name, "data_shape": list(shape),
             "latent_shape": list(ae.meta["latent_shape"]), "scale_factor": lc.scale_factor}
     latent = LatentDomain(domain, ae.net, info)
@@ -196,15 +239,25 @@ def view(domain: Domain, resolved, state: dict[str, Any] | None, previous: dict[
     return latent
 
 
-def saved_state(run_dir: Path) -> dict[str, Any] | None:
-    """The state a resumed run saved (``domain_state.json``), or ``None`` for a new run."""
+def saved_state(run_dir: Path, *, required: bool = False) -> dict[str, Any] | None:
+    """The state a run saved (``domain_state.json``), or ``None`` for a new run; ``required``
+    (loading a latent run, which checks its autoencoder against it): refused if missing."""
     import json
 
     path = Path(run_dir) / "domain_state.json"
+    if not path.is_file():
+        if required:
+            raise UserError(f"{path} is missing: a latent diffusion run (latent.autoencoder set) records its autoencoder's "
+                            "weights hash and scale factor there; restore the file, or train the run again")
+        return None
     try:
-        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+        state = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
         raise UserError(f"{path} is not valid JSON: {e}") from None
+    if not isinstance(state, dict):
+        raise UserError(f"{path} holds a JSON {type(state).__name__}, not an object (the domain's state); "
+                        "restore the file written by `diffcore train`, or train the run again")
+    return state
 
 
 def check_backbone(net: torch.nn.Module, domain: LatentDomain, spec_name: str) -> None:

@@ -20,7 +20,6 @@ backbone is refused with a :class:`~diffcore.errors.UserError` naming the file.
 
 from __future__ import annotations
 
-import json
 import os
 import warnings
 from collections.abc import Callable, Sequence
@@ -239,6 +238,14 @@ class Run:
     def schedule(self):
         return self.resolved.schedule()
 
+    def to(self, device) -> "Run":
+        """The backbone and, for a latent run, its autoencoder (which decodes) moved to ``device``."""
+        self.device = torch.device(device)
+        self.net.to(self.device)
+        if self.config.latent.autoencoder is not None:
+            self.domain.autoencoder.to(self.device)
+        return self
+
 
 def pick_device(device: str | None = None) -> torch.device:
     if device in (None, "auto"):
@@ -281,13 +288,9 @@ def load_run(run_dir: str | Path, checkpoint: str | Path | None = None, *, devic
         resolved = resolve(base=base)
     except UserError as e:
         raise UserError(f"{run_dir / CONFIG}: {e}") from None
-    state_file = run_dir / DOMAIN_STATE
-    state = None
-    if state_file.is_file():
-        try:
-            state = json.loads(state_file.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as e:
-            raise UserError(f"{state_file} is not valid JSON: {e}") from None
+    from . import latent
+
+    state = latent.saved_state(run_dir, required=resolved.config.latent.autoencoder is not None)  # a JSON object, or None
     domain, net = build_model(resolved, run_dir, state=state)
     weights = Path(checkpoint) if checkpoint is not None else run_dir / EMA_WEIGHTS
     if checkpoint is None and not weights.is_file():
@@ -296,11 +299,9 @@ def load_run(run_dir: str | Path, checkpoint: str | Path | None = None, *, devic
             raise UserError(f"{run_dir} has no weights yet ({EMA_WEIGHTS} or {LAST_CKPT}); train it first or pass --checkpoint")
         weights = last  # a run that stopped before writing its EMA weights
     load_weights(net, read_weights(weights, like=net), weights)
+    net.eval()
     dev = pick_device(device)
-    net.to(dev).eval()
-    if resolved.config.latent.autoencoder is not None:
-        domain.autoencoder.to(dev)  # a latent run decodes on the sampling device
-    return Run(run_dir, resolved, domain, net, weights, dev)
+    return Run(run_dir, resolved, domain, net, weights, dev).to(dev)  # a latent run decodes on the sampling device
 
 
 def _to(obj, device):

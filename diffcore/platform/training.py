@@ -264,7 +264,7 @@ def make_loader(domain: Domain, config: RunConfig) -> DataLoader:
         ds,
         batch_size=tc.batch_size,
         shuffle=True,
-        collate_fn=domain.collate,
+        collate_fn=latent.inner_of(domain).collate,  # a latent view's workers need not pickle its autoencoder
         num_workers=tc.num_workers,
         persistent_workers=tc.num_workers > 0,
         # Full batches only, unless the data set is smaller than one batch.

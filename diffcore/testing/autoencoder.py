@@ -14,7 +14,7 @@ from pydantic import BaseModel
 
 from ..contract.domain import Domain
 from ..contract.hooks import AutoencoderSpec
-from ..nn.autoencoder import latent_of
+from ..nn.autoencoder import reconstruct as _reconstruct  # the round trip train-autoencoder checks too
 from .options import validated
 from .report import Report, _Checker, _Stop, run_checks
 
@@ -60,12 +60,6 @@ def check_autoencoder(
         _check_rebuilt(ck, spec, net, opts, domain, x[:4])
 
     return run_checks(f"autoencoder {getattr(spec, 'name', spec)!r}", checks, report, raise_on_failure)
-
-
-@torch.no_grad()
-def _reconstruct(net, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    z = latent_of(net.encode(x))
-    return z, net.decode(z)
 
 
 def _check_round_trip(ck: _Checker, net, x: torch.Tensor) -> float:

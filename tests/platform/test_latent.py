@@ -192,3 +192,107 @@ def test_docs_list_every_autoencoder_training_key_and_latent_key():
         assert f"`training.{name}`" in doc, name
     for name in LatentConfig.model_fields:
         assert f"`latent.{name}`" in doc, name
+
+
+def test_a_latent_run_keeps_clip_x0_only_from_the_command_line():
+    from pathlib import Path
+
+    from diffcore.platform.config import resolve
+
+    ae, root = "latent.autoencoder=runs/some-ae", Path(__file__).parents[2]  # resolve does not open the autoencoder run
+    for cfg_file, plugin in (("configs/image-unet.yaml", None), ("configs/audio-spectrogram.yaml", None), (None, "image-unet")):
+        path = root / cfg_file if cfg_file else None
+        assert resolve(plugin, path, [ae]).config.sampling.clip_x0 is None, cfg_file  # the data's clamp, not the latents'
+        assert resolve(plugin, path, [ae, "sampling.clip_x0=2.5"]).config.sampling.clip_x0 == 2.5
+        assert resolve(plugin, path, [ae], {"sampling": {"clip_x0": 1.5}}).config.sampling.clip_x0 == 1.5
+        assert resolve(plugin, path).config.sampling.clip_x0 == 1.0  # pixel diffusion keeps the recipe's and the file's
+
+
+def test_memory_checks_count_decoded_samples_and_writing_decodes_batch_by_batch(tmp_path):
+    from types import SimpleNamespace
+
+    from diffcore.contract.errors import UserError
+    from diffcore.platform import budget, latent
+
+    big = {"shape": (1, 4, 4, 4), "data_shape": (1, 3, 100_000, 100_000)}  # 64 latent values, 3e10 decoded ones
+    with pytest.raises(UserError, match="memory"):
+        budget.checked_batches([big], 1000)
+    seen = []
+
+    class Writer(SimpleNamespace):
+        def write_samples(self, results, out_dir, options=None):
+            for x, batch in results:
+                seen.append((ae.decoded, tuple(x.shape), batch["shape"]))
+            return []
+
+    class AE(torch.nn.Module):
+        decoded = 0
+
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.ones(()))
+
+        def decode(self, z):
+            AE.decoded += 1
+            return z.repeat(1, 2, 1, 1)
+
+    ae = AE()
+    inner = Writer(options=None, workdir=None, name="toy", Options=None, SampleOptions=None)
+    view = latent.LatentDomain(inner, ae, {"scale_factor": 1.0, "latent_shape": [1, 2, 2]})
+    results = [(torch.zeros(2, 1, 2, 2), {"shape": (2, 1, 2, 2), "data_shape": (2, 2, 2, 2)}) for _ in range(3)]
+    view.write_samples(results, tmp_path)
+    assert [s[0] for s in seen] == [1, 2, 3] and seen[0][1:] == ((2, 2, 2, 2), (2, 2, 2, 2))
+    assert latent.inner_of(view) is inner and latent.inner_of(inner) is inner  # what make_loader's workers collate with
+
+
+def test_run_to_moves_the_autoencoder_too(latent_run):
+    run = runs.load_run(latent_run, device="cpu").to("meta")
+    assert run.device.type == "meta" and next(run.net.parameters()).device.type == "meta"
+    assert next(run.domain.autoencoder.parameters()).device.type == "meta"
+
+
+def test_resume_refuses_another_autoencoder_or_scale_factor(ae, latent_run, tmp_path):
+    run, other = tmp_path / "run", tmp_path / "other-ae"
+    shutil.copytree(latent_run, run)
+    shutil.copytree(ae, other)
+    scale = json.loads((run / "domain_state.json").read_text())["latent"]["scale_factor"]
+    resume = ("train", "--out", str(run), "--resume", "--max-steps", "30", "--no-progress")
+    one_error(invoke(*resume, "--set", f"latent.autoencoder={other}"), "latent.autoencoder", str(ae.resolve()), str(other))
+    one_error(invoke(*resume, "--set", "latent.scale_factor=2.5"), "latent.scale_factor", str(scale), "2.5")
+
+
+def test_bad_autoencoder_and_run_files_are_one_line(ae, latent_run, tmp_path):
+    bad_ae = tmp_path / "ae"
+    shutil.copytree(ae, bad_ae)
+
+    def train():
+        return invoke("train", "--plugin", "image-unet", "--out", str(tmp_path / "r"), "--max-steps", "1", "--no-progress",
+                      "--set", f"latent.autoencoder={bad_ae}")
+
+    (bad_ae / "autoencoder.json").write_text("[]")
+    one_error(train(), "autoencoder.json holds a JSON list, not an object")
+    (bad_ae / "autoencoder.json").write_text("{not json")
+    one_error(train(), "a JSON file cannot be read")
+    (bad_ae / "autoencoder.json").write_text('{"data_shape": [1, 16, 16]}')
+    one_error(train(), "no latent_shape")
+    run = tmp_path / "run"
+    shutil.copytree(latent_run, run)
+    sample = ("sample", "--run", str(run), "--out", str(tmp_path / "s"), "--num", "1", "--steps", "2")
+    state = json.loads((run / "domain_state.json").read_text())
+    del state["latent"]["latent_shape"]
+    (run / "domain_state.json").write_text(json.dumps(state))
+    one_error(invoke(*sample), "latent section has no latent_shape")
+    (run / "domain_state.json").write_text("[]")
+    one_error(invoke(*sample), "domain_state.json holds a JSON list, not an object")
+    (run / "domain_state.json").unlink()
+    one_error(invoke(*sample), "domain_state.json is missing", "latent")
+
+
+def test_train_autoencoder_refuses_an_absent_mps_device():
+    from diffcore.contract.errors import UserError
+    from diffcore.platform import autoencoder_training
+
+    if torch.backends.mps.is_available():
+        pytest.skip("this machine has an MPS device")
+    with pytest.raises(UserError, match="mps was asked for but no Apple MPS device"):
+        autoencoder_training._device("mps")

@@ -16,7 +16,7 @@ from diffcore import AutoencoderSpec
 from diffcore.contract import KLAutoencoderOptions, build_kl_autoencoder
 from diffcore.platform.registry import get_registry
 
-AUDIO = {"sample_rate": 8000, "clip_seconds": 0.25, "n_fft": 256, "hop_length": 64, "n_mels": 16, "notes": ["A3"],
+AUDIO = {"sample_rate": 8000, "clip_seconds": 0.25, "n_fft": 256, "hop_length": 64, "n_mels": 24, "notes": ["A3"],
          "percussion": ["kick"], "per_class": 4, "val_per_class": 1, "griffin_lim_iters": 2, "inverse_mel_iters": 2}
 
 
@@ -108,6 +108,7 @@ def test_audio_latent_diffusion_through_the_cli(tmp_path):
                                    "--set", "sampling.steps=3", "--set", "backbone.base_channels=8", "--set", "backbone.attention_levels=[]",
                                    *data])
     assert res.exit_code == 0, res.output
+    # 16 latent channels (spectrogram-kl's default), not the 24 mel bands: a backbone reading n_mels would be refused
     assert json.loads((run / "domain_state.json").read_text())["latent"]["latent_shape"] == [16, 16]
     res = CliRunner().invoke(app, ["sample", "--run", str(run), "--out", str(out), "--num", "2", "--steps", "3"])
     assert res.exit_code == 0, res.output
