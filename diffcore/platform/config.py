@@ -128,7 +128,7 @@ class SamplingConfig(Section):
     batch_size: int = Field(64, ge=1, description="Samples generated per batch.")
     threads: int | None = Field(None, ge=1, le=1024, description="torch's intra-op CPU threads for `diffcore sample` / `evaluate`; null: OMP_NUM_THREADS if set, else half the CPU cores, at least 1.")
     num: int = Field(16, ge=1, description="Samples `diffcore sample` writes when --num is not given.")
-    spacing: Literal[SPACINGS] | None = Field(None, description=f"Where the sampling steps go: linspace (from the noisiest step to the least noisy), trailing, leading (DDIM's; discrete schedules only), leading-multistep (what diffusers' multistep schedulers call leading; discrete only), logsnr (evenly in log-SNR), karras (EDM's rho = 7 noise levels), shifted (linspace with sigma/alpha tripled: SD3's time shift, more steps at high noise); null: the sampler's default ({_DEFAULT_SPACINGS}).")
+    spacing: Literal[SPACINGS] | None = Field(None, description=f"Where the sampling steps go: linspace (from the noisiest step to the least noisy), trailing (from the noisiest, N even steps stopping one short of the least noisy: Lin et al. 2024; diffusers' flow grid), leading (DDIM's; discrete schedules only), leading-multistep (what diffusers' multistep schedulers call leading; discrete only), logsnr (evenly in log-SNR), karras (EDM's rho = 7 noise levels), shifted (linspace with sigma/alpha tripled: SD3's time shift, more steps at high noise); null: the sampler's default ({_DEFAULT_SPACINGS}).")
     times: list[float] | None = Field(None, description="The model times themselves, strictly decreasing inside the schedule's range (e.g. `[0.999, 0.8, 0.5, 0.2, 0.02]`); they replace `steps` and `spacing`. null: use those.")
 
 

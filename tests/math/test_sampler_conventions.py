@@ -229,8 +229,8 @@ def test_auto_picks_the_recommended_row_within_the_budget():
         for budget in (4, 5, 8, 10, 12, 50, 200):
             plan = sampling.SamplingPlan.make(s, "auto", budget)
             row = [r for r in rows if r[0] <= budget][-1]
-            spacing = row[2] if s.discrete or row[2] not in ("trailing", "leading", "leading-multistep") else sampling.get(row[1]).default_spacing
-            assert (plan.sampler, plan.spacing) == (row[1], spacing)  # grids that stop short of t_min are discrete-only
+            spacing = row[2] if s.discrete or row[2] not in ("leading", "leading-multistep") else sampling.get(row[1]).default_spacing
+            assert (plan.sampler, plan.spacing) == (row[1], spacing)  # the leading grids are discrete-only
             assert {k: plan.options[k] for k in row[3]} == row[3]  # the row's options reach the sampler
             assert sampling.get(plan.sampler).evaluations(plan.steps, plan.options) <= budget
             assert "auto" in plan.notes[0]
@@ -246,7 +246,10 @@ def test_auto_picks_the_recommended_row_within_the_budget():
 
 
 def test_auto_on_continuous_paths_and_large_budgets():
-    vp = sampling.SamplingPlan.make("vp", "auto", 4)  # rows tuned on discrete paths: no trailing/leading here
-    assert vp.spacing not in ("trailing", "leading")
+    vp = sampling.SamplingPlan.make("vp", "auto", 4)  # rows tuned on discrete paths: no leading grid here
+    assert vp.spacing not in ("leading", "leading-multistep")
+    flow = sampling.timesteps(schedules.get("flow"), 5, "trailing")  # diffusers' flow grid: 1, 0.8, ..., 0.2 (from t_max)
+    hi, lo = sampling.start_time(schedules.get("flow")), schedules.get("flow").t_min
+    assert flow == pytest.approx([hi + (lo - hi) * k / 5 for k in range(5)]) and flow[-1] > 0.19
     big = sampling.SamplingPlan.make("cosine", "auto", 2001)  # capped at the usable steps, never refused
     assert big.steps <= 996

@@ -73,8 +73,10 @@ def timesteps(schedule: Schedule, steps: int, spacing: str | None = None) -> lis
         times larger (log-SNR lower by 2 log 3), clamped to the noisiest time: SD3's time shift
         (Esser et al. 2024, sec. 5.3.2; diffusers' ``flow_shift``), which on the flow path is
         t -> 3 t / (1 + 2 t); more steps at high noise.
-    Continuous schedules: N times from t_max to t_min, evenly spaced in t (``linspace``,
-    ``trailing``), in log-SNR (``logsnr``), at EDM's levels (``karras``), or shifted.
+    Continuous schedules: N times from t_max to t_min evenly spaced in t (``linspace``), or
+    ``trailing``: t_max - k (t_max - t_min) / N, k = 0..N-1, stopping one step short of t_min as
+    the discrete trailing grid stops at T / N (the grid of diffusers' flow-matching schedulers,
+    sigma = 1 ... 1/N, then 0); in log-SNR (``logsnr``), at EDM's levels (``karras``), or shifted.
     The noisiest time is :func:`start_time`: T (t_max) unless the schedule goes below
     log-SNR -10.5 there (cosine's clipped last steps), see ``MIN_LOG_SNR``."""
     if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
@@ -110,6 +112,8 @@ def timesteps(schedule: Schedule, steps: int, spacing: str | None = None) -> lis
         raise ValueError(f"spacing {spacing!r} applies to discrete schedules only; use 'linspace' or 'logsnr'")
     if spacing in ("logsnr", "karras"):
         return _lambda_times(schedule, hi, lo, steps, spacing)
+    if spacing == "trailing":
+        return [hi + (lo - hi) * k / steps for k in range(steps)]
     ts = [hi + (lo - hi) * k / (steps - 1) for k in range(steps)]
     return _shifted(schedule, hi, lo, ts) if spacing == "shifted" else ts
 

@@ -52,8 +52,8 @@ def recommend(schedule: Schedule, nfe: int) -> Recommendation:
     fitting = [r for r in rows if r[0] <= nfe] or rows[:1]
     sampler, spacing, options = (*fitting[-1][1:4],) if fitting else (*FALLBACK, {})
     spec = get(sampler)
-    if spacing in ("trailing", "leading", "leading-multistep") and not schedule.discrete:
-        # rows were tuned on discrete schedules, where these grids stop short of t_min; on a
-        # continuous path they are not the same grid: take the sampler's own spacing there
+    if spacing in ("leading", "leading-multistep") and not schedule.discrete:
+        # DDIM's and the multistep schedulers' leading grids are discrete-only: take the
+        # sampler's own spacing there (trailing has a continuous form: grid.timesteps)
         spacing = spec.default_spacing
     return Recommendation(sampler, spacing, spec.steps_within(nfe, options, cap=usable_steps(schedule)) or 1, dict(options))
