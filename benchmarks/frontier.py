@@ -14,8 +14,8 @@ the target). ``matrix`` runs every deterministic sampler of the table, with its 
 and the variants in VARIANTS, at every spacing that applies, at each NFE budget, on every tuning
 target and seed. ``tune`` sums each candidate's per-target z up by a criterion (mean, max, mean
 of log(z + 3), median) and keeps the best candidate; which criterion is itself decided by
-leave-one-target-out on the tuning targets (choose on five, score on the sixth), because the
-plain mean let one hard tuning target pick choices that did not carry over.
+leave-one-target-out on the tuning targets (choose on five, score on the sixth), rather than
+fixed in advance: how a choice carries over to targets it was not made on is what matters.
 The report runs the recommended choice and diffusers' schedulers (each at the spacing that is best
 for it on the held-out targets themselves, an advantage given to the peer) on the held-out targets.
 diffusers' 0-based step k is our step k + 1 (t = (k + 1) / T); they run on our float64
