@@ -42,4 +42,5 @@ def train_autoencoder(
     metrics = autoencoder_training.train(res, out, progress=progress)
     typer.echo(json.dumps({k: metrics[k] for k in ("mse", "psnr", "l1", "latent_std")}, sort_keys=True))
     typer.echo(f"trained autoencoder {res.spec.name!r} ({metrics['steps']} steps); run directory: {out}")
-    typer.echo(f"next: diffcore train --plugin {res.recipe.name} --set latent.autoencoder={out}")
+    same_data = "".join(f" --set {item}" for item in set_ or [] if item.startswith("data."))  # the diffusion run needs the same data
+    typer.echo(f"next: diffcore train --plugin {res.recipe.name}{same_data} --set latent.autoencoder={out}")

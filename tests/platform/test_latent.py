@@ -38,8 +38,10 @@ def one_error(res, *parts: str) -> None:
 @pytest.fixture(scope="module")
 def ae(tmp_path_factory):
     out = tmp_path_factory.mktemp("ae") / "ae"
-    res = invoke("train-autoencoder", "--plugin", "image-unet", "--out", str(out), *AE_TINY)
+    res = invoke("train-autoencoder", "--plugin", "image-unet", "--out", str(out), *AE_TINY, "--set", "data.split_seed=0")
     assert res.exit_code == 0, res.output
+    # the hint names the data options given, which the diffusion run must share
+    assert f"next: diffcore train --plugin image-unet --set data.split_seed=0 --set latent.autoencoder={out}" in res.stdout
     return out
 
 
