@@ -267,10 +267,7 @@ def run_peer(name, target, schedule, spacing, nfe, seed):
 
 
 FLOW_PEERS = {  # diffusers' schedulers on the flow-matching path (sigma = t, velocity = noise - x0)
-    "DPM++2M": ("DPMSolverMultistepScheduler", dict(solver_order=2, algorithm_type="dpmsolver++")),
-    "DPM++3M": ("DPMSolverMultistepScheduler", dict(solver_order=3, algorithm_type="dpmsolver++")),
-    "UniPC": ("UniPCMultistepScheduler", dict()),
-    "DEIS": ("DEISMultistepScheduler", dict()),
+    **{k: PEERS[k] for k in ("DPM++2M", "DPM++3M", "UniPC", "DEIS")},  # with use_flow_sigmas
     "Euler": ("FlowMatchEulerDiscreteScheduler", dict()),
     "Heun": ("FlowMatchHeunDiscreteScheduler", dict()),
 }
@@ -326,8 +323,7 @@ def report(args) -> None:
                 for name in names:
                     best = None
                     for way in ways:
-                        zs = [run(name, suite.get(t), s, way, nfe, seed) for t in suite.HELD_OUT for seed in args.seeds]
-                        z = statistics.fmean(zs) if all(math.isfinite(v) for v in zs) else math.inf
+                        z = _finite_mean(run(name, suite.get(t), s, way, nfe, seed) for t in suite.HELD_OUT for seed in args.seeds)
                         if best is None or z < best[0]:
                             best = (z, way)
                     peers[name] = best

@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from ..contract.domain import Domain
 from ..contract.hooks import AutoencoderSpec
 from ..nn.autoencoder import reconstruct as _reconstruct  # the round trip train-autoencoder checks too
-from .options import validated
+from .options import built
 from .report import Report, _Checker, _Stop, run_checks
 
 
@@ -36,17 +36,8 @@ def check_autoencoder(
     error must be below ``max_relative_mse`` times the data's variance (and below where it began)."""
 
     def checks(ck: _Checker) -> None:
-        if not isinstance(spec, AutoencoderSpec):
-            ck.fail(f"{spec!r} is not a diffcore.AutoencoderSpec", "register AutoencoderSpec(name=..., domain=..., build=..., Options=...)")
-            raise _Stop()
-        ck.expect(spec.domain == getattr(domain, "name", None), "targets the domain checked",
-                  f"is for domain {spec.domain!r} but was checked with domain {getattr(domain, 'name', None)!r}")
-        opts = validated(ck, spec.Options, options, "options", f"autoencoder {spec.name!r} Options")
-        if opts is None:
-            raise _Stop()
-        with ck.running("build(options, domain)", "build must return an nn.Module with encode, decode and loss"):
-            torch.manual_seed(0)
-            net = spec.build(opts, domain)
+        net, opts = built(ck, spec, AutoencoderSpec, domain, options, "autoencoder",
+                          "build must return an nn.Module with encode, decode and loss")
         missing = [m for m in ("encode", "decode", "loss") if not callable(getattr(net, m, None))]
         if not ck.expect(isinstance(net, torch.nn.Module) and not missing, "build returns an nn.Module with encode, decode, loss",
                          f"build() returned {type(net).__name__} without {', '.join(missing) or 'nn.Module'}",

@@ -16,7 +16,7 @@ from torch import nn
 from ..contract.domain import Domain
 from ..contract.hooks import BackboneSpec
 from ..math import schedules as _schedules
-from .options import validated
+from .options import built
 from .report import Report, _Checker, _Stop, run_checks
 
 
@@ -51,17 +51,8 @@ def check_backbone(
 
 
 def _build(ck: _Checker, spec: Any, domain: Domain, options: Any) -> tuple[nn.Module, BaseModel]:
-    if not isinstance(spec, BackboneSpec):
-        ck.fail(f"{spec!r} is not a diffcore.BackboneSpec", "register BackboneSpec(name=..., domain=..., build=..., Options=...)")
-        raise _Stop()
-    ck.expect(spec.domain == getattr(domain, "name", None), "targets the domain checked",
-              f"is for domain {spec.domain!r} but was checked with domain {getattr(domain, 'name', None)!r}", "pass a domain of the backbone's kind")
-    opts = validated(ck, spec.Options, options, "options", f"backbone {spec.name!r} Options")
-    if opts is None:
-        raise _Stop()
-    with ck.running("build(options, domain)", "build must return the nn.Module for this (set-up) domain"):
-        torch.manual_seed(0)
-        net = spec.build(opts, domain)
+    net, opts = built(ck, spec, BackboneSpec, domain, options, "backbone",
+                      "build must return the nn.Module for this (set-up) domain", "pass a domain of the backbone's kind")
     if not ck.expect(isinstance(net, nn.Module), "build returns an nn.Module", f"build() returned {type(net).__name__}", "return a torch.nn.Module"):
         raise _Stop()
     return net, opts

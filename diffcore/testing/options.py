@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import torch
 from pydantic import BaseModel, ValidationError
 
 from .report import Report, _Checker, _describe, _Stop, finish
@@ -78,3 +79,22 @@ def validated(ck: _Checker, model: Any, options: Any, what: str, where: str) -> 
     except ValidationError as e:
         ck.fail(f"the {what} given to the kit do not validate ({_errors(e)})", f"pass options that {model.__name__} accepts")
         raise _Stop() from None
+
+
+def built(ck: _Checker, spec: Any, spec_cls: type, domain: Any, options: Any, kind: str, build_fix: str,
+          domain_fix: str = "") -> tuple[Any, BaseModel]:
+    """What a backbone's and an autoencoder's check start with: ``spec`` is a ``spec_cls``,
+    targets ``domain``, its options validate, and ``build(options, domain)`` runs (seeded);
+    (what it built, the options), or a :class:`_Stop`."""
+    if not isinstance(spec, spec_cls):
+        ck.fail(f"{spec!r} is not a diffcore.{spec_cls.__name__}", f"register {spec_cls.__name__}(name=..., domain=..., build=..., Options=...)")
+        raise _Stop()
+    ck.expect(spec.domain == getattr(domain, "name", None), "targets the domain checked",
+              f"is for domain {spec.domain!r} but was checked with domain {getattr(domain, 'name', None)!r}", domain_fix)
+    opts = validated(ck, spec.Options, options, "options", f"{kind} {spec.name!r} Options")
+    if opts is None:
+        raise _Stop()
+    with ck.running("build(options, domain)", build_fix):
+        torch.manual_seed(0)
+        net = spec.build(opts, domain)
+    return net, opts
