@@ -80,6 +80,13 @@ class Domain(abc.ABC):
         optional pydantic model of extra ``diffcore edit`` options (e.g. ``box``, ``half`` for
         images: ``--box 0,0,4,8``), for a domain that supports editing (:meth:`edit_batches`).
 
+    ``period``
+        ``None`` for data in R^n (the default). A number P says every coordinate of ``x`` is an
+        angle-like quantity modulo P (2 pi for torsion angles): the data live on a torus. The
+        loss then uses the wrapped-normal target, the run needs the ``ve`` schedule, the
+        backbone must be periodic in ``x_t`` (see :mod:`diffcore.math.torus`), and generated
+        ``x`` is wrapped to [-P/2, P/2) before the writer sees it.
+
     The constructor receives the validated options and a ``workdir``: a folder the domain may
     use as a cache (built data sets, downloaded-nothing-ever). Constructing must be cheap:
     heavy work belongs in :meth:`setup`.
@@ -89,6 +96,7 @@ class Domain(abc.ABC):
     Options: ClassVar[type[BaseModel]] = NoOptions
     SampleOptions: ClassVar[type[BaseModel] | None] = None
     EditOptions: ClassVar[type[BaseModel] | None] = None
+    period: ClassVar[float | None] = None
 
     def __init__(self, options: BaseModel | None = None, *, workdir: Path | None = None):
         self.options = options if options is not None else self.Options()

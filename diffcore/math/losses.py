@@ -22,6 +22,11 @@ at a random time t (Ho et al. 2020, eq. 14; Kingma & Gao 2023 for the common vie
 The x0-space weights are converted to the prediction's own error with
 :func:`diffcore.forward.x0_error_scale`.
 
+On a torus (``period``, e.g. 2 pi for angles: :mod:`diffcore.math.torus`) x_t = x0 + sigma_t eps
+is read modulo the period, so the eps in the target is replaced by its posterior mean over every
+lift, -sigma grad log of the wrapped normal (torsional diffusion's denoising score matching);
+the schedule must keep alpha = 1 (``ve``).
+
 Training times: discrete schedules draw a step i ~ U{1..T} (t = i / T); continuous ones
 draw t ~ U[t_min, t_max].
 """
@@ -34,6 +39,7 @@ import torch
 
 from .forward import bcast, check_prediction, from_x0_eps, q_sample, x0_error_scale
 from .schedules import Schedule
+from .torus import wrapped_eps
 from . import schedules as _schedules
 
 WEIGHTINGS = ("uniform", "snr", "min-snr")
@@ -50,15 +56,32 @@ def sample_t(schedule: Schedule, batch: int, *, device=None, generator: torch.Ge
     return t.to(device=device, dtype=torch.float32)
 
 
+def check_period(schedule: Schedule, period: float | None) -> float | None:
+    """``period`` as a float (None: Euclidean data); a ValueError unless it is positive and
+    finite and the schedule keeps alpha = 1 at every time (a torus needs the ``ve`` schedule)."""
+    if period is None:
+        return None
+    period = float(period)
+    if not (period > 0 and period < float("inf")):
+        raise ValueError(f"period must be a positive finite number, got {period}")
+    t = torch.linspace(float(getattr(schedule, "t_min", 0.0)), 1.0, 11, dtype=torch.float64)
+    if float(schedule.log_alpha(t).abs().max()) > 1e-9:
+        raise ValueError(f"periodic data (period {period:g}) need a schedule with alpha = 1 such as 've', "
+                         f"not {getattr(schedule, 'name', schedule)!r}: alpha_t x0 of an angle is not an angle")
+    return period
+
+
 class DiffusionLoss:
     """``loss = DiffusionLoss(schedule, "eps", "uniform"); loss(model, x0)``.
 
     ``model(x_t, t, cond)`` (or ``model(x_t, t)`` when ``cond`` is None) returns the
     prediction. ``mask`` (broadcastable to x0) restricts the average to real entries;
-    ``noise_fn(like)`` draws the domain's noise (default: standard normal).
+    ``noise_fn(like)`` draws the domain's noise (default: standard normal). ``period``: the data
+    live on a torus of that period in every coordinate (module docstring).
     """
 
-    def __init__(self, schedule: Schedule | str, prediction: str = "eps", weighting: str = "uniform", min_snr_gamma: float = 5.0):
+    def __init__(self, schedule: Schedule | str, prediction: str = "eps", weighting: str = "uniform", min_snr_gamma: float = 5.0,
+                 period: float | None = None):
         self.schedule = _schedules.get(schedule)
         self.prediction = check_prediction(prediction)
         if weighting not in WEIGHTINGS:
@@ -66,6 +89,7 @@ class DiffusionLoss:
         if min_snr_gamma <= 0:
             raise ValueError("min_snr_gamma must be > 0")
         self.weighting, self.gamma = weighting, float(min_snr_gamma)
+        self.period = check_period(self.schedule, period)
 
     def weight(self, t: torch.Tensor) -> torch.Tensor:
         """lambda(t) applied to the prediction's squared error (float64, ``[B]``)."""
@@ -95,6 +119,9 @@ class DiffusionLoss:
             eps = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
         x_t = q_sample(self.schedule, x0, t, eps)
         out = model(x_t, t) if cond is None else model(x_t, t, cond)
+        if self.period is not None:  # the target a periodic network can reach: x0 is the lift nearest in law
+            eps = wrapped_eps(eps, bcast(self.schedule.sigma(t.detach().cpu()), eps), self.period)
+            x0 = x_t - bcast(self.schedule.sigma(t.detach().cpu()), eps) * eps
         target = from_x0_eps(self.prediction, x0, eps, t, self.schedule)
         err = (out - target) ** 2
         w = bcast(self.weight(t), err)

@@ -39,7 +39,7 @@ from diffcore.contract.domain import Domain
 from diffcore.contract.errors import UserError
 from diffcore.math.forward import PREDICTIONS
 from diffcore.contract.hooks import BackboneSpec, Recipe
-from diffcore.math.losses import WEIGHTINGS
+from diffcore.math.losses import WEIGHTINGS, check_period as _period_fits
 from diffcore.math import sampling as _sampling
 from diffcore.platform.extensions import Extension
 from diffcore.platform.layers import merge, parse_set, sets_to_dict  # noqa: F401  (the config's API: the CLI's and tests' names)
@@ -250,6 +250,7 @@ def resolve(
     domain_cls = _keyed("plugin", registry.domain, recipe.domain)
     spec = _keyed("plugin", lambda n: registry.backbone(n, domain=recipe.domain), recipe.backbone)
     data_options = validate_section(domain_cls.Options, cfg.data, "data")
+    check_period(domain_cls, cfg)
     backbone_options = validate_section(spec.Options, cfg.backbone, "backbone")
     cfg = cfg.model_copy(update={"data": data_options.model_dump(mode="json"), "backbone": backbone_options.model_dump(mode="json")})
     plan = sampling_plan(cfg, key="sampling")
@@ -274,6 +275,17 @@ def validate_section(model: type[BaseModel], data: dict[str, Any], prefix: str) 
         raise UserError(format_errors(e, model, prefix)) from None
     require_finite(options.model_dump(), prefix)
     return options
+
+
+def check_period(domain_cls: type[Domain], cfg: RunConfig) -> None:
+    """A domain on a torus (``Domain.period``) needs a schedule with alpha = 1 (``ve``)."""
+    period = getattr(domain_cls, "period", None)
+    if period is None:
+        return
+    try:
+        _period_fits(check_diffusion(cfg), period)
+    except ValueError as e:
+        raise UserError(f"diffusion.schedule: {e}; set diffusion.schedule=ve") from None
 
 
 def check_diffusion(cfg: RunConfig) -> _schedules.Schedule:

@@ -34,6 +34,7 @@ from .config import Resolved, load_yaml, resolve
 from ..contract.domain import Batch, Domain
 from ..contract.errors import UserError
 from ..math.sampling import SamplingPlan
+from ..math.torus import wrap
 
 CONFIG = "config.yaml"
 DOMAIN_STATE = "domain_state.json"
@@ -341,6 +342,8 @@ def generate_batch(
     # plan.guide(net, None) is net(x, t, None): the unconditional model.
     model = plan.guide(net, b.get("cond"))
     x = plan.run(model, draw(like), generator=generator, noise_fn=draw)
+    if getattr(domain, "period", None):  # sampled on the covering space: back onto the torus
+        x = wrap(x, domain.period)
     mask = b.get("mask")
     return x * mask.to(x.dtype) if mask is not None else x
 

@@ -58,7 +58,8 @@ class DiffusionModule(L.LightningModule):
         # never receives gradients; buffers are copied as they are.
         self.ema = copy.deepcopy(backbone).requires_grad_(False)
         d = config.diffusion
-        self.loss_fn = DiffusionLoss(schedule, prediction=d.prediction, weighting=d.weighting, min_snr_gamma=d.min_snr_gamma)
+        self.loss_fn = DiffusionLoss(schedule, prediction=d.prediction, weighting=d.weighting, min_snr_gamma=d.min_snr_gamma,
+                                     period=getattr(domain, "period", None))
         self.schedule = schedule
         self.cfg = config
         self.domain = domain
