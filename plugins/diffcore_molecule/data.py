@@ -3,40 +3,41 @@
 A molecule enters as a SMILES string, a line of a SMILES file or an SDF record, and leaves as
 a :class:`MolGraph`: the rdkit molecule (explicit hydrogens when the domain models them),
 its atom features ``[N, F]``, its pair features ``[N, N, E]`` and its reference conformers
-``[K, N, 3]`` in Angstrom, centred. References are rdkit's ETKDG v3 embeddings (Riniker &
-Landrum 2015, Wang et al. 2020) optimised with MMFF94, as in the GEOM-free setups of
-GeoDiff and torsional diffusion; a data set is built once and cached as an SDF file in the
+``[K, N, 3]`` in Angstrom, centred. References come from a classical conformer search
+(:func:`diffcore_molecule.druglike.search`): ETKDG v3 embeddings (Riniker & Landrum 2015,
+Wang et al. 2020), oversampled, optimised with MMFF94, kept within an energy window and
+pruned by heavy-atom RMSD; a data set is built once and cached as an SDF file in the
 domain's workdir.
 
-The embedded default: the small molecules (only H, C, N, O, F; one fragment; at most
-``max_atoms`` atoms) of the NCI SMILES set that ships in rdkit's own data folder
-(``RDConfig.RDDataDir/NCI/first_5K.smi``), so nothing is ever downloaded.
+Molecules: H, C, N, O, F, P, S, Cl, Br, I; formal charges and specified stereo are kept; a
+salt or mixture keeps its largest fragment (with a warning); radicals are refused. The
+embedded default is the drug-like training set of :mod:`diffcore_molecule.druglike` (files
+that ship inside rdkit, so nothing is ever downloaded); :func:`build_test` gives its held-out
+test set of real ligands with references.
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from rdkit import Chem, RDConfig, RDLogger, rdBase
-from rdkit.Chem import AllChem
 
 from diffcore import UserError
 
+from . import druglike as G
 from .progress import reported
 
 log = logging.getLogger("diffcore.molecule")
 
-DEFAULT_ELEMENTS = ("H", "C", "N", "O", "F")
-DEFAULT_SMILES_FILE = Path(RDConfig.RDDataDir) / "NCI" / "first_5K.smi"
-CACHE_FORMAT = 2  # bump when the cached file's meaning changes
+DEFAULT_ELEMENTS = G.ELEMENTS  # H, C, N, O, F, P, S, Cl, Br, I
+DEFAULT_SMILES_FILE = Path(RDConfig.RDDataDir) / "NCI" / "first_5K.smi"  # one of the default set's files
+CACHE_FORMAT = 3  # bump when the cached file's meaning changes
 
 _HYBRID = (Chem.HybridizationType.SP, Chem.HybridizationType.SP2, Chem.HybridizationType.SP3)
 _CHARGES = (-1, 0, 1)
@@ -101,7 +102,8 @@ def pair_features(mol: Chem.Mol) -> torch.Tensor:
 class MolGraph:
     """One molecule: its rdkit ``mol`` (the atoms the model sees, in order), features, and
     reference conformers in Angstrom (``coords [K, N, 3]``, centred; ``None`` when the
-    molecule only asks to be sampled)."""
+    molecule only asks to be sampled), with their force-field energies in kcal/mol
+    (``energies [K]``, lowest first; ``None`` when unknown, e.g. given in an SDF file)."""
 
     name: str
     smiles: str
@@ -109,6 +111,7 @@ class MolGraph:
     atoms: torch.Tensor
     pairs: torch.Tensor
     coords: torch.Tensor | None = None
+    energies: torch.Tensor | None = None
 
     @property
     def num_atoms(self) -> int:
@@ -134,18 +137,25 @@ def _quiet():
 
 
 def _check(mol: Chem.Mol, rules: Rules, what: str) -> Chem.Mol:
-    """Apply ``rules`` to a sanitised molecule; returns it with hydrogens as configured."""
+    """Apply ``rules`` to a sanitised molecule; returns it with hydrogens as configured (added
+    with coordinates when it has a conformer). A salt or mixture keeps its largest fragment
+    (by heavy atoms), with a warning naming ``what``."""
     if mol.GetNumAtoms() == 0:
         raise MoleculeError(f"{what}: the molecule has no atoms")
     frags = len(Chem.GetMolFrags(mol))
     if frags > 1:
-        raise MoleculeError(f"{what}: {frags} disconnected fragments; give one molecule (no '.' salts or mixtures)")
+        mol = G.largest_fragment(mol)
+        log.warning("%s: %d fragments (a salt or mixture): kept the largest, %s", what, frags, _canonical(mol))
     bad = sorted({a.GetSymbol() for a in mol.GetAtoms()} - set(rules.elements))
     if bad:
         raise MoleculeError(
             f"{what}: unsupported element(s) {', '.join(bad)}; this model knows {', '.join(rules.elements)} "
             "(set data.elements to train a model on others)"
         )
+    radicals = sum(a.GetNumRadicalElectrons() for a in mol.GetAtoms())
+    if radicals:
+        raise MoleculeError(f"{what}: a radical ({radicals} unpaired electron(s)); give the closed-shell molecule "
+                            "(check charges and hydrogens, e.g. [CH3] -> C)")
     mol = Chem.AddHs(mol, addCoords=mol.GetNumConformers() > 0) if rules.hydrogens else Chem.RemoveHs(mol)
     if mol.GetNumAtoms() > rules.max_atoms:
         hs = "including hydrogens" if rules.hydrogens else "heavy atoms"
@@ -192,7 +202,9 @@ def read_smiles_file(path: Path, rules: Rules) -> list[tuple[str, Chem.Mol]]:
         parts = line.split(None, 1)
         name = parts[1].strip() if len(parts) > 1 else f"{path.stem}-{lineno}"
         try:
-            out.append((name, from_smiles(parts[0], rules, f"{path}:{lineno}")))
+            mol = from_smiles(parts[0], rules, f"{path}:{lineno}")
+            mol.SetProp("diffcore_where", f"{path}:{lineno}")  # for the build's messages
+            out.append((name, mol))
         except MoleculeError as e:
             skipped += 1
             log.warning("skipped %s", e)
@@ -204,17 +216,15 @@ def read_smiles_file(path: Path, rules: Rules) -> list[tuple[str, Chem.Mol]]:
 
 
 def _is_3d(mol: Chem.Mol) -> bool:
-    if mol.GetNumConformers() == 0:
-        return False
-    pos = mol.GetConformer().GetPositions()
-    return bool(np.abs(pos[:, 2]).max() > 1e-4)
+    return mol.GetNumConformers() > 0 and bool(np.abs(mol.GetConformer().GetPositions()[:, 2]).max() > 1e-4)
 
 
 def read_sdf(path: Path, rules: Rules) -> list[tuple[str, Chem.Mol]]:
     """``(name, mol)`` per molecule of an SDF file. Records of the same molecule (same
     canonical SMILES) become conformers of one molecule; 3D records are used as its reference
-    conformers, 2D ones only for the graph. An unreadable record is reported (record number
-    and line) and skipped."""
+    conformers, 2D ones only for the graph (their references are generated). Records without
+    hydrogens get them, with 3D coordinates (``Chem.AddHs(addCoords=True)``); both are said
+    once per file. An unreadable record is reported (record number and line) and skipped."""
     _quiet()
     path = Path(path)
     if not path.is_file():
@@ -223,17 +233,9 @@ def read_sdf(path: Path, rules: Rules) -> list[tuple[str, Chem.Mol]]:
         block = path.read_text()
     except (OSError, UnicodeDecodeError) as e:
         raise UserError(f"cannot read SDF file {path}: {e}") from None
-    records, lines, start = [], [], 1
-    for lineno, line in enumerate(block.splitlines(), 1):
-        if line.startswith("$$$$"):
-            records.append((start, "\n".join(lines)))
-            lines, start = [], lineno + 1
-        else:
-            lines.append(line)
-    if any(line.strip() for line in lines):  # a last record without its '$$$$'
-        records.append((start, "\n".join(lines)))
+    records = G.sdf_records(block)
     groups: dict[str, tuple[str, Chem.Mol]] = {}
-    skipped = 0
+    skipped, flat, bare = 0, [], []
     for k, (start, text) in enumerate(records, 1):
         what = f"{path}: record {k} (line {start})"
         mol = Chem.MolFromMolBlock(text, removeHs=False, sanitize=True)
@@ -242,10 +244,13 @@ def read_sdf(path: Path, rules: Rules) -> list[tuple[str, Chem.Mol]]:
             log.warning("skipped %s: unreadable or chemically invalid record", what)
             continue
         try:
-            has3d = _is_3d(mol)
-            if not has3d:
+            if not _is_3d(mol):
+                flat.append(k)
                 mol.RemoveAllConformers()
+            elif rules.hydrogens and any(a.GetTotalNumHs() for a in mol.GetAtoms()):
+                bare.append(k)
             mol = _check(mol, rules, what)
+            mol.SetProp("diffcore_where", what)
         except MoleculeError as e:
             skipped += 1
             log.warning("skipped %s", e)
@@ -269,6 +274,12 @@ def read_sdf(path: Path, rules: Rules) -> list[tuple[str, Chem.Mol]]:
             conf.SetAtomPosition(target, pos[k_atom].tolist())
         conf.Set3D(True)
         first.AddConformer(conf, assignId=True)
+    if flat:
+        log.warning("%s: %d record(s) without 3D coordinates (first: record %d) give only the graph; their "
+                    "reference conformers are generated", path, len(flat), flat[0])
+    if bare:
+        log.warning("%s: %d 3D record(s) without hydrogens (first: record %d): hydrogens added with 3D "
+                    "coordinates", path, len(bare), bare[0])
     if skipped:
         log.warning("%s: skipped %d bad record(s), kept %d molecule(s)", path, skipped, len(groups))
     if not groups:
@@ -276,164 +287,159 @@ def read_sdf(path: Path, rules: Rules) -> list[tuple[str, Chem.Mol]]:
     return list(groups.values())
 
 
-def embed(mol: Chem.Mol, num: int, seed: int, mmff: bool = True) -> np.ndarray | None:
-    """``[num, N, 3]`` conformers of ``mol`` (ETKDG v3, then MMFF94 if ``mmff``), or ``None``
-    if rdkit cannot embed it."""
+def embed(mol: Chem.Mol, num: int, seed: int, mmff: bool = True, *, oversample: int = 1,
+          energy_window: float | None = None, prune_rms: float | None = None, threads: int = 1,
+          what: str = "molecule") -> np.ndarray | None:
+    """``[k, N, 3]`` conformers of ``mol`` (ETKDG v3, then MMFF94 if ``mmff``; UFF where MMFF94
+    has no parameters), or ``None`` if rdkit cannot embed it. With the defaults k = ``num``
+    (the embeddings in ETKDG's order: the plain baseline of the metrics and the input
+    conformer of an edit); ``oversample``, ``energy_window`` (kcal/mol) and ``prune_rms``
+    (Angstrom) make it the search of :func:`diffcore_molecule.druglike.search` (lowest energy
+    first, 1 <= k <= ``num``)."""
     _quiet()
-    m = Chem.Mol(mol)
-    m.RemoveAllConformers()
-    params = AllChem.ETKDGv3()
-    params.randomSeed = seed
-    ids = list(AllChem.EmbedMultipleConfs(m, num, params))
-    if not ids:
-        return None
-    if mmff and AllChem.MMFFHasAllMoleculeParams(m):
-        AllChem.MMFFOptimizeMoleculeConfs(m, maxIters=1000)
-    return np.stack([m.GetConformer(i).GetPositions() for i in ids])
+    found = G.search(mol, num, seed, oversample=oversample, energy_window=energy_window, prune_rms=prune_rms,
+                     optimise=mmff, threads=threads, what=what)
+    return None if found is None else found[0]
 
 
-def to_graph(name: str, mol: Chem.Mol, rules: Rules, coords: np.ndarray | None = None) -> MolGraph:
-    """Features of ``mol`` (and its reference conformers, centred, if given)."""
-    c = None
+def to_graph(name: str, mol: Chem.Mol, rules: Rules, coords: np.ndarray | None = None,
+             energies: np.ndarray | None = None) -> MolGraph:
+    """Features of ``mol`` (and its reference conformers, centred, and their energies, if given)."""
+    c = e = None
     if coords is not None:
         c = torch.as_tensor(np.asarray(coords), dtype=torch.float32)
         c = c - c.mean(dim=1, keepdim=True)
-    return MolGraph(name, _canonical(mol), mol, atom_features(mol, rules.elements), pair_features(mol), c)
+    if energies is not None:
+        e = torch.as_tensor(np.asarray(energies), dtype=torch.float64)
+    return MolGraph(name, _canonical(mol), mol, atom_features(mol, rules.elements), pair_features(mol), c, e)
 
 
 # ------------------------------------------------------------------------- data set building
 @dataclass(frozen=True)
 class Source:
-    """Where molecules come from: the default NCI set, a SMILES file or an SDF file."""
+    """Where molecules come from: the default drug-like training set, a SMILES file or an SDF file."""
 
     smiles: Path | None = None
     sdf: Path | None = None
 
     def describe(self) -> str:
-        return str(self.sdf or self.smiles or f"rdkit's NCI set ({DEFAULT_SMILES_FILE.name})")
+        return str(self.sdf or self.smiles or G.TRAINING_SOURCE)
 
     def fingerprint(self) -> str:
-        path = self.sdf or self.smiles or DEFAULT_SMILES_FILE
+        if self.sdf is None and self.smiles is None:
+            return f"druglike:{G.fingerprint()}"
         try:
-            digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+            digest = hashlib.sha256(Path(self.sdf or self.smiles).read_bytes()).hexdigest()
         except OSError:
             digest = "missing"
         return f"{'sdf' if self.sdf else 'smiles'}:{digest}"
 
 
-def _read_default(rules: Rules) -> list[tuple[str, Chem.Mol]]:
-    """The NCI molecules that fit ``rules`` (bad or unsuitable lines are skipped silently:
-    this is a filter, not a user's file)."""
+def _fitting(mols: list[tuple[str, Chem.Mol]], rules: Rules, warn: bool) -> list[tuple[str, Chem.Mol]]:
+    """The molecules that fit ``rules``; the others are left out (with a warning if ``warn``)."""
     _quiet()
-    out, seen = [], set()
-    for line in DEFAULT_SMILES_FILE.read_text().splitlines():
-        parts = line.split()
-        if not parts:
-            continue
+    out = []
+    for name, mol in mols:
         try:
-            mol = from_smiles(parts[0], rules)
-        except MoleculeError:
-            continue
-        heavy = sum(a.GetAtomicNum() > 1 for a in mol.GetAtoms())
-        key = _canonical(mol)
-        if heavy < 3 or key in seen:
-            continue
-        seen.add(key)
-        out.append((f"NCI-{parts[1]}" if len(parts) > 1 else f"NCI-{len(out)}", mol))
+            out.append((name, _check(mol, rules, f"molecule {name}")))
+        except MoleculeError as e:
+            (log.warning if warn else log.debug)("left out %s", e)
     return out
 
 
 def build(source: Source, rules: Rules, *, conformers: int, seed: int, mmff: bool,
-          max_molecules: int | None, workdir: Path | None) -> list[MolGraph]:
-    """The molecules of ``source`` with ``conformers`` references each, from the cache in
-    ``workdir`` when it was built before with the same settings."""
-    key = json.dumps(
-        {"format": CACHE_FORMAT, "source": source.fingerprint(), "elements": rules.elements,
-         "max_atoms": rules.max_atoms, "hydrogens": rules.hydrogens, "conformers": conformers, "seed": seed,
-         "mmff": mmff, "max_molecules": max_molecules, "rdkit": rdBase.rdkitVersion},
-        sort_keys=True,
-    )
+          max_molecules: int | None, workdir: Path | None, oversample: int = 3, energy_window: float | None = 10.0,
+          prune_rms: float | None = 0.5, max_heavy: int | None = None, min_heavy: int = 6,
+          threads: int = 1) -> list[MolGraph]:
+    """The molecules of ``source`` with at most ``conformers`` references each (fewer when the
+    search finds fewer distinct ones within the window; at least one), from the cache in
+    ``workdir`` when it was built before with the same settings.
+
+    References: 3D records of an SDF file as given; otherwise the search of
+    :func:`diffcore_molecule.druglike.search` (``oversample``, ``energy_window`` in kcal/mol,
+    ``prune_rms`` in Angstrom, MMFF94 if ``mmff``), seeded by ``seed`` + the molecule's index.
+    A molecule ETKDG cannot embed (e.g. impossible stereo) is skipped with a warning naming it
+    (and its file line). The default source is :func:`diffcore_molecule.druglike.training_molecules`
+    with ``min_heavy``..``max_heavy`` heavy atoms (None: ``rules.max_atoms``), then ``rules``;
+    ``max_molecules`` keeps the first ones (of a file: in file order)."""
+    default = source.sdf is None and source.smiles is None
+    key = {"source": source.fingerprint(), "max_molecules": max_molecules,
+           **({"max_heavy": max_heavy, "min_heavy": min_heavy} if default else {})}
+
+    def read():
+        if source.sdf is not None:
+            mols = read_sdf(source.sdf, rules)
+        else:
+            mols = read_smiles_file(source.smiles, rules) if not default else _fitting(G.training_molecules(
+                max_heavy if max_heavy is not None else rules.max_atoms, min_heavy), rules, warn=False)
+        return mols[:max_molecules] if max_molecules is not None else mols
+
+    search = {"oversample": oversample, "energy_window": energy_window, "prune_rms": prune_rms, "optimise": mmff}
+    return _build(read, source.describe(), "molecules", key, rules, conformers, seed, search, workdir, threads)
+
+
+def build_test(rules: Rules, conformers: int, seed: int, workdir: Path | None, *, mmff: bool = True,
+               oversample: int = 3, energy_window: float | None = 10.0, prune_rms: float | None = 0.5,
+               threads: int = 1) -> list[MolGraph]:
+    """The held-out drug-like test set (:func:`diffcore_molecule.druglike.test_molecules`: 40
+    ligands of 17-35 heavy atoms, never in the default training set) with references found
+    as in :func:`build`, cached in ``workdir`` (``test-molecules-*.sdf``). Molecules that do
+    not fit ``rules`` (elements, ``max_atoms``) are left out with a warning naming them."""
+    def read():
+        return _fitting(G.test_molecules(), rules, warn=True)
+
+    search = {"oversample": oversample, "energy_window": energy_window, "prune_rms": prune_rms, "optimise": mmff}
+    key = {"source": f"druglike-test:{G.fingerprint()}"}
+    return _build(read, G.TEST_SOURCE, "test-molecules", key, rules, conformers, seed, search, workdir, threads)
+
+
+def _build(read, describe: str, stem: str, key: dict, rules: Rules, conformers: int, seed: int, search: dict,
+           workdir: Path | None, threads: int) -> list[MolGraph]:
+    text = json.dumps({"format": CACHE_FORMAT, **key, **search, "conformers": conformers, "seed": seed,
+                       "elements": rules.elements, "max_atoms": rules.max_atoms, "hydrogens": rules.hydrogens,
+                       "rdkit": rdBase.rdkitVersion}, sort_keys=True)
     cache = None
     if workdir is not None:
-        cache = Path(workdir) / f"molecules-{hashlib.sha256(key.encode()).hexdigest()[:16]}.sdf"
+        cache = Path(workdir) / f"{stem}-{hashlib.sha256(text.encode()).hexdigest()[:16]}.sdf"
         if cache.is_file():
             graphs = _load_cache(cache, rules)
             if graphs:
                 return graphs
             log.warning("ignoring unreadable molecule cache %s; rebuilding it", cache)
-
-    if source.sdf is not None:
-        mols = read_sdf(source.sdf, rules)
-    elif source.smiles is not None:
-        mols = read_smiles_file(source.smiles, rules)
-    else:
-        mols = _read_default(rules)
-    if max_molecules is not None:
-        mols = mols[:max_molecules]
+    mols = read()
     graphs = []  # minutes for the default set: progress on stderr (none when the cache serves)
-    for i, (name, mol) in enumerate(reported(mols, f"building reference conformers of {source.describe()}", "molecules")):
+    for i, (name, mol) in enumerate(reported(mols, f"building reference conformers of {describe}", "molecules")):
+        where = mol.GetProp("diffcore_where") if mol.HasProp("diffcore_where") else name
+        found = None
         if mol.GetNumConformers() > 0:  # 3D structures given in an SDF file: they are the references
-            coords = np.stack([c.GetPositions() for c in mol.GetConformers()])
+            found = np.stack([c.GetPositions() for c in mol.GetConformers()]), None
         else:
-            coords = embed(mol, conformers, seed + i, mmff)
-        if coords is None:
-            log.warning("skipped %s (%s): rdkit could not embed a 3D conformer", name, _canonical(mol))
+            found = G.search(mol, conformers, seed + i, threads=threads, what=where, **search)
+        if found is None:
+            log.warning("skipped %s (%s, %s): rdkit's ETKDG could not embed a 3D conformer keeping its stereo "
+                        "(impossible stereo or a strained ring system?)", where, name, _canonical(mol))
             continue
         m = Chem.Mol(mol)
         m.RemoveAllConformers()
-        graphs.append(to_graph(name, m, rules, coords))
+        graphs.append(to_graph(name, m, rules, *found))
+    if len(graphs) < len(mols):
+        log.warning("%s: %d molecule(s) could not be embedded and were skipped, %d kept", describe,
+                    len(mols) - len(graphs), len(graphs))
     if not graphs:
-        raise UserError(f"no molecule of {source.describe()} could be used")
+        raise UserError(f"no molecule of {describe} could be used")
     if cache is not None:
         _write_cache(cache, graphs)
     return graphs
 
 
 def _write_cache(path: Path, graphs: list[MolGraph]) -> None:
-    """One SDF record per reference conformer. The graph itself travels in the first record
-    of each molecule as rdkit's binary molecule format (base64; not a Python pickle): read
-    back from 3D coordinates alone, rdkit would assign stereo the input left unspecified."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    with Chem.SDWriter(str(tmp)) as w:
-        for i, g in enumerate(graphs):
-            for k in range(len(g.coords)):
-                m = Chem.Mol(g.mol)
-                conf = Chem.Conformer(g.num_atoms)
-                for a, p in enumerate(g.coords[k].double().tolist()):
-                    conf.SetAtomPosition(a, p)
-                conf.Set3D(True)
-                m.AddConformer(conf, assignId=True)
-                m.SetProp("_Name", g.name)
-                m.SetIntProp("diffcore_mol", i)
-                if k == 0:
-                    m.SetProp("diffcore_graph", base64.b64encode(g.mol.ToBinary()).decode())
-                w.write(m)
-    os.replace(tmp, path)
+    G.write_ensembles(path, [(g.name, g.mol, g.coords.double().numpy(), None if g.energies is None else
+                              g.energies.numpy()) for g in graphs])
 
 
 def _load_cache(path: Path, rules: Rules) -> list[MolGraph]:
     _quiet()
-    graphs: list[MolGraph] = []
-    current, coords = None, []
-
-    def flush():
-        if current is not None:
-            graph = Chem.Mol(base64.b64decode(current.GetProp("diffcore_graph")))
-            graphs.append(to_graph(current.GetProp("_Name"), graph, rules, np.stack(coords)))
-
-    try:
-        for m in Chem.SDMolSupplier(str(path), removeHs=False, sanitize=False):
-            if m is None:
-                return []
-            if current is None or m.GetIntProp("diffcore_mol") != current.GetIntProp("diffcore_mol"):
-                flush()
-                current, coords = m, []
-            coords.append(m.GetConformer().GetPositions())
-        flush()
-    except (KeyError, RuntimeError, ValueError):  # a damaged or foreign file: rebuild
-        return []
-    return graphs
+    return [to_graph(name, mol, rules, coords, energies) for name, mol, coords, energies in G.read_ensembles(path)]
 
 
 def split(n: int, val_fraction: float, seed: int) -> tuple[list[int], list[int]]:

@@ -37,19 +37,24 @@ log = logging.getLogger("diffcore.molecule")
 class MoleculeOptions(Options):
     """The ``data:`` section of the molecule-coords recipe."""
 
-    smiles: Path | None = Field(None, description="A file of your own molecules: one SMILES per line, optionally followed by a name. Default: rdkit's NCI set.")
+    smiles: Path | None = Field(None, description="A file of your own molecules: one SMILES per line, optionally followed by a name. Default: the drug-like molecules that ship with rdkit.")
     sdf: Path | None = Field(None, description="An SDF file of your own molecules; 3D records are used as reference conformers (records of one molecule are its ensemble).")
-    max_atoms: int = Field(24, ge=2, le=500, description="Largest molecule, in atoms (hydrogens included when data.hydrogens is true).")
+    max_atoms: int = Field(200, ge=2, le=500, description="Largest molecule, in atoms (hydrogens included when data.hydrogens is true), for training and sampling.")
+    max_heavy: int | None = Field(35, ge=2, le=200, description="Default training set only: its largest molecule in heavy atoms (null: data.max_atoms).")
     hydrogens: bool = Field(True, description="Model explicit hydrogens (true) or heavy atoms only (false).")
     elements: list[str] = Field(list(D.DEFAULT_ELEMENTS), min_length=1, description="Elements the model knows; molecules with others are skipped (files) or refused (sampling).")
-    conformers: int = Field(5, ge=1, le=100, description="Reference conformers per molecule (ETKDG v3 + MMFF94), built once and cached.")
+    conformers: int = Field(5, ge=1, le=100, description="Reference conformers per molecule, at most (ETKDG v3 x oversample, MMFF94, energy window, RMSD pruning), built once and cached.")
     mmff: bool = Field(True, description="MMFF94-optimise the reference conformers.")
-    max_molecules: int | None = Field(None, ge=2, description="Use at most this many molecules (null: all that qualify).")
+    oversample: int = Field(3, ge=1, le=20, description="ETKDG embeddings per wanted reference before minimisation and pruning.")
+    energy_window: float | None = Field(10.0, gt=0, description="Keep references within this many kcal/mol of the lowest (null: all).")
+    prune_rms: float | None = Field(0.5, ge=0, description="Drop a reference within this heavy-atom RMSD (Angstrom) of a lower-energy one (null: keep all).")
+    max_molecules: int | None = Field(1000, ge=2, description="Use at most this many training molecules (null: all that qualify; the default set has about 15,000).")
+    test_set: bool = Field(True, description="Default data only: hold out rdkit's 40 drug-like test ligands (never trained on) for sampling and evaluate; the val_fraction split is then the tuning set. false: hold out the split.")
     val_fraction: float = Field(0.1, gt=0, lt=1, description="Fraction of molecules held out for sampling and evaluation (split by molecule).")
     seed: int = Field(0, description="Seed of the reference conformers and of the held-out split.")
     coord_scale: float | None = Field(None, gt=0, description="Angstrom per data unit; null: the RMS of the centred training coordinates.")
     eval_factor: int = Field(2, ge=1, description="evaluate generates eval_factor x (number of references) conformers per molecule, as torsional diffusion.")
-    delta: float = Field(0.5, gt=0, description="RMSD threshold (Angstrom) of the COV-R / COV-P coverage metrics.")
+    delta: float = Field(0.75, gt=0, description="RMSD threshold (Angstrom) of the COV-R / COV-P coverage metrics (0.75: torsional diffusion's on GEOM-Drugs).")
 
     @field_validator("elements")
     @classmethod
@@ -150,7 +155,8 @@ class MoleculeDomain(Domain):
         self.rules = D.Rules(tuple(o.elements), o.max_atoms, o.hydrogens)
         self.graphs: list[D.MolGraph] | None = None
         self.train_idx: list[int] = []
-        self.val_idx: list[int] = []
+        self.val_idx: list[int] = []  # held out: sampled and evaluated
+        self.tune_idx: list[int] = []  # the split's held-out part when the test set is held out: for choosing defaults
         self.scale: float | None = o.coord_scale
         self.held_out_smiles: list[tuple[str, str]] = []
 
@@ -168,9 +174,16 @@ class MoleculeDomain(Domain):
             return
         o = self.options
         source = D.Source(smiles=o.smiles, sdf=o.sdf)
+        search = {"oversample": o.oversample, "energy_window": o.energy_window, "prune_rms": o.prune_rms}
         self.graphs = D.build(source, self.rules, conformers=o.conformers, seed=o.seed, mmff=o.mmff,
-                              max_molecules=o.max_molecules, workdir=self.workdir)
+                              max_molecules=o.max_molecules, workdir=self.workdir, max_heavy=o.max_heavy, **search)
         self.train_idx, self.val_idx = D.split(len(self.graphs), o.val_fraction, o.seed)
+        self.tune_idx = []
+        if o.test_set and o.smiles is None and o.sdf is None:  # held out: the test ligands; the split: for tuning
+            test = D.build_test(self.rules, o.conformers, o.seed, self.workdir, mmff=o.mmff, **search)
+            self.tune_idx = self.val_idx
+            self.val_idx = list(range(len(self.graphs), len(self.graphs) + len(test)))
+            self.graphs = self.graphs + test
         if self.scale is None:
             coords = torch.cat([self.graphs[i].coords.reshape(-1, 3) for i in self.train_idx])
             self.scale = round(float(coords.pow(2).mean().sqrt()), 4)

@@ -61,10 +61,17 @@ def with_conformers(mol: Chem.Mol, coords_list) -> Chem.Mol:
 
 def decode(x: torch.Tensor, batch: dict) -> list[tuple[MolGraph, np.ndarray, bool]]:
     """Per example of a generated batch: its molecule, its coordinates in Angstrom (mirrored
-    if that fixes the stereocentres) and whether the stereocentres match."""
+    if that fixes the stereocentres) and whether the stereocentres match. ``x`` is coordinates
+    (``molecule``) or torsion angles set on the batch's local structures (``molecule-torsion``)."""
     out = []
     scale = float(batch["coord_scale"])
     graphs = batch["molecules"]
+    cond = batch.get("cond") or {}
+    if "quads" in cond:  # torsion angles (molecule-torsion): the conformer they make of the local structure
+        from .torsions import set_torsions
+
+        x = set_torsions(cond["pos0"].double().cpu(), cond["quads"].cpu(), cond["sides"].cpu(), x.detach().double().cpu(),
+                         cond["tmask"].cpu())
     for i, g in enumerate(batch["mol"]):
         mg = graphs[g]
         c = x[i, : mg.num_atoms].detach().double().cpu().numpy() * scale

@@ -356,8 +356,9 @@ BUILTINS = {
                                      "griffin_lim_iters": 2, "inverse_mel_iters": 2}},
                           {"spec-unet1d": {"base_channels": 8, "channel_mult": [1, 2], "num_res_blocks": 1, "attention_levels": []}}),
     "molecule-coords": ("diffcore_molecule.plugin",
-                        {"molecule": {"max_molecules": 4, "conformers": 1, "mmff": False, "val_fraction": 0.25}},
-                        {"egnn": {"hidden": 16, "layers": 2}}),
+                        {"molecule": {"max_molecules": 4, "conformers": 1, "mmff": False, "val_fraction": 0.25},
+                         "molecule-torsion": {"max_molecules": 4, "conformers": 1, "mmff": False, "val_fraction": 0.25}},
+                        {"egnn": {"hidden": 16, "layers": 2}, "torsion-net": {"hidden": 16, "layers": 1}}),
 }
 
 

@@ -1,4 +1,4 @@
-"""The molecule-coords recipe end to end through the CLI on tiny settings:
+"""The molecule-cartesian recipe end to end through the CLI on tiny settings:
 train -> sample (--smiles, --smiles-file, held-out) -> evaluate, and clear errors."""
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def run(tmp_path_factory):
     smi = tmp / "mols.smi"
     smi.write_text(MOLS)
     run = tmp / "run"
-    res = invoke("train", "--plugin", "molecule-coords", "--out", str(run), "--set", f"data.smiles={smi}", *TINY)
+    res = invoke("train", "--plugin", "molecule-cartesian", "--out", str(run), "--set", f"data.smiles={smi}", *TINY)
     assert res.exit_code == 0, res.output
     return run
 
@@ -98,9 +98,9 @@ def test_config_file_lists_exactly_the_recipe_defaults():
 
     from diffcore import config
 
-    path = Path(__file__).resolve().parents[2] / "configs" / "molecule-coords.yaml"
+    path = Path(__file__).resolve().parents[2] / "configs" / "molecule-cartesian.yaml"
     from_file = config.resolve(config_file=path).config.model_dump()
-    defaults = config.resolve(plugin="molecule-coords").config.model_dump()
+    defaults = config.resolve(plugin="molecule-cartesian").config.model_dump()
     assert from_file == defaults
     raw = config.load_yaml(path)
     for section in ("data", "backbone"):  # every plugin option is present (and so commented) in the file

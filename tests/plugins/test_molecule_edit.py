@@ -29,7 +29,7 @@ PARACETAMOL = "CC(=O)Nc1ccc(O)cc1"  # 20 atoms with hydrogens; the ring is atoms
 
 @pytest.fixture(scope="module")
 def domain():
-    d = MoleculeDomain(MoleculeOptions())
+    d = MoleculeDomain(MoleculeOptions(elements=["H", "C", "N", "O", "F"], max_atoms=24))  # the molecule-cartesian recipe's
     d.load_state_dict({"coord_scale": 1.5})  # what a run gives: sampling and editing need no data set
     return d
 
@@ -275,7 +275,7 @@ def run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("moledit")
     smi = tmp / "mols.smi"
     smi.write_text(MOLS)
-    res = invoke("train", "--plugin", "molecule-coords", "--out", str(tmp / "run"), "--set", f"data.smiles={smi}", *TINY)
+    res = invoke("train", "--plugin", "molecule-cartesian", "--out", str(tmp / "run"), "--set", f"data.smiles={smi}", *TINY)
     assert res.exit_code == 0, res.output
     return tmp / "run"
 

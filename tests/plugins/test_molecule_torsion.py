@@ -1,0 +1,159 @@
+"""Torsional diffusion for molecules: rotatable bonds, setting torsions, the network's symmetries,
+the domain's layout, and the recipe end to end through the CLI on a drug with S and Cl."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+pytest.importorskip("rdkit")
+
+import torch  # noqa: E402
+from rdkit import Chem  # noqa: E402
+from rdkit.Chem import AllChem, rdMolTransforms  # noqa: E402
+from typer.testing import CliRunner  # noqa: E402
+
+from diffcore.cli import app  # noqa: E402
+from diffcore_molecule import data as D  # noqa: E402
+from diffcore_molecule.torsion_domain import TorsionDomain, collate_torsions, heavy_first, torsions_of  # noqa: E402
+from diffcore_molecule.torsion_net import TorsionNet, TorsionNetOptions  # noqa: E402
+from diffcore_molecule.torsions import dihedrals, rotatable_torsions, set_torsions  # noqa: E402
+from diffcore_molecule.writer import decode  # noqa: E402
+
+# a 25-heavy-atom drug-like molecule with S, Cl and a stereocentre
+DRUG = "Clc1ccc(cc1)CN[C@@H](C)C1CCN(CC1)S(=O)(=O)c1cccs1"
+
+
+def embedded(smiles: str, seed: int = 1) -> Chem.Mol:
+    m = Chem.AddHs(Chem.MolFromSmiles(smiles))
+    assert AllChem.EmbedMolecule(m, randomSeed=seed) == 0
+    return m
+
+
+@pytest.mark.parametrize("smiles,count", [("CCCC", 1), ("CC", 0), ("c1ccccc1-c1ccccc1", 1), ("C1CCCCC1", 0),
+                                          ("CC#CC", 0), ("CCO", 0), ("CC(=O)NC", 1), ("CCCCC", 2)])
+def test_rotatable_bonds(smiles, count):
+    mol = Chem.AddHs(Chem.MolFromSmiles(smiles))
+    quads, sides = rotatable_torsions(mol)
+    assert quads.shape == (count, 4) and sides.shape == (count, mol.GetNumAtoms())
+    for (a, b, c, d), side in zip(quads.tolist(), sides):
+        assert mol.GetBondBetweenAtoms(b, c) is not None and side[c] and not side[b] and side[d] and not side[a]
+        assert int(side.sum()) <= mol.GetNumAtoms() - int(side.sum())  # the smaller side turns
+
+
+def test_set_torsions_sets_every_angle_and_keeps_local_structure_and_chirality():
+    mol = embedded(DRUG)
+    quads, sides = rotatable_torsions(mol)
+    assert len(quads) >= 5
+    pos = torch.tensor(mol.GetConformer().GetPositions())[None]
+    conf = mol.GetConformer()
+    ref = torch.tensor([rdMolTransforms.GetDihedralRad(conf, *map(int, q)) for q in quads], dtype=torch.float64)
+    assert torch.allclose(dihedrals(pos, quads[None])[0], ref, atol=1e-6)  # rdkit's dihedral convention
+    target = torch.rand(1, len(quads), generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 2 * math.pi - math.pi
+    new = set_torsions(pos, quads[None], sides[None], target)
+    err = torch.remainder(dihedrals(new, quads[None]) - target + math.pi, 2 * math.pi) - math.pi
+    assert float(err.abs().max()) < 1e-9
+    bonds = torch.tensor([(b.GetBeginAtomIdx(), b.GetEndAtomIdx()) for b in mol.GetBonds()])
+    length = lambda p: (p[0, bonds[:, 0]] - p[0, bonds[:, 1]]).norm(dim=-1)  # noqa: E731
+    assert torch.allclose(length(new), length(pos), atol=1e-9)
+    angles = [(n1.GetIdx(), a.GetIdx(), n2.GetIdx()) for a in mol.GetAtoms() for n1 in a.GetNeighbors() for n2 in a.GetNeighbors()
+              if n1.GetIdx() < n2.GetIdx()]
+    new_mol = Chem.Mol(mol)
+    for i, p in enumerate(new[0].tolist()):
+        new_mol.GetConformer().SetAtomPosition(i, p)
+    for i, j, k in angles:
+        assert abs(rdMolTransforms.GetAngleRad(new_mol.GetConformer(), i, j, k) - rdMolTransforms.GetAngleRad(conf, i, j, k)) < 1e-9
+    Chem.AssignStereochemistryFrom3D(new_mol)
+    assert Chem.FindMolChiralCenters(new_mol) == Chem.FindMolChiralCenters(Chem.MolFromSmiles(DRUG)) == [(9, "S")]
+
+
+def _batch(smiles_list, seed=0):
+    rules = D.Rules(elements=("H", "C", "N", "O", "F", "P", "S", "Cl", "Br", "I"), max_atoms=200)
+    items = []
+    for k, s in enumerate(smiles_list):
+        mol = embedded(s, seed + k)
+        mg = heavy_first(D.to_graph(s, mol, rules, mol.GetConformer().GetPositions()[None]))
+        tr = torsions_of(mg)
+        items.append({"x": dihedrals(mg.coords[0], tr.quads), "cond": {"atoms": mg.atoms, "pairs": mg.pairs, "pos0": mg.coords[0],
+                                                                       "quads": tr.quads, "sides": tr.sides, "heavy": tr.heavy}})
+    return collate_torsions(items), rules
+
+
+def test_network_is_periodic_invariant_to_rigid_motions_and_odd_under_reflection():
+    torch.manual_seed(0)
+    batch, rules = _batch([DRUG, "CCCCOc1ccccc1C(=O)N"])
+    net = TorsionNet(D.atom_feature_dim(len(rules.elements)), D.PAIR_FEATURE_DIM, TorsionNetOptions(hidden=16, layers=2)).double()
+    for p in net.force[-1].parameters():  # the output layer starts at zero: give it weights
+        torch.nn.init.normal_(p, std=0.5)
+    cond = {k: (v.double() if v.is_floating_point() else v) for k, v in batch["cond"].items()}
+    x = torch.randn(batch["x"].shape, dtype=torch.float64) * 2
+    t = torch.tensor([0.3, 0.7])
+    out = net(x, t, cond)
+    assert out.abs().max() > 1e-3 and bool((out[batch["mask"] == 0] == 0).all())
+    assert torch.allclose(net(x + 2 * math.pi * torch.randint(-2, 3, x.shape).double(), t, cond), out, atol=1e-8)  # periodic
+    q = torch.linalg.qr(torch.randn(3, 3, dtype=torch.float64))[0]
+    q = q * torch.sign(torch.linalg.det(q))  # a proper rotation
+    moved = dict(cond, pos0=(cond["pos0"] @ q.T + torch.tensor([1.0, -2.0, 3.0], dtype=torch.float64)) * cond["atom_mask"][..., None])
+    assert torch.allclose(net(x, t, moved), out, atol=1e-8)
+    mirror = dict(cond, pos0=cond["pos0"] * torch.tensor([-1.0, 1.0, 1.0], dtype=torch.float64))
+    # the mirror image of the conformer with torsions x has torsions -x: the score flips sign
+    assert torch.allclose(net(-x, t, mirror), -out, atol=1e-8)
+
+
+def test_decoding_the_reference_torsions_gives_back_the_reference():
+    batch, _ = _batch([DRUG])
+    batch.update(mol=[0], molecules=[type("G", (), {"num_atoms": batch["cond"]["pos0"].shape[1], "mol": Chem.AddHs(Chem.MolFromSmiles(DRUG))})()],
+                 coord_scale=1.0)
+    (_, coords, ok), = decode(batch["x"], batch)
+    assert np.allclose(coords, batch["cond"]["pos0"][0].numpy(), atol=1e-5) and ok
+
+
+def test_domain_has_the_torus_period_and_iid_noise():
+    assert TorsionDomain.period == pytest.approx(2 * math.pi)
+    batch, _ = _batch([DRUG, "CCCC"])
+    eps = TorsionDomain().noise(batch["x"], batch, torch.Generator().manual_seed(0))
+    assert bool((eps[batch["mask"] == 0] == 0).all()) and float(eps[batch["mask"] == 1].abs().sum()) > 0
+
+
+# ----------------------------------------------------------------- the CLI
+TINY = ["--set", "training.max_steps=3", "--set", "training.batch_size=4", "--set", "training.preview_num=1",
+        "--set", "training.checkpoint_every=0", "--set", "sampling.steps=15", "--set", "data.conformers=2",
+        "--set", "backbone.hidden=16", "--set", "backbone.layers=1", "--no-progress"]
+
+
+def test_cli_train_then_sample_a_drug_with_s_and_cl_keeps_its_chirality(tmp_path):
+    smi = tmp_path / "mols.smi"
+    smi.write_text("CCCCO butanol\nCCOC(=O)CC ester\nc1ccccc1CCN phenethylamine\nCC(C)CC(=O)O acid\nCCN(CC)CCO amino\n")
+    run = tmp_path / "run"
+    res = CliRunner().invoke(app, ["train", "--plugin", "molecule-coords", "--out", str(run), "--set", f"data.smiles={smi}", *TINY])
+    assert res.exit_code == 0, res.output
+    out = tmp_path / "s"
+    res = CliRunner().invoke(app, ["sample", "--run", str(run), "--smiles", DRUG, "--num", "3", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    mols = list(Chem.SDMolSupplier(str(out / "smiles-1.sdf"), removeHs=False))
+    assert len(mols) == 3
+    want = Chem.FindMolChiralCenters(Chem.MolFromSmiles(DRUG))
+    for m in mols:
+        assert m is not None and m.GetNumHeavyAtoms() == 25
+        Chem.AssignStereochemistryFrom3D(m)
+        assert Chem.FindMolChiralCenters(Chem.RemoveHs(m)) == want
+
+
+def test_config_file_lists_exactly_the_recipe_defaults():
+    from pathlib import Path
+
+    from diffcore import config
+
+    path = Path(__file__).resolve().parents[2] / "configs" / "molecule-coords.yaml"
+    defaults = config.resolve(plugin="molecule-coords").config.model_dump()
+    assert config.resolve(config_file=path).config.model_dump() == defaults
+    raw = config.load_yaml(path)
+    for section in ("data", "backbone"):
+        assert set(raw[section]) == set(defaults[section]), section
+
+
+def test_a_torus_domain_refuses_a_shrinking_schedule():
+    res = CliRunner().invoke(app, ["train", "--plugin", "molecule-coords", "--set", "diffusion.schedule=cosine", "--out", "unused"])
+    assert res.exit_code == 2 and "alpha = 1" in res.output and "diffusion.schedule=ve" in res.output and "Traceback" not in res.output
