@@ -1,4 +1,4 @@
-"""Editing conformers with a trained molecule-coords run: the figures of
+"""Editing conformers with a trained molecule-cartesian run (editing moves coordinates): the figures of
 docs/domains/molecules.md, "Editing".
 
     OMP_NUM_THREADS=1 python benchmarks/edit_molecule.py --run RUN [--num 3] [--resample 1,3]

@@ -1,4 +1,4 @@
-"""Prototype / benchmark of the molecule-coords recipe with the core API only (no CLI):
+"""Prototype / benchmark of the molecule-cartesian recipe (the coordinate model) with the core API only (no CLI):
 train the EGNN with diffcore.DiffusionLoss + AdamW (+ EMA), then evaluate on held-out
 molecules with the plugin's metrics. Used to choose the recipe's defaults; run niced:
 

@@ -7,25 +7,45 @@ generated (torsional diffusion, Jing et al. 2022, sec. 5.1, generates 2K) and sc
     fraction of generated conformers whose bonds, perceived from the coordinates alone
     (rdkit's ``rdDetermineBonds.DetermineConnectivity``, connect-the-dots on covalent radii),
     are exactly the input graph's bonds.
+``chirality``
+    fraction of generated conformers that keep the input's stereochemistry: every specified
+    tetrahedral centre has the input's CIP label once perceived from the coordinates
+    (``Chem.AssignStereochemistryFrom3D`` on a copy), and every specified double bond its
+    E/Z (cis/trans) arrangement: the dihedral of the bond's stereo atoms is above 90 degrees
+    for E / trans, below for Z / cis. A molecule without specified stereo keeps it always.
+``clashes``
+    fraction of generated conformers with a steric clash: two atoms three or more bonds apart
+    closer than 0.75 x the sum of their van der Waals radii (rdkit's, Bondi's; the clash
+    criterion of PoseBusters, Buttenschoen et al. 2024), except a hydrogen on N or O facing N,
+    O, S or a halogen (a hydrogen bond: N-H...O 1.8 A, N-H...Cl 2.2 A in rdkit's own MMFF94
+    conformers), which clashes below 1.5 A. ETKDG + MMFF94 conformers of drugs have none.
 ``bond_mae`` (Angstrom), ``angle_mae`` (degrees)
     mean absolute error of every bond length (bond angle) of the graph against its mean over
     the reference conformers.
 ``cov_r``, ``amr_r`` (recall), ``cov_p``, ``amr_p`` (precision)
     with RMSD_ij the heavy-atom RMSD after optimal alignment over symmetry-equivalent atom
-    orderings (``rdMolAlign.GetBestRMS``) between reference i and generated j:
+    orderings (rdkit's ``GetBestRMS``, the whole matrix at once with
+    ``GetAllConformerBestRMSToRef``) between reference i and generated j:
     COV-R = mean_i [min_j RMSD_ij < delta], AMR-R = mean_i min_j RMSD_ij, and COV-P / AMR-P
-    the same over generated conformers (Jing et al. 2022, eq. 11-12; delta = 0.5 A there for
-    drug-like molecules). Averaged over molecules (``*_median``: the median over molecules).
+    the same over generated conformers (Jing et al. 2022, eq. 11-12). Averaged over
+    molecules (``*_median``: the median over molecules).
+``seconds_per_molecule``
+    wall time to produce a molecule's conformers: the model's batches (sampling and
+    decoding) are shared among their molecules by their number of conformers.
 
-The same metrics for rdkit's ETKDG v3 (no MMFF) with the same number of conformers are the
-baseline row (``etkdg_*``).
+Baseline rows, with the same number of conformers per molecule: rdkit's ETKDG v3 without
+MMFF (``etkdg_*``) and ETKDG v3 + MMFF94 (``etkdg_mmff_*``); their seed follows the
+sampling seed (``torch.initial_seed()``, which ``diffcore evaluate --seed`` sets), so that
+several seeds give them a spread too. ``etkdg_num_molecules``: the molecules rdkit could
+embed (the baselines' means are over those).
 """
 
 from __future__ import annotations
 
 import csv
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +57,12 @@ from . import data as D
 from .writer import decode, with_conformers
 
 log = logging.getLogger("diffcore.molecule")
+
+MAX_MATCHES = 10_000  #: symmetry-equivalent atom orderings tried per RMSD matrix (GetBestRMS's maxMatches)
+CLASH_FACTOR = 0.75  #: a clash: closer than this x the sum of the van der Waals radii
+HBOND_CLASH = 1.5  #: ... or, for a polar hydrogen and N, O, S or a halogen, closer than this (Angstrom)
+ACCEPTORS = (7, 8, 9, 16, 17, 35, 53)  #: N, O, F, S, Cl, Br, I
+BASELINES = (("etkdg_", False), ("etkdg_mmff_", True))  #: (key prefix, MMFF94 after ETKDG v3)
 
 
 def connectivity_ok(mol: Chem.Mol, coords: np.ndarray) -> bool:
@@ -74,22 +100,104 @@ def bond_angles(coords: np.ndarray, angles: np.ndarray) -> np.ndarray:
     return np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
 
 
-def rmsd_matrix(mol: Chem.Mol, refs: np.ndarray, gens: np.ndarray) -> np.ndarray:
+def dihedrals(coords: np.ndarray, quads: np.ndarray) -> np.ndarray:
+    """``[..., num_quads]`` dihedral angles (degrees, -180..180) a-b-c-d."""
+    p = [coords[..., quads[:, k], :] for k in range(4)]
+    b0, b1, b2 = p[0] - p[1], p[2] - p[1], p[3] - p[2]
+    b1 = b1 / (np.linalg.norm(b1, axis=-1, keepdims=True) + 1e-12)
+    v = b0 - (b0 * b1).sum(-1, keepdims=True) * b1
+    w = b2 - (b2 * b1).sum(-1, keepdims=True) * b1
+    return np.degrees(np.arctan2((np.cross(b1, v) * w).sum(-1), (v * w).sum(-1)))
+
+
+def rmsd_matrix(mol: Chem.Mol, refs: np.ndarray, gens: np.ndarray, max_matches: int = MAX_MATCHES) -> np.ndarray:
     """``[K_ref, K_gen]`` heavy-atom RMSD (Angstrom) after the best alignment over
-    symmetry-equivalent orderings (``GetBestRMS``)."""
+    symmetry-equivalent orderings: ``GetBestRMS(gen_j, ref_i)`` for every pair, the orderings
+    enumerated once per molecule (``GetAllConformerBestRMSToRef``). A molecule with more than
+    ``max_matches`` orderings falls back to ``GetBestRMS`` per pair, capped at that many."""
     ref = Chem.RemoveHs(with_conformers(mol, refs), sanitize=False)
     gen = Chem.RemoveHs(with_conformers(mol, gens), sanitize=False)
-    out = np.zeros((len(refs), len(gens)))
-    for i in range(len(refs)):
-        for j in range(len(gens)):
-            out[i, j] = rdMolAlign.GetBestRMS(gen, ref, prbId=j, refId=i)
-    return out
+    # (rdkit 2026.09 refuses its own BestAlignmentParams in GetAllConformerBestRMSToRef: no cap there)
+    if len(ref.GetSubstructMatches(ref, uniquify=False, maxMatches=max_matches + 1, useChirality=False)) <= max_matches:
+        out = rdMolAlign.GetAllConformerBestRMSToRef(gen, ref)
+        return np.asarray(out, dtype=np.float64).reshape(len(refs), len(gens))
+    return np.array([[rdMolAlign.GetBestRMS(gen, ref, prbId=j, refId=i, maxMatches=max_matches) for j in range(len(gens))]
+                     for i in range(len(refs))])
 
 
+# ------------------------------------------------------------------ stereo, clashes
+_TRANS = (Chem.BondStereo.STEREOE, Chem.BondStereo.STEREOTRANS)
+_CIS = (Chem.BondStereo.STEREOZ, Chem.BondStereo.STEREOCIS)
+
+
+def specified_stereo(mol: Chem.Mol) -> tuple[dict[int, str], np.ndarray, np.ndarray]:
+    """The stereo ``mol`` specifies: its tetrahedral centres ``{atom: CIP label}``, and its
+    stereo double bonds as ``[B, 4]`` stereo atom, begin, end, stereo atom with ``[B]``
+    whether they are trans. (On a copy: rdkit's new stereo perception, which
+    ``FindMolChiralCenters`` runs, turns E/Z into cis/trans about explicit stereo atoms in place.)"""
+    mol = Chem.Mol(mol)
+    centres = dict(Chem.FindMolChiralCenters(mol, includeUnassigned=False, useLegacyImplementation=False))
+    quads, trans = [], []
+    for b in mol.GetBonds():
+        s, atoms = b.GetStereo(), list(b.GetStereoAtoms())
+        if (s in _TRANS or s in _CIS) and len(atoms) == 2:
+            quads.append((atoms[0], b.GetBeginAtomIdx(), b.GetEndAtomIdx(), atoms[1]))
+            trans.append(s in _TRANS)
+    return centres, np.array(quads, dtype=np.int64).reshape(-1, 4), np.array(trans, dtype=bool)
+
+
+def stereo_kept(mol: Chem.Mol, gens: np.ndarray) -> np.ndarray:
+    """``[M]``: does each conformer ``gens [M, n, 3]`` keep every tetrahedral centre and stereo
+    double bond that ``mol`` specifies (see the module doc)? True when it specifies none."""
+    gens = np.asarray(gens, dtype=np.float64)
+    centres, quads, trans = specified_stereo(mol)
+    ok = np.ones(len(gens), dtype=bool)
+    if len(quads):
+        ok &= ((np.abs(dihedrals(gens, quads)) > 90.0) == trans).all(-1)
+    for j in range(len(gens) if centres else 0):
+        m = with_conformers(mol, [gens[j]])
+        try:
+            Chem.AssignStereochemistryFrom3D(m)
+            got = dict(Chem.FindMolChiralCenters(m, includeUnassigned=True, useLegacyImplementation=False))
+        except (RuntimeError, ValueError):
+            got = {}
+        ok[j] &= all(got.get(i) == label for i, label in centres.items())
+    return ok
+
+
+def clash_pairs(mol: Chem.Mol) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Atom pairs ``i, j`` three or more bonds apart and the distance below which they clash."""
+    n = mol.GetNumAtoms()
+    hops = Chem.GetDistanceMatrix(mol)
+    i, j = np.triu_indices(n, 1)
+    keep = hops[i, j] >= 3
+    i, j = i[keep], j[keep]
+    table = Chem.GetPeriodicTable()
+    z = np.array([a.GetAtomicNum() for a in mol.GetAtoms()])
+    r = np.array([table.GetRvdw(int(e)) for e in z])
+    polar_h = np.array([a.GetAtomicNum() == 1 and any(nb.GetAtomicNum() in (7, 8) for nb in a.GetNeighbors()) for a in mol.GetAtoms()], dtype=bool)
+    acceptor = np.isin(z, ACCEPTORS)
+    hbond = (polar_h[i] & acceptor[j]) | (polar_h[j] & acceptor[i])
+    return i, j, np.where(hbond, HBOND_CLASH, CLASH_FACTOR * (r[i] + r[j]))
+
+
+def has_clash(mol: Chem.Mol, gens: np.ndarray) -> np.ndarray:
+    """``[M]``: does each conformer ``gens [M, n, 3]`` have a steric clash (module doc)?"""
+    gens = np.asarray(gens, dtype=np.float64)
+    i, j, limit = clash_pairs(mol)
+    if not len(i):
+        return np.zeros(len(gens), dtype=bool)
+    return (np.linalg.norm(gens[:, i] - gens[:, j], axis=-1) < limit).any(-1)
+
+
+# --------------------------------------------------------------------------- scoring
 def score(mol: Chem.Mol, refs: np.ndarray, gens: np.ndarray, delta: float) -> dict[str, float]:
     """All metrics of one molecule: ``refs [K, n, 3]`` and ``gens [M, n, 3]`` in Angstrom."""
+    gens = np.asarray(gens, dtype=np.float64)
     bonds, angles = _bonds(mol), _angles(mol)
     out = {"connectivity": float(np.mean([connectivity_ok(mol, g) for g in gens]))}
+    out["chirality"] = float(stereo_kept(mol, gens).mean())
+    out["clashes"] = float(has_clash(mol, gens).mean())
     out["bond_mae"] = float(np.abs(bond_lengths(gens, bonds) - bond_lengths(refs, bonds).mean(0)).mean()) if len(bonds) else 0.0
     out["angle_mae"] = float(np.abs(bond_angles(gens, angles) - bond_angles(refs, angles).mean(0)).mean()) if len(angles) else 0.0
     r = rmsd_matrix(mol, refs, gens)
@@ -100,56 +208,114 @@ def score(mol: Chem.Mol, refs: np.ndarray, gens: np.ndarray, delta: float) -> di
     return out
 
 
-METRICS = ("connectivity", "bond_mae", "angle_mae", "cov_r", "amr_r", "cov_p", "amr_p")
+METRICS = ("connectivity", "chirality", "clashes", "bond_mae", "angle_mae", "cov_r", "amr_r", "cov_p", "amr_p",
+           "seconds_per_molecule")
 
 
 def summarise(rows: list[dict[str, float]], prefix: str = "") -> dict[str, float]:
+    """Means over molecules of the :data:`METRICS` in ``rows`` (and medians of COV-R, AMR-R)."""
     out = {}
     for k in METRICS:
-        v = np.array([r[k] for r in rows])
+        if not rows or k not in rows[0]:
+            continue
+        v = np.array([r[k] for r in rows], dtype=np.float64)
         out[prefix + k] = float(v.mean())
         if k in ("cov_r", "amr_r"):
             out[prefix + k + "_median"] = float(np.median(v))
     return out
 
 
-def generate(domain, graphs: list[D.MolGraph], counts: list[int], sample_fn: Callable, batch_size: int = 128) -> list[list[np.ndarray]]:
-    """``counts[i]`` generated conformers (Angstrom) of ``graphs[i]`` through ``sample_fn``."""
+def generate(domain, graphs: list[D.MolGraph], counts: list[int], sample_fn: Callable, batch_size: int = 128,
+             seconds: list[float] | None = None) -> list[list[np.ndarray]]:
+    """``counts[i]`` generated conformers (Angstrom) of ``graphs[i]`` through ``sample_fn``.
+    ``seconds``, if given (one number per molecule), is increased by each molecule's share of
+    the wall time of the batches (sampling and decoding), by its number of conformers."""
     gens: list[list[np.ndarray]] = [[] for _ in graphs]
     for batch in domain.graph_batches(graphs, counts, batch_size):
+        start = time.perf_counter()
         with torch.no_grad():
             x = sample_fn(batch)
-        for (mg, coords, _), g in zip(decode(x, batch), batch["mol"]):
+        decoded = decode(x, batch)
+        share = (time.perf_counter() - start) / max(1, len(batch["mol"]))
+        for (mg, coords, _), g in zip(decoded, batch["mol"]):
             gens[g].append(coords)
+            if seconds is not None:
+                seconds[g] += share
     return gens
+
+
+def baseline_seed(data_seed: int) -> int:
+    """The seed of the baselines' first molecule (the k-th adds k): from the data seed and the
+    sampling seed (``torch.initial_seed()``)."""
+    return (10_000 + data_seed + 7_919 * (torch.initial_seed() % 100_003)) % (2**31 - 1_000_000)
+
+
+def score_baseline(mol: Chem.Mol, refs: np.ndarray, num: int, seed: int, mmff: bool, delta: float) -> dict[str, float] | None:
+    """The metrics of ``num`` ETKDG v3 conformers (then MMFF94 if ``mmff``) of ``mol``, with
+    ``seconds_per_molecule`` (the embedding's) and ``generated``; ``None`` if rdkit cannot
+    embed it."""
+    start = time.perf_counter()
+    confs = D.embed(mol, num, seed=seed, mmff=mmff)
+    took = time.perf_counter() - start
+    if confs is None or len(confs) == 0:
+        return None
+    row = score(mol, refs, np.asarray(confs), delta)
+    row["seconds_per_molecule"] = took
+    row["generated"] = float(len(confs))
+    return row
+
+
+def evaluate_baselines(graphs: Sequence[D.MolGraph], counts: Sequence[int], delta: float,
+                       seed: int) -> tuple[dict[str, float], list[dict]]:
+    """Every baseline of :data:`BASELINES` on ``graphs`` (``counts[k]`` conformers of the k-th,
+    seed ``seed + k``): the summary (``etkdg_*``, ``etkdg_mmff_*``, ``etkdg_num_molecules``)
+    and one flat dict per molecule (its ``PREFIX_metric`` columns)."""
+    rows: dict[str, list] = {p: [] for p, _ in BASELINES}
+    table = []
+    for k, mg in enumerate(graphs):
+        refs = mg.coords.double().numpy()
+        entry: dict = {}
+        for prefix, mmff in BASELINES:
+            row = score_baseline(mg.mol, refs, counts[k], seed + k, mmff, delta)
+            if row is not None:
+                rows[prefix].append(row)
+            entry.update({prefix + m: (row or {}).get(m, float("nan")) for m in (*METRICS, "generated")})
+        table.append(entry)
+    summary: dict[str, float] = {"etkdg_num_molecules": float(len(rows[BASELINES[0][0]]))}
+    for prefix, _ in BASELINES:
+        summary.update(summarise(rows[prefix], prefix))
+    return summary, table
+
+
+def write_table(table: list[dict], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(table[0]))
+        w.writeheader()
+        w.writerows(table)
 
 
 def evaluate_model(domain, graphs: list[D.MolGraph], sample_fn: Callable, out_dir: Path,
                    batch_size: int = 128) -> dict[str, float]:
     """The module's metrics for the model behind ``sample_fn`` (in batches of ``batch_size``)
-    and for ETKDG on ``graphs``; per-molecule rows go to ``out_dir/molecule_metrics.csv``."""
+    and for the ETKDG baselines on ``graphs``; per-molecule rows go to
+    ``out_dir/molecule_metrics.csv``."""
     o = domain.options
     counts = [o.eval_factor * len(g.coords) for g in graphs]
-    gens = generate(domain, graphs, counts, sample_fn, batch_size)
-    rows, base_rows, table = [], [], []
+    seconds = [0.0] * len(graphs)
+    gens = generate(domain, graphs, counts, sample_fn, batch_size, seconds=seconds)
+    rows, table = [], []
     for k, (mg, gen) in enumerate(zip(graphs, gens)):
-        refs = mg.coords.double().numpy()
-        row = score(mg.mol, refs, np.stack(gen), o.delta)
-        etkdg = D.embed(mg.mol, counts[k], seed=10_000 + o.seed + k, mmff=False)
-        base = score(mg.mol, refs, etkdg, o.delta) if etkdg is not None else None
+        row = score(mg.mol, mg.coords.double().numpy(), np.stack(gen), o.delta)
+        row["seconds_per_molecule"] = seconds[k]
         rows.append(row)
-        if base is not None:
-            base_rows.append(base)
-        table.append({"name": mg.name, "smiles": mg.smiles, "atoms": mg.num_atoms, "references": len(refs),
-                      "generated": len(gen), **row, **{f"etkdg_{m}": (base or {}).get(m, float("nan")) for m in METRICS}})
+        table.append({"name": mg.name, "smiles": mg.smiles, "atoms": mg.num_atoms, "references": len(mg.coords),
+                      "generated": len(gen), **row})
+    base, base_table = evaluate_baselines(graphs, counts, o.delta, baseline_seed(o.seed))
     metrics = {"num_molecules": float(len(graphs)), "num_conformers": float(sum(counts)), "delta": float(o.delta)}
     metrics.update(summarise(rows))
-    if base_rows:
-        metrics.update(summarise(base_rows, "etkdg_"))
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with open(out_dir / "molecule_metrics.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(table[0]))
-        w.writeheader()
-        w.writerows(table)
+    metrics.update(base)
+    for entry, extra in zip(table, base_table):
+        entry.update(extra)
+    write_table(table, Path(out_dir) / "molecule_metrics.csv")
     return metrics
