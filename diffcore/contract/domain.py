@@ -21,7 +21,10 @@ Batches are plain dicts:
 
 A sampling batch (from :meth:`Domain.sample_batches`) has no ``x`` but a ``shape`` (the full
 shape of ``x`` including the batch dimension) and may carry anything the writer needs under
-other keys (``labels``, ``smiles``...).
+other keys (``labels``, ``smiles``...). It may also carry ``init`` (a tensor shaped like ``x``:
+a first guess the domain has, e.g. torsion angles from a classical method) and ``strength`` in
+(0, 1]: sampling then starts from ``init`` noised to that fraction of the steps and denoises
+from there (SDEdit, Meng et al. 2022) instead of starting from pure noise.
 """
 
 from __future__ import annotations

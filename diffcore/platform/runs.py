@@ -327,7 +327,9 @@ def generate_batch(
     first: int = 0,
 ) -> torch.Tensor:
     """Generate ``x`` for one sampling batch of ``domain`` with ``net(x_t, t, cond)`` as
-    ``plan`` says (its guidance scale is applied here, where the condition is known). The
+    ``plan`` says (its guidance scale is applied here, where the condition is known). A batch
+    with ``init`` (shaped like ``x``: a domain's classical first guess) starts from it noised to
+    ``strength`` of the plan's steps (SDEdit, :func:`diffcore.math.sampling.edits.edit`). The
     noise comes from ``generator``, or with ``seed`` from each sample's own generator, the
     batch's examples being samples ``first, first + 1, ...`` (:mod:`.generation`)."""
     b = _to(batch, device)
@@ -341,7 +343,13 @@ def generate_batch(
         generator = torch.Generator(device=device).manual_seed(sample_seed(seed, first, 1))  # a plugin sampler's own draws
     # plan.guide(net, None) is net(x, t, None): the unconditional model.
     model = plan.guide(net, b.get("cond"))
-    x = plan.run(model, draw(like), generator=generator, noise_fn=draw)
+    if b.get("init") is not None:  # the domain's first guess, noised and denoised from there (SDEdit)
+        from ..math.sampling.edits import edit
+
+        x = edit(plan, model, draw(like), known=b["init"].to(like), strength=float(b.get("strength", 1.0)),
+                 generator=generator, noise_fn=draw)
+    else:
+        x = plan.run(model, draw(like), generator=generator, noise_fn=draw)
     if getattr(domain, "period", None):  # sampled on the covering space: back onto the torus
         x = wrap(x, domain.period)
     mask = b.get("mask")

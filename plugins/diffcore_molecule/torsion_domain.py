@@ -33,10 +33,12 @@ import torch
 from rdkit import Chem
 from rdkit.Chem import AllChem
 
+from pydantic import Field
+
 from diffcore import Batch, Domain
 
 from . import data as D
-from .domain import MoleculeDomain, pad_graphs
+from .domain import MoleculeDomain, MoleculeOptions, pad_graphs
 from .torsions import dihedrals, rotatable_torsions
 
 log = logging.getLogger("diffcore.molecule")
@@ -128,10 +130,17 @@ def local_structures(mol: Chem.Mol, num: int, seed: int) -> np.ndarray | None:
     return None
 
 
+class TorsionOptions(MoleculeOptions):
+    """The ``data:`` section of the molecule-coords recipe (torsional diffusion)."""
+
+    init_strength: float = Field(1.0, gt=0, le=1, description="Sampling starts from the ETKDG embedding's own torsions noised to this fraction of the steps (SDEdit); 1: from uniform noise, as torsional diffusion.")
+
+
 class TorsionDomain(MoleculeDomain):
     """Torsion angles on the torus, local structure from rdkit (see the module doc)."""
 
     name = "molecule-torsion"
+    Options = TorsionOptions
     period = 2 * math.pi
     EditOptions = None
 
@@ -188,6 +197,10 @@ class TorsionDomain(MoleculeDomain):
             chunk = jobs[start : start + batch_size]
             batch = collate_torsions([{"cond": _cond(graphs[g], tors[g], local[g][k])} for g, k in chunk])
             batch["shape"] = tuple(batch["mask"].shape)
+            if self.options.init_strength < 1.0:  # start from ETKDG's torsions (SDEdit)
+                c = batch["cond"]
+                batch["init"] = dihedrals(c["pos0"], c["quads"]) * c["tmask"]
+                batch["strength"] = self.options.init_strength
             batch["mol"] = [g for g, _ in chunk]
             batch["conformer"] = [k for _, k in chunk]
             batch["molecules"] = graphs

@@ -20,7 +20,7 @@ from .data import MolGraph
 
 
 def _specified_centres(mol: Chem.Mol) -> dict[int, str]:
-    return dict(Chem.FindMolChiralCenters(mol, includeUnassigned=False, useLegacyImplementation=False))
+    return dict(Chem.FindMolChiralCenters(Chem.Mol(mol), includeUnassigned=False, useLegacyImplementation=False))  # it relabels its input
 
 
 def _centres_from_3d(mol: Chem.Mol, coords: np.ndarray) -> dict[int, str]:
