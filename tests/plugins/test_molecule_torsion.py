@@ -123,12 +123,17 @@ TINY = ["--set", "training.max_steps=3", "--set", "training.batch_size=4", "--se
         "--set", "backbone.hidden=16", "--set", "backbone.layers=1", "--no-progress"]
 
 
-def test_cli_train_then_sample_a_drug_with_s_and_cl_keeps_its_chirality(tmp_path):
-    smi = tmp_path / "mols.smi"
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("torsion")
+    smi = tmp / "mols.smi"
     smi.write_text("CCCCO butanol\nCCOC(=O)CC ester\nc1ccccc1CCN phenethylamine\nCC(C)CC(=O)O acid\nCCN(CC)CCO amino\n")
-    run = tmp_path / "run"
-    res = CliRunner().invoke(app, ["train", "--plugin", "molecule-coords", "--out", str(run), "--set", f"data.smiles={smi}", *TINY])
+    res = CliRunner().invoke(app, ["train", "--plugin", "molecule-coords", "--out", str(tmp / "run"), "--set", f"data.smiles={smi}", *TINY])
     assert res.exit_code == 0, res.output
+    return tmp / "run"
+
+
+def test_cli_train_then_sample_a_drug_with_s_and_cl_keeps_its_chirality(run, tmp_path):
     out = tmp_path / "s"
     res = CliRunner().invoke(app, ["sample", "--run", str(run), "--smiles", DRUG, "--num", "3", "--out", str(out)])
     assert res.exit_code == 0, res.output
@@ -139,6 +144,22 @@ def test_cli_train_then_sample_a_drug_with_s_and_cl_keeps_its_chirality(tmp_path
         assert m is not None and m.GetNumHeavyAtoms() == 25
         Chem.AssignStereochemistryFrom3D(m)
         assert Chem.FindMolChiralCenters(Chem.RemoveHs(m)) == want
+
+
+def test_cli_smiles_file_gives_each_bad_line_its_message_and_samples_the_rest(run, tmp_path, caplog):
+    smi = tmp_path / "in.smi"
+    smi.write_text("CC(=O)Nc1ccc(O)cc1 paracetamol\nC1CC( broken\nC[Ge](C)C germane\nC[CH2] radical\n"
+                   "[Na+].[O-]C(=O)c1ccccc1O salt\n[C@H]12C[C@@H]1C2 impossible\n")
+    out = tmp_path / "s"
+    with caplog.at_level("WARNING", logger="diffcore.molecule"):  # the CLI prints these lines on stderr
+        res = CliRunner().invoke(app, ["sample", "--run", str(run), "--smiles-file", str(smi), "--num", "2", "--out", str(out)])
+    assert res.exit_code == 0 and "Traceback" not in res.output, res.output
+    assert sorted(p.name for p in out.glob("*.sdf")) == ["paracetamol.sdf", "salt.sdf"]
+    for words in ((f"{smi}:2", "invalid SMILES"), (f"{smi}:3", "Ge"), (f"{smi}:4", "radical"), (f"{smi}:5", "largest"),
+                  ("impossible", "cannot embed")):
+        assert any(all(w in line for w in words) for line in caplog.text.splitlines()), (words, caplog.text)
+    salt = next(iter(Chem.SDMolSupplier(str(out / "salt.sdf"), removeHs=False)))
+    assert "Na" not in Chem.MolToSmiles(salt)
 
 
 def test_config_file_lists_exactly_the_recipe_defaults():
