@@ -3,8 +3,8 @@
     OMP_NUM_THREADS=1 python benchmarks/molecule_sampler_tuning.py --run RUN \
         --grid euler-maruyama:20 ddim:20 dpm-solver++:10 --molecules 40 --seeds 0 1
 
-The tuning molecules are the run's ``val_fraction`` split of its training source (drug-like
-molecules never trained on, distinct from the 40 test ligands that ``diffcore evaluate`` and
+The tuning molecules are the run's ``val_fraction`` split of its training source with at least
+``--min-heavy`` heavy atoms (drug-sized molecules never trained on, distinct from the 40 test ligands that ``diffcore evaluate`` and
 benchmarks/molecules_vs_etkdg.py report on). For each ``SAMPLER:STEPS`` of the grid and each
 seed, ``eval_factor`` x (references) conformers per molecule are generated and scored as
 ``diffcore evaluate`` scores them (COV-R / AMR-R / COV-P / AMR-P at the run's delta); ETKDG with
@@ -27,15 +27,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins"))
 from diffcore.platform import runs  # noqa: E402
 from diffcore_molecule import metrics as M  # noqa: E402
 
-KEYS = ("cov_r", "amr_r", "cov_p", "amr_p")
+KEYS = ("cov_r", "amr_r", "cov_p", "amr_p", "clashes")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", required=True)
     ap.add_argument("--grid", nargs="+", default=["euler-maruyama:20", "ddim:20", "dpm-solver++:10"],
-                    help="SAMPLER:STEPS[:INIT_STRENGTH] (init strength < 1: start from ETKDG's torsions, SDEdit)")
+                    help="SAMPLER:STEPS[:INIT_STRENGTH[:RELAX_STEPS]] (init strength < 1: start from ETKDG's torsions, "
+                         "SDEdit; relax steps: torsion steps against steric overlap after sampling)")
     ap.add_argument("--molecules", type=int, default=40)
+    ap.add_argument("--min-heavy", type=int, default=17, help="tune on drug-sized molecules: at least this many heavy atoms "
+                    "(the test ligands have 18-35)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--threads", type=int, default=1)
     a = ap.parse_args()
@@ -44,10 +47,10 @@ def main() -> None:
     dom = run.domain
     dom.setup()
     idx = dom.tune_idx or dom.val_idx
-    graphs = [dom.graphs[i] for i in idx][: a.molecules]
+    graphs = [g for g in (dom.graphs[i] for i in idx) if g.mol.GetNumHeavyAtoms() >= a.min_heavy][: a.molecules]
     o = dom.options
     counts = [o.eval_factor * len(g.coords) for g in graphs]
-    print(f"{len(graphs)} tuning molecules ({'split of the training source' if dom.tune_idx else 'held-out split'}), "
+    print(f"{len(graphs)} tuning molecules of >= {a.min_heavy} heavy atoms ({'split of the training source' if dom.tune_idx else 'held-out split'}), "
           f"{sum(counts)} conformers per setting, delta {o.delta}", file=sys.stderr)
     rows = {}
     for item in ["etkdg"] + a.grid:
@@ -59,8 +62,9 @@ def main() -> None:
                 scores = [M.score_baseline(g.mol, g.coords.double().numpy(), k, 10_000 + seed + i, False, o.delta)
                           for i, (g, k) in enumerate(zip(graphs, counts))]
             else:
-                sampler, steps, *strength = item.split(":")
-                dom.options = dom.options.model_copy(update={"init_strength": float(strength[0]) if strength else 1.0})
+                sampler, steps, *rest = item.split(":")
+                dom.options = dom.options.model_copy(update={"init_strength": float(rest[0]) if rest else 1.0,
+                                                             "relax_steps": int(rest[1]) if len(rest) > 1 else 0})
                 fn = runs.sample_fn(run, sampler=sampler, steps=int(steps))
                 gens = M.generate(dom, graphs, counts, fn)
                 scores = [M.score(g.mol, g.coords.double().numpy(), np.stack(x), o.delta) for g, x in zip(graphs, gens)]

@@ -39,7 +39,7 @@ from diffcore import Batch, Domain
 
 from . import data as D
 from .domain import MoleculeDomain, MoleculeOptions, pad_graphs
-from .torsions import dihedrals, rotatable_torsions
+from .torsions import dihedrals, rotatable_torsions, set_torsions
 
 log = logging.getLogger("diffcore.molecule")
 
@@ -91,6 +91,10 @@ def _cond(mg: D.MolGraph, tr: Torsions, pos: torch.Tensor) -> dict:
     return {"atoms": mg.atoms, "pairs": mg.pairs, "pos0": pos.float(), "quads": tr.quads, "sides": tr.sides, "heavy": tr.heavy}
 
 
+def _sampling_cond(mg: D.MolGraph, tr: Torsions, pos: torch.Tensor, r0: torch.Tensor) -> dict:
+    return dict(_cond(mg, tr, pos), clash_r0=r0)
+
+
 def collate_torsions(items: list[Batch]) -> Batch:
     """Pad atoms (:func:`pad_graphs`) and torsions (to the most in the batch, at least 1)."""
     out = pad_graphs([{"cond": it["cond"]} for it in items])
@@ -108,10 +112,49 @@ def collate_torsions(items: list[Batch]) -> Batch:
         if x is not None:
             x[i, :k] = it["x"]
     out["cond"].update(pos0=pos0, quads=quads, sides=sides, tmask=tmask, heavy=heavy)
+    if "clash_r0" in items[0]["cond"]:  # sampling batches: for relax()
+        r0 = torch.zeros(b, n, n)
+        for i, it in enumerate(items):
+            m = it["cond"]["atoms"].shape[0]
+            r0[i, :m, :m] = it["cond"]["clash_r0"]
+        out["cond"]["clash_r0"] = r0
     out["mask"] = tmask
     if x is not None:
         out["x"] = x
     return out
+
+
+def clash_radii(mol: Chem.Mol) -> torch.Tensor:
+    """``[N, N]`` distances below which two atoms overlap: 0.8 x the sum of their van der Waals
+    radii for atoms 3 or more bonds apart (1.6 A for a hydrogen on N or O facing N, O, S or a
+    halogen: a hydrogen bond), 0 for closer pairs, whose distance the local structure fixes."""
+    table = Chem.GetPeriodicTable()
+    r = torch.tensor([table.GetRvdw(a.GetAtomicNum()) for a in mol.GetAtoms()], dtype=torch.float32)
+    hops = torch.as_tensor(Chem.GetDistanceMatrix(mol), dtype=torch.float32)
+    r0 = 0.8 * (r[:, None] + r[None, :]) * (hops >= 3)
+    polar_h = torch.tensor([a.GetAtomicNum() == 1 and any(n.GetAtomicNum() in (7, 8) for n in a.GetNeighbors()) for a in mol.GetAtoms()])
+    acceptor = torch.tensor([a.GetAtomicNum() in (7, 8, 16, 9, 17, 35, 53) for a in mol.GetAtoms()])
+    hb = (polar_h[:, None] & acceptor[None, :]) | (acceptor[:, None] & polar_h[None, :])
+    return torch.where(hb & (hops >= 3), torch.full_like(r0, 1.6), r0)
+
+
+def relax(x: torch.Tensor, cond: dict, steps: int, lr: float = 0.05, max_turn: float = 0.2) -> torch.Tensor:
+    """Torsions ``x [B, T]`` moved by ``steps`` gradient steps down the steric overlap
+    sum relu(r0_ij - d_ij)^2 (A^2) of the conformers they make (``cond["clash_r0"]``), each turn
+    at most ``max_turn`` radians per step: a step is proportional to the overlap, so a conformer
+    without overlap does not move. Bond lengths, angles and chirality stay the local structure's."""
+    if steps <= 0 or x.shape[1] == 0:
+        return x
+    theta = x.detach().clone().double()
+    pos0, r0 = cond["pos0"].double(), cond["clash_r0"].double()
+    with torch.enable_grad():
+        for _ in range(steps):
+            theta.requires_grad_(True)
+            pos = set_torsions(pos0, cond["quads"], cond["sides"], theta, cond["tmask"])
+            d = (pos[:, :, None] - pos[:, None]).pow(2).sum(-1).add(1e-12).sqrt()
+            (grad,) = torch.autograd.grad(torch.relu(r0 - d).pow(2).sum(), theta)
+            theta = (theta - (lr * grad).clamp(-max_turn, max_turn)).detach()
+    return theta.to(x.dtype) * cond["tmask"].to(x.dtype)
 
 
 def local_structures(mol: Chem.Mol, num: int, seed: int) -> np.ndarray | None:
@@ -134,6 +177,7 @@ class TorsionOptions(MoleculeOptions):
     """The ``data:`` section of the molecule-coords recipe (torsional diffusion)."""
 
     init_strength: float = Field(1.0, gt=0, le=1, description="Sampling starts from the ETKDG embedding's own torsions noised to this fraction of the steps (SDEdit); 1: from uniform noise, as torsional diffusion.")
+    relax_steps: int = Field(0, ge=0, le=1000, description="After sampling, this many gradient steps on the torsions against steric overlap (0: none).")
 
 
 class TorsionDomain(MoleculeDomain):
@@ -183,6 +227,7 @@ class TorsionDomain(MoleculeDomain):
         counts = [num] * len(graphs) if isinstance(num, int) else list(num)
         base = int(torch.randint(0, 2**31 - 1, (1,)))  # torch's seed (diffcore --seed) decides the embeddings
         tors = [torsions_of(g) for g in graphs]  # graphs are heavy-first (setup, requested)
+        radii = [clash_radii(g.mol) for g in graphs]
         jobs, local = [], {}
         for g, mg in enumerate(graphs):
             if counts[g] <= 0:
@@ -195,7 +240,8 @@ class TorsionDomain(MoleculeDomain):
             jobs += [(g, k) for k in range(counts[g])]
         for start in range(0, len(jobs), batch_size):
             chunk = jobs[start : start + batch_size]
-            batch = collate_torsions([{"cond": _cond(graphs[g], tors[g], local[g][k])} for g, k in chunk])
+            batch = collate_torsions([{"cond": _sampling_cond(graphs[g], tors[g], local[g][k], radii[g])} for g, k in chunk])
+            batch["relax_steps"] = self.options.relax_steps
             batch["shape"] = tuple(batch["mask"].shape)
             if self.options.init_strength < 1.0:  # start from ETKDG's torsions (SDEdit)
                 c = batch["cond"]

@@ -68,8 +68,11 @@ def decode(x: torch.Tensor, batch: dict) -> list[tuple[MolGraph, np.ndarray, boo
     graphs = batch["molecules"]
     cond = batch.get("cond") or {}
     if "quads" in cond:  # torsion angles (molecule-torsion): the conformer they make of the local structure
+        from .torsion_domain import relax
         from .torsions import set_torsions
 
+        cond = {k: (v.cpu() if isinstance(v, torch.Tensor) else v) for k, v in cond.items()}
+        x = relax(x.detach().cpu(), cond, int(batch.get("relax_steps", 0)))
         x = set_torsions(cond["pos0"].double().cpu(), cond["quads"].cpu(), cond["sides"].cpu(), x.detach().double().cpu(),
                          cond["tmask"].cpu())
     for i, g in enumerate(batch["mol"]):

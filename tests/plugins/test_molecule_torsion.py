@@ -178,3 +178,27 @@ def test_config_file_lists_exactly_the_recipe_defaults():
 def test_a_torus_domain_refuses_a_shrinking_schedule():
     res = CliRunner().invoke(app, ["train", "--plugin", "molecule-coords", "--set", "diffusion.schedule=cosine", "--out", "unused"])
     assert res.exit_code == 2 and "alpha = 1" in res.output and "diffusion.schedule=ve" in res.output and "Traceback" not in res.output
+
+
+def test_relax_removes_steric_overlap_and_leaves_a_nearly_clash_free_conformer_nearly_alone():
+    from diffcore_molecule.metrics import has_clash
+    from diffcore_molecule.torsion_domain import clash_radii, relax
+
+    batch, _ = _batch([DRUG])
+    mol = Chem.AddHs(Chem.MolFromSmiles(DRUG))
+    n = 6
+    cond = {k: v.expand(n, *v.shape[1:]) for k, v in batch["cond"].items()}
+    cond["clash_r0"] = clash_radii(mol)[None].expand(n, -1, -1)
+    x = torch.rand(n, batch["x"].shape[1], generator=torch.Generator().manual_seed(0)) * 2 * math.pi - math.pi
+
+    def overlap(angles):
+        pos = set_torsions(cond["pos0"].double(), cond["quads"], cond["sides"], angles.double(), cond["tmask"])
+        return torch.relu(cond["clash_r0"].double() - torch.cdist(pos, pos)).pow(2).sum((1, 2)), pos
+
+    before, pos_before = overlap(x)
+    after, pos_after = overlap(relax(x, cond, 150))
+    assert float(before.max()) > 1.0 and float(after.max()) < 0.05 * float(before.max())
+    assert not has_clash(mol, pos_after.numpy()).any() or has_clash(mol, pos_before.numpy()).sum() > has_clash(mol, pos_after.numpy()).sum()
+    ref = batch["x"].expand(n, -1)  # the embedding's own torsions: ETKDG's conformer barely overlaps (8e-4 A^2)
+    assert float(overlap(ref)[0].max()) < 1e-2
+    assert float((relax(ref, cond, 50) - ref).abs().max()) < 0.1  # and stays nearly where it is
