@@ -41,6 +41,7 @@ class MoleculeOptions(Options):
     sdf: Path | None = Field(None, description="An SDF file of your own molecules; 3D records are used as reference conformers (records of one molecule are its ensemble).")
     max_atoms: int = Field(200, ge=2, le=500, description="Largest molecule, in atoms (hydrogens included when data.hydrogens is true), for training and sampling.")
     max_heavy: int | None = Field(35, ge=2, le=200, description="Default training set only: its largest molecule in heavy atoms (null: data.max_atoms).")
+    min_heavy: int = Field(6, ge=1, le=200, description="Default training set only: its smallest molecule in heavy atoms.")
     hydrogens: bool = Field(True, description="Model explicit hydrogens (true) or heavy atoms only (false).")
     elements: list[str] = Field(list(D.DEFAULT_ELEMENTS), min_length=1, description="Elements the model knows; molecules with others are skipped (files) or refused (sampling).")
     conformers: int = Field(5, ge=1, le=100, description="Reference conformers per molecule, at most (ETKDG v3 x oversample, MMFF94, energy window, RMSD pruning), built once and cached.")
@@ -176,7 +177,8 @@ class MoleculeDomain(Domain):
         source = D.Source(smiles=o.smiles, sdf=o.sdf)
         search = {"oversample": o.oversample, "energy_window": o.energy_window, "prune_rms": o.prune_rms}
         self.graphs = D.build(source, self.rules, conformers=o.conformers, seed=o.seed, mmff=o.mmff,
-                              max_molecules=o.max_molecules, workdir=self.workdir, max_heavy=o.max_heavy, **search)
+                              max_molecules=o.max_molecules, workdir=self.workdir, max_heavy=o.max_heavy,
+                              min_heavy=o.min_heavy, **search)
         self.train_idx, self.val_idx = D.split(len(self.graphs), o.val_fraction, o.seed)
         self.tune_idx = []
         if o.test_set and o.smiles is None and o.sdf is None:  # held out: the test ligands; the split: for tuning

@@ -176,8 +176,8 @@ def local_structures(mol: Chem.Mol, num: int, seed: int) -> np.ndarray | None:
 class TorsionOptions(MoleculeOptions):
     """The ``data:`` section of the molecule-coords recipe (torsional diffusion)."""
 
-    init_strength: float = Field(1.0, gt=0, le=1, description="Sampling starts from the ETKDG embedding's own torsions noised to this fraction of the steps (SDEdit); 1: from uniform noise, as torsional diffusion.")
-    relax_steps: int = Field(0, ge=0, le=1000, description="After sampling, this many gradient steps on the torsions against steric overlap (0: none).")
+    init_strength: float = Field(0.6, gt=0, le=1, description="Sampling starts from the ETKDG embedding's own torsions noised to this fraction of the steps (SDEdit; 0.6: chosen on the tuning molecules); 1: from uniform noise, as torsional diffusion.")
+    relax_steps: int = Field(100, ge=0, le=1000, description="After sampling, this many gradient steps on the torsions against steric overlap (0: none; 100: chosen on the tuning molecules).")
 
 
 class TorsionDomain(MoleculeDomain):
