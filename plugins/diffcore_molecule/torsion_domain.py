@@ -27,6 +27,7 @@ import logging
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
@@ -71,10 +72,12 @@ def torsions_of(mg: D.MolGraph) -> Torsions:
 
 
 class _Examples(torch.utils.data.Dataset):
-    """One item per (molecule, reference conformer): x0 = its torsions, pos0 = itself."""
+    """One item per (molecule, reference conformer): x0 = its torsions; pos0 = an ETKDG local
+    structure of the molecule (``local``, as at sampling: conformer matching) or the
+    reference itself (``local`` None)."""
 
-    def __init__(self, graphs: list[D.MolGraph], tors: list[Torsions]):
-        self.graphs, self.tors = graphs, tors
+    def __init__(self, graphs: list[D.MolGraph], tors: list[Torsions], local: list[torch.Tensor | None] | None = None):
+        self.graphs, self.tors, self.local = graphs, tors, local
         self.index = [(g, k) for g in range(len(graphs)) for k in range(len(graphs[g].coords))]
 
     def __len__(self) -> int:
@@ -83,8 +86,10 @@ class _Examples(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> Batch:
         g, k = self.index[i]
         mg, tr = self.graphs[g], self.tors[g]
-        pos = mg.coords[k]
-        return {"x": dihedrals(pos, tr.quads), "cond": _cond(mg, tr, pos)}
+        ref = mg.coords[k]
+        loc = self.local[g] if self.local is not None else None
+        pos = loc[k % len(loc)] if loc is not None else ref
+        return {"x": dihedrals(ref, tr.quads), "cond": _cond(mg, tr, pos)}
 
 
 def _cond(mg: D.MolGraph, tr: Torsions, pos: torch.Tensor) -> dict:
@@ -177,6 +182,7 @@ class TorsionOptions(MoleculeOptions):
     """The ``data:`` section of the molecule-coords recipe (torsional diffusion)."""
 
     init_strength: float = Field(0.6, gt=0, le=1, description="Sampling starts from the ETKDG embedding's own torsions noised to this fraction of the steps (SDEdit; 0.6: chosen on the tuning molecules); 1: from uniform noise, as torsional diffusion.")
+    local_structure: Literal["etkdg", "reference"] = Field("etkdg", description="Training: the conformer whose torsions the network sets, an ETKDG embedding of the molecule (as at sampling; conformer matching, Jing et al. 2022) or the reference itself.")
     relax_steps: int = Field(100, ge=0, le=1000, description="After sampling, this many gradient steps on the torsions against steric overlap (0: none; 100: chosen on the tuning molecules).")
 
 
@@ -191,6 +197,7 @@ class TorsionDomain(MoleculeDomain):
     def __init__(self, options=None, *, workdir=None):
         super().__init__(options, workdir=workdir)
         self._tors: list[Torsions] = []
+        self._local: list[torch.Tensor | None] | None = None
 
     def setup(self) -> None:
         if self.graphs is not None:
@@ -199,13 +206,39 @@ class TorsionDomain(MoleculeDomain):
         self.graphs = [heavy_first(g) for g in self.graphs]
         self._tors = [torsions_of(g) for g in self.graphs]
 
+    def _training_local_structures(self) -> list[torch.Tensor | None]:
+        """Per training molecule, as many ETKDG embeddings as it has references (seeded by
+        data.seed), cached in the workdir beside the references; None where rdkit fails (the
+        reference itself is used)."""
+        import hashlib
+
+        from .progress import reported
+
+        o = self.options
+        key = hashlib.sha256(("|".join(self.graphs[i].smiles for i in self.train_idx) + f"|{o.seed}|v1").encode()).hexdigest()[:16]
+        path = self.workdir / f"local-structures-{key}.pt" if self.workdir is not None else None
+        if path is not None and path.is_file():
+            saved = torch.load(path, weights_only=True)
+            return [saved.get(str(i)) for i in range(len(self.graphs))]
+        out: list[torch.Tensor | None] = [None] * len(self.graphs)
+        for i in reported(self.train_idx, "embedding ETKDG local structures of the training molecules", "molecules"):
+            pos = local_structures(self.graphs[i].mol, len(self.graphs[i].coords), 7919 * o.seed + i + 1)
+            out[i] = torch.as_tensor(pos, dtype=torch.float32) if pos is not None else None
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            torch.save({str(i): t for i, t in enumerate(out) if t is not None}, path)
+        return out
+
     def _graphs(self, idx: list[int]) -> list[D.MolGraph]:
         self.setup()
         return [self.graphs[i] for i in idx]
 
     def train_dataset(self):
         self.setup()
-        return _Examples(self._graphs(self.train_idx), [self._tors[i] for i in self.train_idx])
+        if self.options.local_structure == "etkdg" and self._local is None:  # here, not in setup: sampling needs none
+            self._local = self._training_local_structures()
+        local = [self._local[i] for i in self.train_idx] if self._local is not None else None
+        return _Examples(self._graphs(self.train_idx), [self._tors[i] for i in self.train_idx], local)
 
     def val_dataset(self):
         self.setup()

@@ -202,3 +202,26 @@ def test_relax_removes_steric_overlap_and_leaves_a_nearly_clash_free_conformer_n
     ref = batch["x"].expand(n, -1)  # the embedding's own torsions: ETKDG's conformer barely overlaps (8e-4 A^2)
     assert float(overlap(ref)[0].max()) < 1e-2
     assert float((relax(ref, cond, 50) - ref).abs().max()) < 0.1  # and stays nearly where it is
+
+
+def test_training_examples_set_the_reference_torsions_on_an_etkdg_local_structure(tmp_path):
+    """Conformer matching: x0 is the reference's torsions, pos0 an ETKDG embedding (not the
+    reference), and the conformer the network builds from x0 has the reference's torsions."""
+    from diffcore_molecule.torsion_domain import TorsionOptions
+
+    smi = tmp_path / "m.smi"
+    smi.write_text("CCCCOc1ccccc1 butoxybenzene\nCCN(CC)C(=O)c1ccccc1 amide\nCCCCCCO hexanol\n")
+    dom = TorsionDomain(TorsionOptions(smiles=smi, conformers=2, val_fraction=0.34), workdir=tmp_path / "cache")
+    ds = dom.train_dataset()
+    assert list((tmp_path / "cache").glob("local-structures-*.pt"))  # cached beside the references
+    for i in range(len(ds)):
+        item = ds[i]
+        g, k = ds.index[i]
+        ref = ds.graphs[g].coords[k]
+        quads, sides = item["cond"]["quads"], item["cond"]["sides"]
+        if len(quads) == 0:
+            continue
+        assert not torch.allclose(item["cond"]["pos0"], ref, atol=1e-2)
+        built = set_torsions(item["cond"]["pos0"][None].double(), quads[None], sides[None], item["x"][None].double())
+        err = torch.remainder(dihedrals(built, quads[None])[0] - dihedrals(ref[None].double(), quads[None])[0] + math.pi, 2 * math.pi) - math.pi
+        assert float(err.abs().max()) < 1e-5
