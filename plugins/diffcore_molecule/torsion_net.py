@@ -90,7 +90,9 @@ class TorsionNet(nn.Module):
     def rbf(self, d: torch.Tensor) -> torch.Tensor:
         return torch.exp(-((d[..., None] - self.centres) * self.gamma) ** 2)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, cond: dict) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, t: torch.Tensor, cond: dict | None = None) -> torch.Tensor:
+        if cond is None:  # no molecule (the unconditional branch of guidance): the uniform torus's score, zero
+            return torch.zeros_like(x)
         quads, sides, tmask = cond["quads"], cond["sides"], cond["tmask"]
         if x.shape[1] == 0:
             return torch.zeros_like(x)
