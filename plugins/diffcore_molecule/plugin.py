@@ -8,8 +8,7 @@ import math
 
 from diffcore import BackboneSpec, Recipe, hookimpl
 
-from .backbone import EGNNOptions, build_egnn
-from .torsion_net import TorsionNetOptions, build_torsion_net
+from .backbone import EGNNOptions, TorsionNetOptions, build_egnn, build_torsion_net
 
 #: the recipe's defaults (configs/molecule-coords.yaml shows them with comments)
 # prediction x0 with the EGNN's position output, weighted by SNR (so the loss equals DDPM's

@@ -18,7 +18,7 @@ from typer.testing import CliRunner  # noqa: E402
 from diffcore.cli import app  # noqa: E402
 from diffcore_molecule import data as D  # noqa: E402
 from diffcore_molecule.torsion_domain import TorsionDomain, collate_torsions, heavy_first, torsions_of  # noqa: E402
-from diffcore_molecule.torsion_net import TorsionNet, TorsionNetOptions  # noqa: E402
+from diffcore_molecule.backbone import TorsionNet, TorsionNetOptions  # noqa: E402
 from diffcore_molecule.torsions import dihedrals, rotatable_torsions, set_torsions  # noqa: E402
 from diffcore_molecule.writer import decode  # noqa: E402
 
