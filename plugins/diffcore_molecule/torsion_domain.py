@@ -182,7 +182,7 @@ class TorsionOptions(MoleculeOptions):
     """The ``data:`` section of the molecule-coords recipe (torsional diffusion)."""
 
     init_strength: float = Field(0.6, gt=0, le=1, description="Sampling starts from the ETKDG embedding's own torsions noised to this fraction of the steps (SDEdit; 0.6: chosen on the tuning molecules); 1: from uniform noise, as torsional diffusion.")
-    local_structure: Literal["etkdg", "reference"] = Field("etkdg", description="Training: the conformer whose torsions the network sets, an ETKDG embedding of the molecule (as at sampling; conformer matching, Jing et al. 2022) or the reference itself.")
+    local_structure: Literal["etkdg", "reference"] = Field("reference", description="Training: the conformer whose torsions the network sets, the reference itself, or an ETKDG embedding of the molecule (as at sampling; conformer matching, Jing et al. 2022: no gain measured on the tuning molecules).")
     relax_steps: int = Field(100, ge=0, le=1000, description="After sampling, this many gradient steps on the torsions against steric overlap (0: none; 100: chosen on the tuning molecules).")
 
 
