@@ -211,7 +211,7 @@ def test_training_examples_set_the_reference_torsions_on_an_etkdg_local_structur
 
     smi = tmp_path / "m.smi"
     smi.write_text("CCCCOc1ccccc1 butoxybenzene\nCCN(CC)C(=O)c1ccccc1 amide\nCCCCCCO hexanol\n")
-    dom = TorsionDomain(TorsionOptions(smiles=smi, conformers=2, val_fraction=0.34), workdir=tmp_path / "cache")
+    dom = TorsionDomain(TorsionOptions(smiles=smi, conformers=2, val_fraction=0.34, local_structure="etkdg"), workdir=tmp_path / "cache")
     ds = dom.train_dataset()
     assert list((tmp_path / "cache").glob("local-structures-*.pt"))  # cached beside the references
     for i in range(len(ds)):
