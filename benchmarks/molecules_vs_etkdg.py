@@ -93,13 +93,15 @@ def held_out(args):
     diffusion or backbone settings no longer resolve can still be scored."""
     from diffcore.platform.layers import merge, sets_to_dict
     from diffcore.platform.yamlfile import load_yaml
-    from diffcore_molecule.domain import MoleculeDomain, MoleculeOptions
+    from diffcore.platform.registry import get_registry
 
     source = args.run / "config.yaml" if args.run is not None else args.config
-    data = (load_yaml(source) if source is not None else {}).get("data") or {}
-    data = merge(data, sets_to_dict(args.set).get("data") or {})
+    raw = load_yaml(source) if source is not None else {}
+    data = merge(raw.get("data") or {}, sets_to_dict(args.set).get("data") or {})
     workdir = args.run / "cache" if args.run is not None else args.workdir
-    domain = MoleculeDomain(MoleculeOptions.model_validate(data), workdir=workdir)
+    registry = get_registry()  # the run's own domain (molecule-torsion or molecule) and its data options
+    domain_cls = registry.domain(registry.recipe(raw.get("plugin") or "molecule-coords").domain)
+    domain = domain_cls(domain_cls.Options.model_validate(data), workdir=workdir)
     domain.setup()
     graphs, total, num = [], 0, args.num or 512
     for i in domain.val_idx:

@@ -43,6 +43,8 @@ from .torus import wrapped_eps
 from . import schedules as _schedules
 
 WEIGHTINGS = ("uniform", "snr", "min-snr")
+#: what a network can predict on a torus: quantities that do not change when x0 moves by a period
+PERIODIC_PREDICTIONS = ("eps", "score", "velocity")
 
 
 def sample_t(schedule: Schedule, batch: int, *, device=None, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -90,6 +92,10 @@ class DiffusionLoss:
             raise ValueError("min_snr_gamma must be > 0")
         self.weighting, self.gamma = weighting, float(min_snr_gamma)
         self.period = check_period(self.schedule, period)
+        if self.period is not None and self.prediction not in PERIODIC_PREDICTIONS:
+            raise ValueError(f"prediction {self.prediction!r} on periodic data: its target moves by the period when x0 is "
+                             f"another lift of the same angle, which a periodic network cannot follow; use one of "
+                             f"{', '.join(PERIODIC_PREDICTIONS)}")
 
     def weight(self, t: torch.Tensor) -> torch.Tensor:
         """lambda(t) applied to the prediction's squared error (float64, ``[B]``)."""
@@ -119,7 +125,7 @@ class DiffusionLoss:
             eps = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
         x_t = q_sample(self.schedule, x0, t, eps)
         out = model(x_t, t) if cond is None else model(x_t, t, cond)
-        if self.period is not None:  # the target a periodic network can reach: x0 is the lift nearest in law
+        if self.period is not None:  # eps -> E[eps | x_t mod period]; x0 below is only what from_x0_eps needs
             eps = wrapped_eps(eps, bcast(self.schedule.sigma(t.detach().cpu()), eps), self.period)
             x0 = x_t - bcast(self.schedule.sigma(t.detach().cpu()), eps) * eps
         target = from_x0_eps(self.prediction, x0, eps, t, self.schedule)

@@ -37,7 +37,8 @@ TWO_PI = 2.0 * math.pi
 
 
 def wrap(x: torch.Tensor, period: float = TWO_PI) -> torch.Tensor:
-    """``x`` mapped to the fundamental interval [-period / 2, period / 2)."""
+    """``x`` mapped to the fundamental interval [-period / 2, period / 2) (in float32 a value
+    just below period / 2 may round up to it)."""
     half = period / 2.0
     return torch.remainder(x + half, period) - half
 

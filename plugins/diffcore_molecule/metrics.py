@@ -229,10 +229,14 @@ def generate(domain, graphs: list[D.MolGraph], counts: list[int], sample_fn: Cal
              seconds: list[float] | None = None) -> list[list[np.ndarray]]:
     """``counts[i]`` generated conformers (Angstrom) of ``graphs[i]`` through ``sample_fn``.
     ``seconds``, if given (one number per molecule), is increased by each molecule's share of
-    the wall time of the batches (sampling and decoding), by its number of conformers."""
+    the wall time of the batches (making, sampling and decoding them), by its number of conformers."""
     gens: list[list[np.ndarray]] = [[] for _ in graphs]
-    for batch in domain.graph_batches(graphs, counts, batch_size):
-        start = time.perf_counter()
+    batches = iter(domain.graph_batches(graphs, counts, batch_size))
+    while True:
+        start = time.perf_counter()  # making the batch counts too (molecule-torsion embeds its local structures there)
+        batch = next(batches, None)
+        if batch is None:
+            break
         with torch.no_grad():
             x = sample_fn(batch)
         decoded = decode(x, batch)
@@ -306,6 +310,8 @@ def evaluate_model(domain, graphs: list[D.MolGraph], sample_fn: Callable, out_di
     gens = generate(domain, graphs, counts, sample_fn, batch_size, seconds=seconds)
     rows, table = [], []
     for k, (mg, gen) in enumerate(zip(graphs, gens)):
+        if not gen:  # rdkit could not embed its local structures (reported by the domain)
+            continue
         row = score(mg.mol, mg.coords.double().numpy(), np.stack(gen), o.delta)
         row["seconds_per_molecule"] = seconds[k]
         rows.append(row)

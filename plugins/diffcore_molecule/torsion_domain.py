@@ -39,6 +39,7 @@ from pydantic import Field
 from diffcore import Batch, Domain
 
 from . import data as D
+from . import druglike as G
 from .domain import MoleculeDomain, MoleculeOptions, pad_graphs
 from .torsions import dihedrals, rotatable_torsions, set_torsions
 
@@ -62,7 +63,7 @@ def heavy_first(mg: D.MolGraph) -> D.MolGraph:
     idx = torch.tensor(order)
     mol = Chem.RenumberAtoms(mg.mol, order)
     coords = mg.coords[:, idx] if mg.coords is not None else None
-    return D.MolGraph(mg.name, mg.smiles, mol, mg.atoms[idx], mg.pairs[idx][:, idx], coords)
+    return D.MolGraph(mg.name, mg.smiles, mol, mg.atoms[idx], mg.pairs[idx][:, idx], coords, mg.energies)
 
 
 def torsions_of(mg: D.MolGraph) -> Torsions:
@@ -169,7 +170,7 @@ def local_structures(mol: Chem.Mol, num: int, seed: int) -> np.ndarray | None:
     m.RemoveAllConformers()
     for random_coords in (False, True):
         params = AllChem.ETKDGv3()
-        params.randomSeed = int(seed)
+        params.randomSeed = G.rdkit_seed(int(seed))  # within rdkit's range, never 0 or -1
         params.useRandomCoords = random_coords
         ids = list(AllChem.EmbedMultipleConfs(m, num, params))
         if ids:
@@ -215,11 +216,15 @@ class TorsionDomain(MoleculeDomain):
         from .progress import reported
 
         o = self.options
-        key = hashlib.sha256(("|".join(self.graphs[i].smiles for i in self.train_idx) + f"|{o.seed}|v1").encode()).hexdigest()[:16]
+        text = "|".join(f"{self.graphs[i].smiles}:{len(self.graphs[i].coords)}:{self.graphs[i].num_atoms}" for i in self.train_idx)
+        key = hashlib.sha256(f"{text}|{o.seed}|{o.hydrogens}|{D.CACHE_FORMAT}|v1".encode()).hexdigest()[:16]
         path = self.workdir / f"local-structures-{key}.pt" if self.workdir is not None else None
         if path is not None and path.is_file():
-            saved = torch.load(path, weights_only=True)
-            return [saved.get(str(i)) for i in range(len(self.graphs))]
+            try:  # tensors only (weights_only): a damaged file is rebuilt
+                saved = torch.load(path, weights_only=True)
+                return [saved.get(str(i)) for i in range(len(self.graphs))]
+            except Exception as e:  # noqa: BLE001 - any unreadable cache
+                log.warning("%s is unreadable (%s); embedding again", path, e)
         out: list[torch.Tensor | None] = [None] * len(self.graphs)
         for i in reported(self.train_idx, "embedding ETKDG local structures of the training molecules", "molecules"):
             pos = local_structures(self.graphs[i].mol, len(self.graphs[i].coords), 7919 * o.seed + i + 1)

@@ -116,3 +116,9 @@ def test_samplers_on_the_covering_space_reproduce_a_wrapped_normal(sampler, step
     frac = float((x < 0).double().mean())
     target = float(torch.distributions.Normal(mu, s).cdf(torch.tensor(-PI + 2 * PI)).neg().add(1))  # P(x > pi) before wrapping
     assert abs(frac - target) < 4 * math.sqrt(target * (1 - target) / n)
+
+
+def test_the_loss_refuses_predictions_a_periodic_network_cannot_learn():
+    for prediction in ("x0", "v"):
+        with pytest.raises(ValueError, match="periodic"):
+            DiffusionLoss(schedules.get("ve", sigma_min=0.01, sigma_max=PI), prediction=prediction, period=2 * PI)

@@ -225,3 +225,8 @@ def test_training_examples_set_the_reference_torsions_on_an_etkdg_local_structur
         built = set_torsions(item["cond"]["pos0"][None].double(), quads[None], sides[None], item["x"][None].double())
         err = torch.remainder(dihedrals(built, quads[None])[0] - dihedrals(ref[None].double(), quads[None])[0] + math.pi, 2 * math.pi) - math.pi
         assert float(err.abs().max()) < 1e-5
+
+
+def test_a_torus_domain_refuses_an_x0_prediction():
+    res = CliRunner().invoke(app, ["train", "--plugin", "molecule-coords", "--set", "diffusion.prediction=x0", "--out", "unused"])
+    assert res.exit_code == 2 and "diffusion.prediction" in res.output and "eps" in res.output and "Traceback" not in res.output
