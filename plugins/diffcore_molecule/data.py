@@ -194,6 +194,9 @@ def read_smiles_file(path: Path, rules: Rules) -> list[tuple[str, Chem.Mol]]:
         raise UserError(f"SMILES file {path} does not exist") from None
     except (OSError, UnicodeDecodeError) as e:
         raise UserError(f"cannot read SMILES file {path}: {e}") from None
+    if "$$$$" in text or "V2000" in text or "V3000" in text:
+        raise UserError(f"{path} looks like an SDF file, not SMILES (one per line); give its molecules as SMILES, "
+                        "or train on it with --set data.sdf=FILE")
     out, skipped = [], 0
     for lineno, line in enumerate(text.splitlines(), 1):
         line = line.strip()

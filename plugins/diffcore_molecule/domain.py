@@ -316,4 +316,7 @@ class MoleculeDomain(Domain):
                 break
             chosen.append(g)
             total += need
+        if len(chosen) < len(graphs):
+            log.warning("evaluating %d of the %d held-out molecules (--num %d conformers; all of them need %d)", len(chosen),
+                        len(graphs), num, sum(self.options.eval_factor * len(g.coords) for g in graphs))
         return evaluate_model(self, chosen, sample_fn, Path(out_dir), batch_size)

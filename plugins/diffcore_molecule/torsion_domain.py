@@ -62,6 +62,8 @@ def heavy_first(mg: D.MolGraph) -> D.MolGraph:
         return mg
     idx = torch.tensor(order)
     mol = Chem.RenumberAtoms(mg.mol, order)
+    for key, value in mg.mol.GetPropsAsDict(includePrivate=False).items():  # RenumberAtoms drops them (e.g. the file line)
+        mol.SetProp(key, str(value))
     coords = mg.coords[:, idx] if mg.coords is not None else None
     return D.MolGraph(mg.name, mg.smiles, mol, mg.atoms[idx], mg.pairs[idx][:, idx], coords, mg.energies)
 
@@ -272,7 +274,9 @@ class TorsionDomain(MoleculeDomain):
                 continue
             pos = local_structures(mg.mol, counts[g], base + g)
             if pos is None:
-                log.warning("%s (%s): rdkit cannot embed this molecule (impossible stereo or geometry); no conformers", mg.name, mg.smiles)
+                where = mg.mol.GetProp("diffcore_where") if mg.mol.HasProp("diffcore_where") else mg.name
+                log.warning("skipped %s (%s): rdkit cannot embed this molecule (impossible stereo or geometry); no conformers",
+                            where, mg.smiles)
                 continue
             local[g] = torch.as_tensor(pos, dtype=torch.float32)
             jobs += [(g, k) for k in range(counts[g])]

@@ -156,7 +156,7 @@ def test_cli_smiles_file_gives_each_bad_line_its_message_and_samples_the_rest(ru
     assert res.exit_code == 0 and "Traceback" not in res.output, res.output
     assert sorted(p.name for p in out.glob("*.sdf")) == ["paracetamol.sdf", "salt.sdf"]
     for words in ((f"{smi}:2", "invalid SMILES"), (f"{smi}:3", "Ge"), (f"{smi}:4", "radical"), (f"{smi}:5", "largest"),
-                  ("impossible", "cannot embed")):
+                  (f"{smi}:6", "cannot embed")):
         assert any(all(w in line for w in words) for line in caplog.text.splitlines()), (words, caplog.text)
     salt = next(iter(Chem.SDMolSupplier(str(out / "salt.sdf"), removeHs=False)))
     assert "Na" not in Chem.MolToSmiles(salt)
@@ -230,3 +230,11 @@ def test_training_examples_set_the_reference_torsions_on_an_etkdg_local_structur
 def test_a_torus_domain_refuses_an_x0_prediction():
     res = CliRunner().invoke(app, ["train", "--plugin", "molecule-coords", "--set", "diffusion.prediction=x0", "--out", "unused"])
     assert res.exit_code == 2 and "diffusion.prediction" in res.output and "eps" in res.output and "Traceback" not in res.output
+
+
+def test_an_sdf_given_as_a_smiles_file_is_refused_with_one_line(run, tmp_path):
+    sdf = tmp_path / "m.sdf"
+    with Chem.SDWriter(str(sdf)) as w:
+        w.write(embedded("CCO"))
+    res = CliRunner().invoke(app, ["sample", "--run", str(run), "--smiles-file", str(sdf), "--out", str(tmp_path / "o")])
+    assert res.exit_code == 2 and "looks like an SDF file" in res.output and "Traceback" not in res.output, res.output
