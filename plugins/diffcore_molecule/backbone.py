@@ -46,11 +46,11 @@ from torch import nn
 from diffcore import Options
 from diffcore.nn import timestep_embedding
 
-from .torsions import dihedrals, set_torsions
+from .torsions import set_torsions
 
 
 class EGNNOptions(Options):
-    """The ``backbone:`` section of the molecule-coords recipe."""
+    """The ``backbone:`` section of the molecule-cartesian recipe."""
 
     hidden: int = Field(64, ge=8, description="width of atom and pair features")
     layers: int = Field(6, ge=1, description="number of equivariant layers")
@@ -67,12 +67,13 @@ class EGNNOptions(Options):
 
 
 class GaussianRBF(nn.Module):
-    """exp(-(d - mu_k)^2 / (2 w^2)) for K centres mu_k evenly spaced in [0, d_max]."""
+    """exp(-(d - mu_k)^2 / (2 w^2)) for K centres mu_k evenly spaced in [0, d_max]; the width w
+    defaults to their spacing."""
 
-    def __init__(self, num: int, d_max: float):
+    def __init__(self, num: int, d_max: float, width: float | None = None):
         super().__init__()
         self.register_buffer("mu", torch.linspace(0.0, d_max, num), persistent=False)
-        self.gamma = 0.5 / (d_max / (num - 1)) ** 2
+        self.gamma = 0.5 / (width if width is not None else d_max / (num - 1)) ** 2
 
     def forward(self, d: torch.Tensor) -> torch.Tensor:
         return torch.exp(-self.gamma * (d[..., None] - self.mu) ** 2)
@@ -255,8 +256,6 @@ def build_egnn(options: EGNNOptions, domain) -> EGNN:
 # lets it absorb the scale sigma(t).
 
 
-
-
 class TorsionNetOptions(Options):
     """The ``backbone:`` section of the molecule-coords recipe (torsional diffusion)."""
 
@@ -295,8 +294,7 @@ class TorsionNet(nn.Module):
         super().__init__()
         o = self.options = options
         h = o.hidden
-        self.register_buffer("centres", torch.linspace(0.0, o.rbf_max, o.rbf), persistent=False)
-        self.gamma = (o.rbf - 1) / o.rbf_max  # 1 / spacing
+        self.rbf = GaussianRBF(o.rbf, o.rbf_max, width=o.rbf_max / (o.rbf - 1) / 2**0.5)  # exp(-((d - mu) / spacing)^2)
         self.embed_atoms = nn.Linear(atom_dim, h)
         self.time = _mlp(o.time_dim, h, h)
         edim = pair_dim + o.rbf
@@ -306,9 +304,6 @@ class TorsionNet(nn.Module):
         self.harm = _mlp(3 * h, h, o.harmonics) if o.harmonics else None
         nn.init.zeros_(self.force[-1].weight)
         nn.init.zeros_(self.force[-1].bias)
-
-    def rbf(self, d: torch.Tensor) -> torch.Tensor:
-        return torch.exp(-((d[..., None] - self.centres) * self.gamma) ** 2)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond: dict | None = None) -> torch.Tensor:
         if cond is None:  # no molecule (the unconditional branch of guidance): the uniform torus's score, zero
@@ -346,8 +341,7 @@ class TorsionNet(nn.Module):
             feats = torch.cat([ha[:, :, 0] + ha[:, :, 3], ha[:, :, 1] + ha[:, :, 2], temb[:, None].expand(-1, quads.shape[1], -1)], -1)
             c = self.harm(feats)
             k = torch.arange(1, self.options.harmonics + 1, device=x.device, dtype=x.dtype)
-            theta = dihedrals(pos, quads)
-            out = out + (c * torch.sin(k * theta[..., None])).sum(-1)
+            out = out + (c * torch.sin(k * x[..., None])).sum(-1)  # x: the dihedrals the conformer was built with
         return out * tmask.to(x.dtype)
 
 
