@@ -86,7 +86,7 @@ class MoleculeOptions(Options):
 class MoleculeSampleOptions(Options):
     """Extra options of ``diffcore sample`` for molecules."""
 
-    smiles: list[str] = Field(default_factory=list, description="Molecules to generate conformers of (one SDF file each).")
+    smiles: list[str] = Field(default_factory=list, description="Molecules to generate conformers of: 'SMILES' or 'SMILES name', as a line of a SMILES file (one SDF file each, named after the name).")
     smiles_file: Path | None = Field(None, description="A file of molecules: one SMILES per line, optionally followed by a name.")
     held_out: int = Field(4, ge=1, description="With no SMILES given: how many held-out molecules to sample.")
 
@@ -175,14 +175,13 @@ class MoleculeDomain(Domain):
             return
         o = self.options
         source = D.Source(smiles=o.smiles, sdf=o.sdf)
-        search = {"oversample": o.oversample, "energy_window": o.energy_window, "prune_rms": o.prune_rms}
         self.graphs = D.build(source, self.rules, conformers=o.conformers, seed=o.seed, mmff=o.mmff,
                               max_molecules=o.max_molecules, workdir=self.workdir, max_heavy=o.max_heavy,
-                              min_heavy=o.min_heavy, **search)
+                              min_heavy=o.min_heavy, **self._search())
         self.train_idx, self.val_idx = D.split(len(self.graphs), o.val_fraction, o.seed)
         self.tune_idx = []
-        if o.test_set and o.smiles is None and o.sdf is None:  # held out: the test ligands; the split: for tuning
-            test = D.build_test(self.rules, o.conformers, o.seed, self.workdir, mmff=o.mmff, **search)
+        if self._uses_test_set():  # held out: the test ligands; the split: for tuning
+            test = self._test_graphs()
             self.tune_idx = self.val_idx
             self.val_idx = list(range(len(self.graphs), len(self.graphs) + len(test)))
             self.graphs = self.graphs + test
@@ -193,9 +192,30 @@ class MoleculeDomain(Domain):
         log.info("%d molecules (%d training, %d held out), coord_scale %.3f A", len(self.graphs),
                  len(self.train_idx), len(self.val_idx), self.scale)
 
+    def _search(self) -> dict[str, Any]:
+        o = self.options
+        return {"oversample": o.oversample, "energy_window": o.energy_window, "prune_rms": o.prune_rms}
+
+    def _uses_test_set(self) -> bool:
+        o = self.options
+        return o.test_set and o.smiles is None and o.sdf is None
+
+    def _test_graphs(self) -> list[D.MolGraph]:
+        o = self.options
+        return D.build_test(self.rules, o.conformers, o.seed, self.workdir, mmff=o.mmff, **self._search())
+
     def _graphs(self, idx: list[int]) -> list[D.MolGraph]:
         self.setup()
         return [self.graphs[i] for i in idx]
+
+    def held_out_graphs(self) -> list[D.MolGraph]:
+        """The held-out molecules with their references: the fixed test ligands when
+        ``data.test_set`` applies (built alone: evaluating a trained run needs no training
+        references), else the split's held-out part."""
+        if self.graphs is None and self._uses_test_set():
+            return self._test_graphs()
+        self.setup()  # before reading val_idx
+        return self._graphs(self.val_idx)
 
     def train_dataset(self) -> Dataset:
         self.setup()
@@ -232,8 +252,10 @@ class MoleculeDomain(Domain):
         if isinstance(o, dict):
             o = MoleculeSampleOptions.model_validate(o)
         mols: list[tuple[str, Any]] = []
-        for k, s in enumerate(o.smiles):
-            mols.append((f"smiles-{k + 1}", D.from_smiles(s, self.rules, f"--smiles {s!r}")))
+        for k, s in enumerate(o.smiles):  # "SMILES [name]", as a line of a SMILES file
+            parts = s.split(None, 1)
+            name = parts[1].strip() if len(parts) > 1 else f"smiles-{k + 1}"
+            mols.append((name, D.from_smiles(parts[0] if parts else s, self.rules, f"--smiles {s!r}")))
         if o.smiles_file is not None:
             mols += D.read_smiles_file(o.smiles_file, self.rules)
         if not mols:
@@ -243,6 +265,13 @@ class MoleculeDomain(Domain):
                 raise UserError("no molecule to sample: pass --smiles SMILES or --smiles-file FILE")
             for name, smi in self.held_out_smiles[: o.held_out]:
                 mols.append((name, D.from_smiles(smi, self.rules, f"held-out molecule {name} ({smi})")))
+        most = self.options.max_heavy
+        for name, mol in mols:
+            heavy = mol.GetNumHeavyAtoms()
+            if most is not None and heavy > most:
+                log.warning("%s: %d heavy atoms, more than the training molecules' %d (data.max_heavy): its conformers "
+                            "are an extrapolation; check them (e.g. clashes in diffcore evaluate) or train with a larger "
+                            "data.max_heavy", name, heavy, most)
         return [D.to_graph(name, mol, self.rules) for name, mol in mols]
 
     def graph_batches(self, graphs: list[D.MolGraph], num: int | Sequence[int], batch_size: int) -> Iterable[Batch]:
@@ -305,8 +334,7 @@ class MoleculeDomain(Domain):
         :mod:`diffcore_molecule.metrics`)."""
         from .metrics import evaluate_model
 
-        self.setup()
-        graphs = self._graphs(self.val_idx)
+        graphs = self.held_out_graphs()
         if not graphs:
             raise UserError("no held-out molecules to evaluate on (data.val_fraction gives none)")
         chosen, total = [], 0

@@ -240,6 +240,11 @@ class TorsionDomain(MoleculeDomain):
         self.setup()
         return [self.graphs[i] for i in idx]
 
+    def held_out_graphs(self) -> list[D.MolGraph]:
+        if self.graphs is None and self._uses_test_set():
+            return [heavy_first(g) for g in self._test_graphs()]
+        return super().held_out_graphs()  # after setup: heavy-first already
+
     def train_dataset(self):
         self.setup()
         if self.options.local_structure == "etkdg" and self._local is None:  # here, not in setup: sampling needs none

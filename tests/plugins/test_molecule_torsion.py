@@ -17,7 +17,7 @@ from typer.testing import CliRunner  # noqa: E402
 
 from diffcore.cli import app  # noqa: E402
 from diffcore_molecule import data as D  # noqa: E402
-from diffcore_molecule.torsion_domain import TorsionDomain, collate_torsions, heavy_first, torsions_of  # noqa: E402
+from diffcore_molecule.torsion_domain import TorsionDomain, TorsionOptions, collate_torsions, heavy_first, torsions_of  # noqa: E402
 from diffcore_molecule.backbone import TorsionNet, TorsionNetOptions  # noqa: E402
 from diffcore_molecule.torsions import dihedrals, rotatable_torsions, set_torsions  # noqa: E402
 from diffcore_molecule.writer import decode  # noqa: E402
@@ -146,6 +146,19 @@ def test_cli_train_then_sample_a_drug_with_s_and_cl_keeps_its_chirality(run, tmp
         assert Chem.FindMolChiralCenters(Chem.RemoveHs(m)) == want
 
 
+def test_cli_smiles_with_a_name_names_its_file_and_a_molecule_above_the_training_size_is_warned(run, tmp_path, caplog):
+    big = "C" * 40  # 40 heavy atoms, more than data.max_heavy = 35
+    out = tmp_path / "s"
+    res = CliRunner().invoke(app, ["sample", "--run", str(run), "--smiles", "CCOC(=O)c1ccccc1 ethyl benzoate",
+                                   "--smiles", big, "--num", "1", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in out.glob("*.sdf")) == ["ethyl_benzoate.sdf", "smiles-2.sdf"]
+    (m,) = Chem.SDMolSupplier(str(out / "ethyl_benzoate.sdf"), removeHs=False)
+    assert m.GetProp("_Name") == "ethyl benzoate" and m.GetNumHeavyAtoms() == 11
+    warned = [r.getMessage() for r in caplog.records if "data.max_heavy" in r.getMessage()]
+    assert len(warned) == 1 and "40 heavy atoms" in warned[0] and "smiles-2" in warned[0]
+
+
 def test_cli_smiles_file_gives_each_bad_line_its_message_and_samples_the_rest(run, tmp_path, caplog):
     smi = tmp_path / "in.smi"
     smi.write_text("CC(=O)Nc1ccc(O)cc1 paracetamol\nC1CC( broken\nC[Ge](C)C germane\nC[CH2] radical\n"
@@ -238,3 +251,28 @@ def test_an_sdf_given_as_a_smiles_file_is_refused_with_one_line(run, tmp_path):
         w.write(embedded("CCO"))
     res = CliRunner().invoke(app, ["sample", "--run", str(run), "--smiles-file", str(sdf), "--out", str(tmp_path / "o")])
     assert res.exit_code == 2 and "looks like an SDF file" in res.output and "Traceback" not in res.output, res.output
+
+
+def test_held_out_molecules_of_a_trained_run_need_no_training_references(monkeypatch, tmp_path):
+    """Evaluating with the fixed test set builds the test ligands alone (heavy atoms first),
+    never the training set's reference ensembles."""
+    mol = Chem.AddHs(Chem.MolFromSmiles("OCC(N)c1ccccc1"))
+    order = list(range(mol.GetNumAtoms()))
+    order = order[-3:] + order[:-3]  # hydrogens first: heavy_first must reorder
+    mol = Chem.RenumberAtoms(mol, order)
+    AllChem.EmbedMolecule(mol, randomSeed=1)
+    graph = D.to_graph("ligand", mol, D.Rules(("H", "C", "N", "O"), 200, True), coords=mol.GetConformer().GetPositions()[None])
+
+    def no_training_set(*args, **kwargs):
+        raise AssertionError("the training references were built")
+
+    monkeypatch.setattr(D, "build", no_training_set)
+    monkeypatch.setattr(D, "build_test", lambda *args, **kwargs: [graph])
+    domain = TorsionDomain(TorsionOptions(test_set=True), workdir=tmp_path)
+    (got,) = domain.held_out_graphs()
+    assert domain.graphs is None
+    z = [a.GetAtomicNum() for a in got.mol.GetAtoms()]
+    assert z == sorted(z, key=lambda n: n == 1) and z[0] > 1 and got.coords.shape == graph.coords.shape
+    domain = TorsionDomain(TorsionOptions(test_set=True, smiles=str(tmp_path / "x.smi")), workdir=tmp_path)
+    with pytest.raises(AssertionError, match="training references"):  # a user's file: the held-out part is its split
+        domain.held_out_graphs()
