@@ -1,14 +1,14 @@
 """Choose the molecule-coords sampling defaults on the TUNING molecules, never on the test set.
 
     OMP_NUM_THREADS=1 python benchmarks/molecule_sampler_tuning.py --run RUN \
-        --grid euler-maruyama:20 ddim:20 dpm-solver++:10 --molecules 40 --seeds 0 1
+        --grid euler-maruyama:20:0.6:100 euler-maruyama:20:0.6:100:mmff --molecules 40 --seeds 0 1
 
 The tuning molecules are the run's ``val_fraction`` split of its training source with at least
 ``--min-heavy`` heavy atoms (drug-sized molecules never trained on, distinct from the 40 test ligands that ``diffcore evaluate`` and
 benchmarks/molecules_vs_etkdg.py report on). For each ``SAMPLER:STEPS`` of the grid and each
 seed, ``eval_factor`` x (references) conformers per molecule are generated and scored as
 ``diffcore evaluate`` scores them (COV-R / AMR-R / COV-P / AMR-P at the run's delta); ETKDG with
-the same K is the reference row. Prints a markdown table (mean over seeds, and the spread).
+the same K, without and with MMFF94, are the reference rows. Prints a markdown table (mean over seeds, and the spread).
 """
 
 from __future__ import annotations
@@ -34,8 +34,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", required=True)
     ap.add_argument("--grid", nargs="+", default=["euler-maruyama:20", "ddim:20", "dpm-solver++:10"],
-                    help="SAMPLER:STEPS[:INIT_STRENGTH[:RELAX_STEPS]] (init strength < 1: start from ETKDG's torsions, "
-                         "SDEdit; relax steps: torsion steps against steric overlap after sampling)")
+                    help="SAMPLER:STEPS[:INIT_STRENGTH[:RELAX_STEPS[:LOCAL]]] (init strength < 1: start from ETKDG's torsions, "
+                         "SDEdit; relax steps: torsion steps against steric overlap after sampling; LOCAL: the "
+                         "data.sampling_local_structure, default etkdg)")
     ap.add_argument("--molecules", type=int, default=40)
     ap.add_argument("--min-heavy", type=int, default=17, help="tune on drug-sized molecules: at least this many heavy atoms "
                     "(the test ligands have 18-35)")
@@ -53,18 +54,19 @@ def main() -> None:
     print(f"{len(graphs)} tuning molecules of >= {a.min_heavy} heavy atoms ({'split of the training source' if dom.tune_idx else 'held-out split'}), "
           f"{sum(counts)} conformers per setting, delta {o.delta}", file=sys.stderr)
     rows = {}
-    for item in ["etkdg"] + a.grid:
+    for item in ["etkdg", "etkdg+mmff"] + a.grid:
         per_seed = []
         for seed in a.seeds:
             torch.manual_seed(seed)
             t0 = time.perf_counter()
-            if item == "etkdg":
-                scores = [M.score_baseline(g.mol, g.coords.double().numpy(), k, 10_000 + seed + i, False, o.delta)
+            if item in ("etkdg", "etkdg+mmff"):
+                scores = [M.score_baseline(g.mol, g.coords.double().numpy(), k, 10_000 + seed + i, item == "etkdg+mmff", o.delta)
                           for i, (g, k) in enumerate(zip(graphs, counts))]
             else:
                 sampler, steps, *rest = item.split(":")
                 dom.options = dom.options.model_copy(update={"init_strength": float(rest[0]) if rest else 1.0,
-                                                             "relax_steps": int(rest[1]) if len(rest) > 1 else 0})
+                                                             "relax_steps": int(rest[1]) if len(rest) > 1 else 0,
+                                                             "sampling_local_structure": rest[2] if len(rest) > 2 else "etkdg"})
                 fn = runs.sample_fn(run, sampler=sampler, steps=int(steps))
                 gens = M.generate(dom, graphs, counts, fn)
                 scores = [M.score(g.mol, g.coords.double().numpy(), np.stack(x), o.delta) for g, x in zip(graphs, gens)]

@@ -259,6 +259,12 @@ def _optimise(m: Chem.Mol, threads: int, max_iters: int, what: str) -> list[floa
     return [e for _, e in res]
 
 
+def minimise(m: Chem.Mol, threads: int = 1, max_iters: int = 2000) -> list[float] | None:
+    """Every conformer of ``m`` minimised in place, as the reference ensembles are (MMFF94,
+    else UFF, to convergence); their energies (kcal/mol), or ``None`` if no force field applies."""
+    return _optimise(m, threads, max_iters, "molecule")
+
+
 def heavy_rmsd(probe: Chem.Mol, ref: Chem.Mol, prb_id: int = -1, ref_id: int = -1, symmetric: bool = True) -> float:
     """Heavy-atom RMSD (Angstrom) after the best rigid fit; ``symmetric`` also tries the
     molecule's symmetry-equivalent atom orders (``GetBestRMS``). Both molecules without H;

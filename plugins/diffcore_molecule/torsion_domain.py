@@ -166,8 +166,8 @@ def relax(x: torch.Tensor, cond: dict, steps: int, lr: float = 0.05, max_turn: f
 
 
 def local_structures(mol: Chem.Mol, num: int, seed: int) -> np.ndarray | None:
-    """``[num, N, 3]`` ETKDG v3 embeddings of ``mol`` (no force field: the model sets the
-    torsions), retried from random coordinates; ``None`` if rdkit cannot embed it."""
+    """``[num, N, 3]`` ETKDG v3 embeddings of ``mol`` (no force field), retried from random
+    coordinates; ``None`` if rdkit cannot embed it."""
     m = Chem.Mol(mol)
     m.RemoveAllConformers()
     for random_coords in (False, True):
@@ -181,11 +181,26 @@ def local_structures(mol: Chem.Mol, num: int, seed: int) -> np.ndarray | None:
     return None
 
 
+def minimised(mol: Chem.Mol, pos: np.ndarray) -> np.ndarray:
+    """The conformers ``pos [K, N, 3]`` of ``mol`` minimised as the training references are
+    (MMFF94, else UFF, to convergence; unchanged if neither force field applies)."""
+    m = Chem.Mol(mol)
+    m.RemoveAllConformers()
+    for p in np.asarray(pos, dtype=np.float64):
+        conf = Chem.Conformer(m.GetNumAtoms())
+        for i, q in enumerate(p.tolist()):
+            conf.SetAtomPosition(i, q)
+        m.AddConformer(conf, assignId=True)
+    G.minimise(m, threads=1)
+    return np.stack([c.GetPositions() for c in m.GetConformers()])
+
+
 class TorsionOptions(MoleculeOptions):
     """The ``data:`` section of the molecule-coords recipe (torsional diffusion)."""
 
     init_strength: float = Field(0.6, gt=0, le=1, description="Sampling starts from the ETKDG embedding's own torsions noised to this fraction of the steps (SDEdit; 0.6: chosen on the tuning molecules); 1: from uniform noise, as torsional diffusion.")
     local_structure: Literal["etkdg", "reference"] = Field("reference", description="Training: the conformer whose torsions the network sets, the reference itself, or an ETKDG embedding of the molecule (as at sampling; conformer matching, Jing et al. 2022: no gain measured on the tuning molecules).")
+    sampling_local_structure: Literal["etkdg", "mmff", "mmff-conformer"] = Field("etkdg", description="Sampling: each conformer's local structure (bond lengths, angles, rings) is an ETKDG v3 embedding as is ('etkdg'), or that embedding minimised with MMFF94 as the training references are ('mmff': the start's torsions stay ETKDG's; 'mmff-conformer': the start is the minimised conformer, torsions too, so the model refines an ETKDG + MMFF94 ensemble).")
     relax_steps: int = Field(100, ge=0, le=1000, description="After sampling, this many gradient steps on the torsions against steric overlap (0: none; 100: chosen on the tuning molecules).")
 
 
@@ -273,17 +288,20 @@ class TorsionDomain(MoleculeDomain):
         base = int(torch.randint(0, 2**31 - 1, (1,)))  # torch's seed (diffcore --seed) decides the embeddings
         tors = [torsions_of(g) for g in graphs]  # graphs are heavy-first (setup, requested)
         radii = [clash_radii(g.mol) for g in graphs]
-        jobs, local = [], {}
+        jobs, local, first = [], {}, {}
+        mode = self.options.sampling_local_structure
         for g, mg in enumerate(graphs):
             if counts[g] <= 0:
                 continue
-            pos = local_structures(mg.mol, counts[g], base + g)
-            if pos is None:
+            raw = local_structures(mg.mol, counts[g], base + g)
+            if raw is None:
                 where = mg.mol.GetProp("diffcore_where") if mg.mol.HasProp("diffcore_where") else mg.name
                 log.warning("skipped %s (%s): rdkit cannot embed this molecule (impossible stereo or geometry); no conformers",
                             where, mg.smiles)
                 continue
+            pos = raw if mode == "etkdg" else minimised(mg.mol, raw)
             local[g] = torch.as_tensor(pos, dtype=torch.float32)
+            first[g] = torch.as_tensor(pos if mode == "mmff-conformer" else raw, dtype=torch.float32)  # the start's torsions
             jobs += [(g, k) for k in range(counts[g])]
         for start in range(0, len(jobs), batch_size):
             chunk = jobs[start : start + batch_size]
@@ -292,7 +310,10 @@ class TorsionDomain(MoleculeDomain):
             batch["shape"] = tuple(batch["mask"].shape)
             if self.options.init_strength < 1.0:  # start from ETKDG's torsions (SDEdit)
                 c = batch["cond"]
-                batch["init"] = dihedrals(c["pos0"], c["quads"]) * c["tmask"]
+                starts = torch.zeros_like(c["pos0"])
+                for row, (g, k) in enumerate(chunk):
+                    starts[row, : first[g].shape[1]] = first[g][k]
+                batch["init"] = dihedrals(starts, c["quads"]) * c["tmask"]
                 batch["strength"] = self.options.init_strength
             batch["mol"] = [g for g, _ in chunk]
             batch["conformer"] = [k for _, k in chunk]

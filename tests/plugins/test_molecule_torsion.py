@@ -276,3 +276,57 @@ def test_held_out_molecules_of_a_trained_run_need_no_training_references(monkeyp
     domain = TorsionDomain(TorsionOptions(test_set=True, smiles=str(tmp_path / "x.smi")), workdir=tmp_path)
     with pytest.raises(AssertionError, match="training references"):  # a user's file: the held-out part is its split
         domain.held_out_graphs()
+
+
+def test_mmff_local_structures_are_force_field_minima_with_the_input_stereo():
+    """sampling_local_structure='mmff': the embeddings are minimised as the training
+    references are (MMFF94 gradient ~0 where plain ETKDG's is not), keeping the stereocentre."""
+    from diffcore_molecule.torsion_domain import local_structures, minimised
+
+    mol = D.from_smiles(DRUG, D.Rules(("H", "C", "N", "O", "S", "Cl"), 200, True))
+    props = AllChem.MMFFGetMoleculeProperties(mol)
+
+    def grad_norms(pos):
+        m = Chem.Mol(mol)
+        out = []
+        for p in pos:
+            m.RemoveAllConformers()
+            conf = Chem.Conformer(m.GetNumAtoms())
+            for i, q in enumerate(p.tolist()):
+                conf.SetAtomPosition(i, q)
+            m.AddConformer(conf, assignId=True)
+            out.append(np.linalg.norm(AllChem.MMFFGetMoleculeForceField(m, props).CalcGrad()))
+            Chem.AssignStereochemistryFrom3D(m)
+            assert Chem.FindMolChiralCenters(Chem.RemoveHs(m)) == Chem.FindMolChiralCenters(Chem.MolFromSmiles(DRUG))
+        return np.array(out)
+
+    plain = local_structures(mol, 3, seed=5)
+    done = minimised(mol, plain)
+    assert plain.shape == done.shape == (3, mol.GetNumAtoms(), 3)
+    g_plain, g_min = grad_norms(plain), grad_norms(done)
+    assert g_min.max() < 0.05 * g_plain.min(), (g_plain, g_min)
+
+
+@pytest.mark.parametrize("mode", ["etkdg", "mmff", "mmff-conformer"])
+def test_sampling_local_structure_modes_set_the_local_structure_and_the_start(mode):
+    """'etkdg': both from the raw embedding; 'mmff': a minimised local structure, the start's
+    torsions the raw embedding's; 'mmff-conformer': both from the minimised conformer."""
+    from diffcore_molecule.torsion_domain import local_structures, minimised
+
+    smiles = "OCC(N)c1ccc(CCC(=O)O)cc1"
+    graph = heavy_first(D.to_graph("m", D.from_smiles(smiles, D.Rules(("H", "C", "N", "O"), 200, True)), D.Rules(("H", "C", "N", "O"), 200, True)))
+    domain = TorsionDomain(TorsionOptions(sampling_local_structure=mode, init_strength=0.5))
+    torch.manual_seed(3)
+    (batch,) = list(domain.graph_batches([graph], 2, 8))
+    torch.manual_seed(3)
+    base = int(torch.randint(0, 2**31 - 1, (1,)))
+    raw = local_structures(graph.mol, 2, base)
+    done = minimised(graph.mol, raw) if mode != "etkdg" else raw
+    c = batch["cond"]
+    n = graph.mol.GetNumAtoms()
+    assert torch.allclose(c["pos0"][:, :n].double(), torch.as_tensor(done), atol=1e-4)
+    start = done if mode == "mmff-conformer" else raw
+    want = dihedrals(torch.as_tensor(start, dtype=torch.float32), c["quads"]) * c["tmask"]
+    assert torch.allclose(batch["init"], want, atol=1e-4) and batch["strength"] == 0.5
+    if mode == "mmff":  # the local structure moved, the start did not follow it
+        assert not torch.allclose(dihedrals(c["pos0"], c["quads"]) * c["tmask"], batch["init"], atol=1e-2)
