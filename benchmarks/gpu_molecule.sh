@@ -6,8 +6,9 @@
 #   2. a wider, longer variant (WIDE_SET) for as many steps as fit TRAIN_S seconds at the rate
 #      its own probe measured; its weights come back under $OUT/wide for evaluation on a CPU
 #      (benchmarks/molecules_vs_etkdg.py --run).
-# The reference ensembles are built once on the CPU and carried: CACHE (a run's cache/ folder)
-# is copied into each run, so both train on exactly the default data.
+# The reference ensembles are built once on the CPU and carried: CACHE (a run's cache/ folder,
+# its .sdf files gzipped or not) is copied into each run, so both train on exactly that data
+# (the data options in WIDE_SET must be those it was built with). STEPS=N skips the probes.
 # Needs the wheels under .whl/ where the machine lacks them (pydantic, soundfile, rdkit).
 export PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/gpu_out}; mkdir -p "$OUT/wide"
@@ -26,7 +27,7 @@ R=/tmp/gpu_mol
 common="--plugin molecule-coords --accelerator $ACC --set training.deterministic=false --set training.checkpoint_every=100000 --set training.log_every=10"
 train() {  # OUTDIR STEPS [extra args]: copies the cache in, trains, prints steps/s
   local out=$1 steps=$2; shift 2
-  mkdir -p "$out/cache"; cp "$CACHE"/*.sdf "$out/cache/"
+  mkdir -p "$out/cache"; cp "$CACHE"/*.sdf* "$out/cache/"; gunzip -f "$out"/cache/*.gz 2>/dev/null
   local t0=$EPOCHREALTIME
   diffcore train $common --out "$out" --max-steps "$steps" "$@" || return 1
   python3 - "$out" <<'EOF'
@@ -38,11 +39,14 @@ print("steps_per_s", round(statistics.median(rates[1:] or rates) / bs, 2) if rat
 EOF
   echo "=== $out: $steps steps, wall $(python3 -c "print(round($EPOCHREALTIME-$t0,1))") s"
 }
-train $R/default $PROBE
-train $R/wide_probe $PROBE $WIDE_SET
-rate=$(grep -o "steps_per_s [0-9.]*" "$OUT/gpu_molecule.log" | tail -1 | cut -d' ' -f2)
-steps=$(python3 -c "print(max(100, int(float('${rate:-5}') * $TRAIN_S) // 100 * 100))")
-echo "=== wide: $steps steps at ${rate} steps/s"
+if [ -z "$STEPS" ]; then  # STEPS=N skips both probes
+  train $R/default $PROBE
+  train $R/wide_probe $PROBE $WIDE_SET
+  rate=$(grep -o "steps_per_s [0-9.]*" "$OUT/gpu_molecule.log" | tail -1 | cut -d' ' -f2)
+  STEPS=$(python3 -c "print(max(100, int(float('${rate:-5}') * $TRAIN_S) // 100 * 100))")
+  echo "=== wide: $STEPS steps at ${rate} steps/s"
+fi
+steps=$STEPS
 train $R/wide "$steps" $WIDE_SET
 cp $R/wide/config.yaml $R/wide/domain_state.json $R/wide/model.safetensors $R/wide/ema.safetensors $R/wide/metrics.csv "$OUT/wide/" 2>/dev/null
 ls -la "$OUT/wide"

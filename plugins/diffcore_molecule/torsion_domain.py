@@ -198,9 +198,9 @@ def minimised(mol: Chem.Mol, pos: np.ndarray) -> np.ndarray:
 class TorsionOptions(MoleculeOptions):
     """The ``data:`` section of the molecule-coords recipe (torsional diffusion)."""
 
-    init_strength: float = Field(0.6, gt=0, le=1, description="Sampling starts from the ETKDG embedding's own torsions noised to this fraction of the steps (SDEdit; 0.6: chosen on the tuning molecules); 1: from uniform noise, as torsional diffusion.")
+    init_strength: float = Field(0.2, gt=0, le=1, description="Sampling starts from the start conformer's torsions (see sampling_local_structure) noised to this fraction of the steps (SDEdit; 0.2: chosen on the tuning molecules); 1: from uniform noise, as torsional diffusion.")
     local_structure: Literal["etkdg", "reference"] = Field("reference", description="Training: the conformer whose torsions the network sets, the reference itself, or an ETKDG embedding of the molecule (as at sampling; conformer matching, Jing et al. 2022: no gain measured on the tuning molecules).")
-    sampling_local_structure: Literal["etkdg", "mmff", "mmff-conformer"] = Field("etkdg", description="Sampling: each conformer's local structure (bond lengths, angles, rings) is an ETKDG v3 embedding as is ('etkdg'), or that embedding minimised with MMFF94 as the training references are ('mmff': the start's torsions stay ETKDG's; 'mmff-conformer': the start is the minimised conformer, torsions too, so the model refines an ETKDG + MMFF94 ensemble).")
+    sampling_local_structure: Literal["etkdg", "mmff", "mmff-conformer"] = Field("mmff-conformer", description="Sampling: each conformer's local structure (bond lengths, angles, rings) is an ETKDG v3 embedding as is ('etkdg'), or that embedding minimised with MMFF94 as the training references are ('mmff': the start's torsions stay ETKDG's; 'mmff-conformer', chosen on the tuning molecules: the start is the minimised conformer, torsions too, so the model refines an ETKDG + MMFF94 ensemble).")
     relax_steps: int = Field(100, ge=0, le=1000, description="After sampling, this many gradient steps on the torsions against steric overlap (0: none; 100: chosen on the tuning molecules).")
 
 
