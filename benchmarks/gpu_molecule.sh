@@ -40,13 +40,13 @@ EOF
   echo "=== $out: $steps steps, wall $(python3 -c "print(round($EPOCHREALTIME-$t0,1))") s"
 }
 if [ -z "$STEPS" ]; then  # STEPS=N skips both probes
-  train $R/default $PROBE
-  train $R/wide_probe $PROBE $WIDE_SET
+  train $R/default $PROBE || exit 1
+  train $R/wide_probe $PROBE $WIDE_SET || exit 1
   rate=$(grep -o "steps_per_s [0-9.]*" "$OUT/gpu_molecule.log" | tail -1 | cut -d' ' -f2)
   STEPS=$(python3 -c "print(max(100, int(float('${rate:-5}') * $TRAIN_S) // 100 * 100))")
   echo "=== wide: $STEPS steps at ${rate} steps/s"
 fi
 steps=$STEPS
-train $R/wide "$steps" $WIDE_SET
+train $R/wide "$steps" $WIDE_SET || exit 1
 cp $R/wide/config.yaml $R/wide/domain_state.json $R/wide/model.safetensors $R/wide/ema.safetensors $R/wide/metrics.csv "$OUT/wide/" 2>/dev/null
 ls -la "$OUT/wide"

@@ -34,9 +34,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", required=True)
     ap.add_argument("--grid", nargs="+", default=["euler-maruyama:20", "ddim:20", "dpm-solver++:10"],
-                    help="SAMPLER:STEPS[:INIT_STRENGTH[:RELAX_STEPS[:LOCAL]]] (init strength < 1: start from ETKDG's torsions, "
-                         "SDEdit; relax steps: torsion steps against steric overlap after sampling; LOCAL: the "
-                         "data.sampling_local_structure, default etkdg)")
+                    help="SAMPLER:STEPS[:INIT_STRENGTH[:RELAX_STEPS[:LOCAL]]] (init strength < 1: start from the start "
+                         "conformer's torsions, SDEdit; relax steps: torsion steps against steric overlap after sampling; "
+                         "LOCAL: data.sampling_local_structure. Fields left out are strength 1, relax 0 and etkdg, "
+                         "not the recipe's defaults)")
     ap.add_argument("--molecules", type=int, default=40)
     ap.add_argument("--min-heavy", type=int, default=17, help="tune on drug-sized molecules: at least this many heavy atoms "
                     "(the test ligands have 18-35)")
@@ -64,9 +65,10 @@ def main() -> None:
                           for i, (g, k) in enumerate(zip(graphs, counts))]
             else:
                 sampler, steps, *rest = item.split(":")
-                dom.options = dom.options.model_copy(update={"init_strength": float(rest[0]) if rest else 1.0,
-                                                             "relax_steps": int(rest[1]) if len(rest) > 1 else 0,
-                                                             "sampling_local_structure": rest[2] if len(rest) > 2 else "etkdg"})
+                dom.options = type(dom.options).model_validate({  # validated: a misspelt LOCAL is an error
+                    **dom.options.model_dump(), "init_strength": float(rest[0]) if rest else 1.0,
+                    "relax_steps": int(rest[1]) if len(rest) > 1 else 0,
+                    "sampling_local_structure": rest[2] if len(rest) > 2 else "etkdg"})
                 fn = runs.sample_fn(run, sampler=sampler, steps=int(steps))
                 gens = M.generate(dom, graphs, counts, fn)
                 scores = [M.score(g.mol, g.coords.double().numpy(), np.stack(x), o.delta) for g, x in zip(graphs, gens)]

@@ -265,7 +265,8 @@ class MoleculeDomain(Domain):
                 raise UserError("no molecule to sample: pass --smiles SMILES or --smiles-file FILE")
             for name, smi in self.held_out_smiles[: o.held_out]:
                 mols.append((name, D.from_smiles(smi, self.rules, f"held-out molecule {name} ({smi})")))
-        most = self.options.max_heavy
+        o = self.options
+        most = o.max_heavy if o.smiles is None and o.sdf is None else None  # it filters only the default training set
         for name, mol in mols:
             heavy = mol.GetNumHeavyAtoms()
             if most is not None and heavy > most:

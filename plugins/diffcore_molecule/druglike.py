@@ -259,6 +259,13 @@ def _optimise(m: Chem.Mol, threads: int, max_iters: int, what: str) -> list[floa
     return [e for _, e in res]
 
 
+def keeps_stereo(mol: Chem.Mol, conf_id: int, want: dict | None = None) -> bool:
+    """Whether conformer ``conf_id`` has every stereocentre and double bond the graph specifies
+    (``want``: the graph's, :func:`_stereo` of ``mol``, if already known)."""
+    want = _stereo(mol) if want is None else want
+    return not want or {key: v for key, v in _stereo(mol, conf_id).items() if key in want} == want
+
+
 def minimise(m: Chem.Mol, threads: int = 1, max_iters: int = 2000) -> list[float] | None:
     """Every conformer of ``m`` minimised in place, as the reference ensembles are (MMFF94,
     else UFF, to convergence); their energies (kcal/mol), or ``None`` if no force field applies."""
@@ -308,7 +315,7 @@ def search(mol: Chem.Mol, num: int, seed: int, *, oversample: int = 3, energy_wi
     energies = _optimise(m, threads, max_iters, what) if optimise else None
     order = sorted(range(len(ids)), key=lambda k: energies[k]) if energies else list(range(len(ids)))
     if want:
-        order = [k for k in order if {key: v for key, v in _stereo(m, ids[k]).items() if key in want} == want]
+        order = [k for k in order if keeps_stereo(m, ids[k], want)]
         if not order:
             log.debug("%s: every conformer lost the specified stereo", what)
             return None

@@ -9,9 +9,11 @@ its local structure, comes from a conformer ``pos0``:
   local structure (the network rebuilds it from any torsions, so it learns their distribution
   given bond lengths, angles and ring puckers);
 * sampling: each generated conformer starts from a fresh ETKDG v3 embedding of the molecule
-  (rdkit; seeded from torch's generator, so ``--seed`` decides it), whose torsions the model
-  replaces. Rigid turns about single bonds keep the embedding's stereocentres and double-bond
-  configurations, so the output has the input's chirality.
+  (rdkit; seeded from torch's generator, so ``--seed`` decides it), minimised with MMFF94
+  unless ``sampling_local_structure`` is ``etkdg``, whose torsions the model replaces. Rigid
+  turns about single bonds keep the embedding's stereocentres and double-bond configurations
+  (ETKDG embeds the specified ones; a minimisation that changed one is undone), so the output
+  has the input's chirality.
 
 Layout (``T`` = most torsions in the batch, at least 1; ``N`` = most atoms):
 
@@ -34,7 +36,7 @@ import torch
 from rdkit import Chem
 from rdkit.Chem import AllChem
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from diffcore import Batch, Domain
 
@@ -183,7 +185,9 @@ def local_structures(mol: Chem.Mol, num: int, seed: int) -> np.ndarray | None:
 
 def minimised(mol: Chem.Mol, pos: np.ndarray) -> np.ndarray:
     """The conformers ``pos [K, N, 3]`` of ``mol`` minimised as the training references are
-    (MMFF94, else UFF, to convergence; unchanged if neither force field applies)."""
+    (MMFF94, else UFF, to convergence; unchanged if neither force field applies). A conformer
+    whose specified stereo the minimisation changed is kept as it was (the references drop
+    such conformers; none was seen on the 40 test ligands)."""
     m = Chem.Mol(mol)
     m.RemoveAllConformers()
     for p in np.asarray(pos, dtype=np.float64):
@@ -192,7 +196,11 @@ def minimised(mol: Chem.Mol, pos: np.ndarray) -> np.ndarray:
             conf.SetAtomPosition(i, q)
         m.AddConformer(conf, assignId=True)
     G.minimise(m, threads=1)
-    return np.stack([c.GetPositions() for c in m.GetConformers()])
+    out = np.stack([c.GetPositions() for c in m.GetConformers()])
+    for k, c in enumerate(m.GetConformers()):
+        if not G.keeps_stereo(m, c.GetId()):
+            out[k] = pos[k]
+    return out
 
 
 class TorsionOptions(MoleculeOptions):
@@ -202,6 +210,18 @@ class TorsionOptions(MoleculeOptions):
     local_structure: Literal["etkdg", "reference"] = Field("reference", description="Training: the conformer whose torsions the network sets, the reference itself, or an ETKDG embedding of the molecule (as at sampling; conformer matching, Jing et al. 2022: no gain measured on the tuning molecules).")
     sampling_local_structure: Literal["etkdg", "mmff", "mmff-conformer"] = Field("mmff-conformer", description="Sampling: each conformer's local structure (bond lengths, angles, rings) is an ETKDG v3 embedding as is ('etkdg'), or that embedding minimised with MMFF94 as the training references are ('mmff': the start's torsions stay ETKDG's; 'mmff-conformer', chosen on the tuning molecules: the start is the minimised conformer, torsions too, so the model refines an ETKDG + MMFF94 ensemble).")
     relax_steps: int = Field(100, ge=0, le=1000, description="After sampling, this many gradient steps on the torsions against steric overlap (0: none; 100: chosen on the tuning molecules).")
+
+
+    @model_validator(mode="before")
+    @classmethod
+    def _saved_before_local_structure_existed(cls, data):
+        """A run saved before ``sampling_local_structure`` existed sampled raw ETKDG embeddings
+        (its config.yaml lists every other option, ``init_strength`` among them): keep that."""
+        if isinstance(data, dict) and "init_strength" in data and "sampling_local_structure" not in data:
+            log.warning("data.sampling_local_structure is not set (a run saved before it existed): sampling with "
+                        "'etkdg', as that run did; set it to mmff-conformer for the current default")
+            data = {**data, "sampling_local_structure": "etkdg"}
+        return data
 
 
 class TorsionDomain(MoleculeDomain):
@@ -308,7 +328,7 @@ class TorsionDomain(MoleculeDomain):
             batch = collate_torsions([{"cond": _sampling_cond(graphs[g], tors[g], local[g][k], radii[g])} for g, k in chunk])
             batch["relax_steps"] = self.options.relax_steps
             batch["shape"] = tuple(batch["mask"].shape)
-            if self.options.init_strength < 1.0:  # start from ETKDG's torsions (SDEdit)
+            if self.options.init_strength < 1.0:  # start from the start conformer's torsions (SDEdit)
                 c = batch["cond"]
                 starts = torch.zeros_like(c["pos0"])
                 for row, (g, k) in enumerate(chunk):

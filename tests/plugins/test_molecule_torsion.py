@@ -146,17 +146,26 @@ def test_cli_train_then_sample_a_drug_with_s_and_cl_keeps_its_chirality(run, tmp
         assert Chem.FindMolChiralCenters(Chem.RemoveHs(m)) == want
 
 
-def test_cli_smiles_with_a_name_names_its_file_and_a_molecule_above_the_training_size_is_warned(run, tmp_path, caplog):
-    big = "C" * 40  # 40 heavy atoms, more than data.max_heavy = 35
+def test_cli_smiles_with_a_name_names_its_file(run, tmp_path):
     out = tmp_path / "s"
     res = CliRunner().invoke(app, ["sample", "--run", str(run), "--smiles", "CCOC(=O)c1ccccc1 ethyl benzoate",
-                                   "--smiles", big, "--num", "1", "--out", str(out)])
+                                   "--smiles", "CCCCO", "--num", "1", "--out", str(out)])
     assert res.exit_code == 0, res.output
     assert sorted(p.name for p in out.glob("*.sdf")) == ["ethyl_benzoate.sdf", "smiles-2.sdf"]
     (m,) = Chem.SDMolSupplier(str(out / "ethyl_benzoate.sdf"), removeHs=False)
     assert m.GetProp("_Name") == "ethyl benzoate" and m.GetNumHeavyAtoms() == 11
+
+
+def test_a_molecule_above_the_default_training_size_is_warned(caplog, tmp_path):
+    from diffcore_molecule.domain import MoleculeSampleOptions
+
+    ask = MoleculeSampleOptions(smiles=["C" * 40, "CCCCO"])  # 40 heavy atoms, more than data.max_heavy = 35
+    TorsionDomain(TorsionOptions()).requested(ask)
     warned = [r.getMessage() for r in caplog.records if "data.max_heavy" in r.getMessage()]
-    assert len(warned) == 1 and "40 heavy atoms" in warned[0] and "smiles-2" in warned[0]
+    assert len(warned) == 1 and "40 heavy atoms" in warned[0] and "smiles-1" in warned[0]
+    caplog.clear()  # a run on the user's own molecules is not filtered by size: nothing to compare with
+    TorsionDomain(TorsionOptions(smiles=str(tmp_path / "own.smi"))).requested(ask)
+    assert not [r for r in caplog.records if "data.max_heavy" in r.getMessage()]
 
 
 def test_cli_smiles_file_gives_each_bad_line_its_message_and_samples_the_rest(run, tmp_path, caplog):
@@ -330,3 +339,12 @@ def test_sampling_local_structure_modes_set_the_local_structure_and_the_start(mo
     assert torch.allclose(batch["init"], want, atol=1e-4) and batch["strength"] == 0.5
     if mode == "mmff":  # the local structure moved, the start did not follow it
         assert not torch.allclose(dihedrals(c["pos0"], c["quads"]) * c["tmask"], batch["init"], atol=1e-2)
+
+
+def test_a_run_saved_before_sampling_local_structure_keeps_raw_etkdg_with_a_warning(caplog):
+    saved = TorsionOptions().model_dump()
+    del saved["sampling_local_structure"]
+    saved["init_strength"] = 0.6
+    assert TorsionOptions.model_validate(saved).sampling_local_structure == "etkdg"
+    assert any("saved before it existed" in r.getMessage() for r in caplog.records)
+    assert TorsionOptions.model_validate({}).sampling_local_structure == "mmff-conformer"  # a new run: the default
