@@ -13,7 +13,10 @@ of the seed and t alone, whatever other times were asked and in which order: the
 sampler adds on a step t -> s is the same piece of one path however the grid is cut, and the
 increments over [a, b] and [b, c] sum to the one over [a, c] exactly. After ``depth`` levels
 W is linear inside the leaf (torchsde stops at a tolerance likewise); ``depth`` is set so the
-leaf is below ``tol`` (in log t with ``geometric``), far below any step.
+leaf is below ``tol`` (in log t with ``geometric``), far below any step: the default 1e-4
+leaves out at most 1e-4 / (4 h) of the variance of a step of h in log t (about 0.1 % for the
+1000-step grid of a VP schedule, h ~ 0.02), and each query draws at most 20 new nodes, not 30
+as with 1e-7.
 
 ``geometric=True`` (0 < t0) splits at the geometric mean sqrt(a b) instead of the midpoint:
 the leaves are then evenly fine in log t, which a time like the SNR, spanning many decades,
@@ -51,7 +54,7 @@ class BrownianTree:
     """W(t) on [t0, t1], shaped like ``like`` (on its device, in float64 where the device has it)."""
 
     def __init__(self, like: torch.Tensor, seed: int, t0: float, t1: float, *, geometric: bool = False,
-                 tol: float = 1e-7, draw: Callable[[tuple], torch.Tensor] | None = None):
+                 tol: float = 1e-4, draw: Callable[[tuple], torch.Tensor] | None = None):
         if not t0 < t1 or (geometric and not t0 > 0):
             raise ValueError(f"a Brownian tree needs t0 < t1 (and t0 > 0 when geometric), got [{t0}, {t1}]")
         self.t0, self.t1, self.geometric, self.seed = float(t0), float(t1), geometric, int(seed)
