@@ -219,7 +219,8 @@ class TorsionOptions(MoleculeOptions):
         (its config.yaml lists every other option, ``init_strength`` among them): keep that."""
         if isinstance(data, dict) and "init_strength" in data and "sampling_local_structure" not in data:
             log.warning("data.sampling_local_structure is not set (a run saved before it existed): sampling with "
-                        "'etkdg', as that run did; set it to mmff-conformer for the current default")
+                        "'etkdg', as that run did; for the current default set sampling_local_structure: mmff-conformer "
+                        "and init_strength: 0.2 in the data: section of the run's config.yaml")
             data = {**data, "sampling_local_structure": "etkdg"}
         return data
 
