@@ -31,7 +31,8 @@ import numpy as np
 COLUMNS = [("cov_r", "COV-R", 2), ("amr_r", "AMR-R (Å)", 3), ("cov_p", "COV-P", 2), ("amr_p", "AMR-P (Å)", 3),
            ("chirality", "chirality", 3), ("connectivity", "connectivity", 3), ("clashes", "clashes", 3),
            ("seconds_per_molecule", "s/molecule", 3)]
-ROWS = [("", "diffcore model"), ("etkdg_", "rdkit ETKDG v3"), ("etkdg_mmff_", "rdkit ETKDG v3 + MMFF94")]
+ROWS = [("", "diffcore model"), ("start_", "the model's own start conformers (paired: before the model)"),
+        ("etkdg_", "rdkit ETKDG v3"), ("etkdg_mmff_", "rdkit ETKDG v3 + MMFF94")]
 
 
 def cell(values: list[float], digits: int) -> str:

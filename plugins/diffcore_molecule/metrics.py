@@ -226,10 +226,13 @@ def summarise(rows: list[dict[str, float]], prefix: str = "") -> dict[str, float
 
 
 def generate(domain, graphs: list[D.MolGraph], counts: list[int], sample_fn: Callable, batch_size: int = 128,
-             seconds: list[float] | None = None) -> list[list[np.ndarray]]:
+             seconds: list[float] | None = None, starts: list[list[np.ndarray]] | None = None) -> list[list[np.ndarray]]:
     """``counts[i]`` generated conformers (Angstrom) of ``graphs[i]`` through ``sample_fn``.
     ``seconds``, if given (one number per molecule), is increased by each molecule's share of
-    the wall time of the batches (making, sampling and decoding them), by its number of conformers."""
+    the wall time of the batches (making, sampling and decoding them), by its number of conformers.
+    ``starts``, if given (one list per molecule), receives the conformers the batches started
+    from where the domain gives a first guess (``init``, e.g. molecule-torsion's): the paired
+    "before the model" ensemble."""
     gens: list[list[np.ndarray]] = [[] for _ in graphs]
     batches = iter(domain.graph_batches(graphs, counts, batch_size))
     while True:
@@ -241,6 +244,9 @@ def generate(domain, graphs: list[D.MolGraph], counts: list[int], sample_fn: Cal
             x = sample_fn(batch)
         decoded = decode(x, batch)
         share = (time.perf_counter() - start) / max(1, len(batch["mol"]))
+        if starts is not None and batch.get("init") is not None:
+            for (_, coords, _), g in zip(decode(batch["init"], {**batch, "relax_steps": 0}), batch["mol"]):
+                starts[g].append(coords)
         for (mg, coords, _), g in zip(decoded, batch["mol"]):
             gens[g].append(coords)
             if seconds is not None:
@@ -294,7 +300,7 @@ def evaluate_baselines(graphs: Sequence[D.MolGraph], counts: Sequence[int], delt
 def write_table(table: list[dict], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(table[0]))
+        w = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for row in table for k in row)))  # every row's columns
         w.writeheader()
         w.writerows(table)
 
@@ -307,19 +313,28 @@ def evaluate_model(domain, graphs: list[D.MolGraph], sample_fn: Callable, out_di
     o = domain.options
     counts = [o.eval_factor * len(g.coords) for g in graphs]
     seconds = [0.0] * len(graphs)
-    gens = generate(domain, graphs, counts, sample_fn, batch_size, seconds=seconds)
-    rows, table = [], []
+    starts: list[list[np.ndarray]] = [[] for _ in graphs]
+    gens = generate(domain, graphs, counts, sample_fn, batch_size, seconds=seconds, starts=starts)
+    rows, start_rows, table = [], [], []
     for k, (mg, gen) in enumerate(zip(graphs, gens)):
         if not gen:  # rdkit could not embed its local structures (reported by the domain)
             continue
-        row = score(mg.mol, mg.coords.double().numpy(), np.stack(gen), o.delta)
+        refs = mg.coords.double().numpy()
+        row = score(mg.mol, refs, np.stack(gen), o.delta)
         row["seconds_per_molecule"] = seconds[k]
         rows.append(row)
-        table.append({"name": mg.name, "smiles": mg.smiles, "atoms": mg.num_atoms, "references": len(mg.coords),
-                      "generated": len(gen), **row})
+        entry = {"name": mg.name, "smiles": mg.smiles, "atoms": mg.num_atoms, "references": len(mg.coords),
+                 "generated": len(gen), **row}
+        if starts[k]:  # the same conformers before the model: a paired comparison
+            start_row = score(mg.mol, refs, np.stack(starts[k]), o.delta)
+            start_rows.append(start_row)
+            entry.update({"start_" + m: v for m, v in start_row.items()})
+        table.append(entry)
     base, base_table = evaluate_baselines(graphs, counts, o.delta, baseline_seed(o.seed))
     metrics = {"num_molecules": float(len(graphs)), "num_conformers": float(sum(counts)), "delta": float(o.delta)}
     metrics.update(summarise(rows))
+    if start_rows and len(start_rows) == len(rows):
+        metrics.update(summarise(start_rows, "start_"))
     metrics.update(base)
     for entry, extra in zip(table, base_table):
         entry.update(extra)

@@ -90,6 +90,7 @@ def test_evaluate_reports_model_and_etkdg_metrics(run):
         assert key in metrics, key
     assert 0.0 <= metrics["connectivity"] <= 1.0 and 0.0 <= metrics["cov_r"] <= 1.0
     assert metrics["etkdg_connectivity"] == 1.0  # rdkit's own conformers keep their bonds
+    assert "start_cov_r" not in metrics  # the coordinate model starts from noise: no paired start row
     assert (run / "eval" / "molecule_metrics.csv").is_file()
 
 

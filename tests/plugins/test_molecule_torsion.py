@@ -348,3 +348,20 @@ def test_a_run_saved_before_sampling_local_structure_keeps_raw_etkdg_with_a_warn
     assert TorsionOptions.model_validate(saved).sampling_local_structure == "etkdg"
     assert any("saved before it existed" in r.getMessage() for r in caplog.records)
     assert TorsionOptions.model_validate({}).sampling_local_structure == "mmff-conformer"  # a new run: the default
+
+
+def test_evaluate_scores_the_models_own_start_conformers_as_a_paired_row(run):
+    import csv
+    import json
+
+    res = CliRunner().invoke(app, ["evaluate", "--run", str(run), "--num", "6", "--steps", "15", "--threads", "1"])
+    assert res.exit_code == 0, res.output
+    metrics = json.loads((run / "metrics.json").read_text())
+    for key in ("start_cov_r", "start_amr_r", "start_chirality", "start_connectivity"):
+        assert key in metrics, key
+    assert metrics["start_connectivity"] == 1.0 and metrics["start_chirality"] == 1.0  # MMFF94 minima of ETKDG embeddings
+    assert metrics["start_bond_mae"] < 0.01  # minimised like the references: bond lengths agree to ~1e-3 A
+    with open(run / "eval" / "molecule_metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert rows and all(r["start_amr_r"] != "" for r in rows)
+    assert abs(sum(float(r["start_amr_r"]) for r in rows) / len(rows) - metrics["start_amr_r"]) < 1e-9
