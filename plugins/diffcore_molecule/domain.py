@@ -265,8 +265,8 @@ class MoleculeDomain(Domain):
                 raise UserError("no molecule to sample: pass --smiles SMILES or --smiles-file FILE")
             for name, smi in self.held_out_smiles[: o.held_out]:
                 mols.append((name, D.from_smiles(smi, self.rules, f"held-out molecule {name} ({smi})")))
-        o = self.options
-        most = o.max_heavy if o.smiles is None and o.sdf is None else None  # it filters only the default training set
+        data = self.options  # the data section (o above: the sampling options)
+        most = data.max_heavy if data.smiles is None and data.sdf is None else None  # it filters only the default training set
         for name, mol in mols:
             heavy = mol.GetNumHeavyAtoms()
             if most is not None and heavy > most:

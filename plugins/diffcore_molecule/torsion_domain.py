@@ -211,7 +211,6 @@ class TorsionOptions(MoleculeOptions):
     sampling_local_structure: Literal["etkdg", "mmff", "mmff-conformer"] = Field("mmff-conformer", description="Sampling: each conformer's local structure (bond lengths, angles, rings) is an ETKDG v3 embedding as is ('etkdg'), or that embedding minimised with MMFF94 as the training references are ('mmff': the start's torsions stay ETKDG's; 'mmff-conformer', chosen on the tuning molecules: the start is the minimised conformer, torsions too, so the model refines an ETKDG + MMFF94 ensemble).")
     relax_steps: int = Field(100, ge=0, le=1000, description="After sampling, this many gradient steps on the torsions against steric overlap (0: none; 100: chosen on the tuning molecules).")
 
-
     @model_validator(mode="before")
     @classmethod
     def _saved_before_local_structure_existed(cls, data):
