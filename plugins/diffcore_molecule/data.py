@@ -185,7 +185,8 @@ def _canonical(mol: Chem.Mol) -> str:
 
 def read_smiles_file(path: Path, rules: Rules) -> list[tuple[str, Chem.Mol]]:
     """``(name, mol)`` for each good line of a SMILES file: one SMILES per line, optionally
-    followed by whitespace and a name; blank lines and ``#`` comments are ignored. A bad line
+    followed by whitespace and a name; blank lines, ``#`` comments and a first line of column
+    names (``SMILES Name``) are ignored. A bad line
     is reported (file and line number) and skipped; a file with no good line is an error."""
     path = Path(path)
     try:
@@ -197,12 +198,16 @@ def read_smiles_file(path: Path, rules: Rules) -> list[tuple[str, Chem.Mol]]:
     if "$$$$" in text or "V2000" in text or "V3000" in text:
         raise UserError(f"{path} looks like an SDF file, not SMILES (one per line); give its molecules as SMILES, "
                         "or train on it with --set data.sdf=FILE")
-    out, skipped = [], 0
+    out, skipped, first = [], 0, True
     for lineno, line in enumerate(text.splitlines(), 1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue
         parts = line.split(None, 1)
+        if first and parts[0].lower() in ("smiles", "smi", "canonical_smiles"):  # a header ("SMILES Name"), as RDKit's files have
+            first = False
+            continue
+        first = False
         name = parts[1].strip() if len(parts) > 1 else f"{path.stem}-{lineno}"
         try:
             mol = from_smiles(parts[0], rules, f"{path}:{lineno}")

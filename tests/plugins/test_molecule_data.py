@@ -85,6 +85,15 @@ def test_a_bad_line_is_reported_by_number_and_the_good_lines_kept(tmp_path, capl
     assert "skipped 3 bad line(s), kept 3" in caplog.text
 
 
+def test_a_header_line_of_column_names_is_skipped_but_only_as_the_first_line(tmp_path, caplog):
+    path = tmp_path / "with_header.smi"
+    path.write_text("# from a spreadsheet\nSMILES\tName\nCCO ethanol\nSMILES again\n")
+    with caplog.at_level(logging.WARNING, logger="diffcore.molecule"):
+        mols = D.read_smiles_file(path, RULES)
+    assert [n for n, _ in mols] == ["ethanol"]
+    assert f"{path}:2" not in caplog.text and f"{path}:4" in caplog.text  # a later 'SMILES' line is a bad line
+
+
 def test_a_molecule_etkdg_cannot_embed_is_skipped_naming_its_line(tmp_path, caplog):
     path = tmp_path / "mix.smi"
     path.write_text("CCO ethanol\n[C@H]12C[C@@H]1C2 impossible\nCC(=O)N acetamide\n")
