@@ -73,6 +73,14 @@ def check_period(schedule: Schedule, period: float | None) -> float | None:
     return period
 
 
+def check_periodic_prediction(prediction: str, period: float | None) -> None:
+    """A ValueError if ``prediction`` cannot be learned on periodic data (``period`` not None)."""
+    if period is not None and prediction not in PERIODIC_PREDICTIONS:
+        raise ValueError(f"prediction {prediction!r} on periodic data: its target moves by the period when x0 is "
+                         f"another lift of the same angle, which a periodic network cannot follow; use one of "
+                         f"{', '.join(PERIODIC_PREDICTIONS)}")
+
+
 class DiffusionLoss:
     """``loss = DiffusionLoss(schedule, "eps", "uniform"); loss(model, x0)``.
 
@@ -92,10 +100,7 @@ class DiffusionLoss:
             raise ValueError("min_snr_gamma must be > 0")
         self.weighting, self.gamma = weighting, float(min_snr_gamma)
         self.period = check_period(self.schedule, period)
-        if self.period is not None and self.prediction not in PERIODIC_PREDICTIONS:
-            raise ValueError(f"prediction {self.prediction!r} on periodic data: its target moves by the period when x0 is "
-                             f"another lift of the same angle, which a periodic network cannot follow; use one of "
-                             f"{', '.join(PERIODIC_PREDICTIONS)}")
+        check_periodic_prediction(self.prediction, self.period)
 
     def weight(self, t: torch.Tensor) -> torch.Tensor:
         """lambda(t) applied to the prediction's squared error (float64, ``[B]``)."""

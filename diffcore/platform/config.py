@@ -39,7 +39,7 @@ from diffcore.contract.domain import Domain
 from diffcore.contract.errors import UserError
 from diffcore.math.forward import PREDICTIONS
 from diffcore.contract.hooks import BackboneSpec, Recipe
-from diffcore.math.losses import PERIODIC_PREDICTIONS, WEIGHTINGS, check_period as _period_fits
+from diffcore.math.losses import WEIGHTINGS, check_period as _period_fits, check_periodic_prediction
 from diffcore.math import sampling as _sampling
 from diffcore.platform.extensions import Extension
 from diffcore.platform.layers import merge, parse_set, sets_to_dict  # noqa: F401  (the config's API: the CLI's and tests' names)
@@ -286,9 +286,10 @@ def check_period(domain_cls: type[Domain], cfg: RunConfig) -> None:
         _period_fits(check_diffusion(cfg), period)
     except ValueError as e:
         raise UserError(f"diffusion.schedule: {e}; set diffusion.schedule=ve") from None
-    if cfg.diffusion.prediction not in PERIODIC_PREDICTIONS:
-        raise UserError(f"diffusion.prediction: {cfg.diffusion.prediction!r} cannot be learned on periodic data (its target "
-                        f"moves by the period between lifts of one angle); use one of {', '.join(PERIODIC_PREDICTIONS)}")
+    try:
+        check_periodic_prediction(cfg.diffusion.prediction, period)
+    except ValueError as e:
+        raise UserError(f"diffusion.prediction: {e}") from None
 
 
 def check_diffusion(cfg: RunConfig) -> _schedules.Schedule:

@@ -44,6 +44,7 @@ from . import data as D
 from . import druglike as G
 from .domain import MoleculeDomain, MoleculeOptions, pad_graphs
 from .torsions import dihedrals, rotatable_torsions, set_torsions
+from .writer import with_conformers
 
 log = logging.getLogger("diffcore.molecule")
 
@@ -188,13 +189,7 @@ def minimised(mol: Chem.Mol, pos: np.ndarray) -> np.ndarray:
     (MMFF94, else UFF, to convergence; unchanged if neither force field applies). A conformer
     whose specified stereo the minimisation changed is kept as it was (the references drop
     such conformers; none was seen on the 40 test ligands)."""
-    m = Chem.Mol(mol)
-    m.RemoveAllConformers()
-    for p in np.asarray(pos, dtype=np.float64):
-        conf = Chem.Conformer(m.GetNumAtoms())
-        for i, q in enumerate(p.tolist()):
-            conf.SetAtomPosition(i, q)
-        m.AddConformer(conf, assignId=True)
+    m = with_conformers(mol, pos)
     G.minimise(m, threads=1)
     out = np.stack([c.GetPositions() for c in m.GetConformers()])
     for k, c in enumerate(m.GetConformers()):
