@@ -12,7 +12,8 @@ what is measured is the sampler's own error, as z = (energy distance to a fresh 
 mean null distance) / std of the null distances at the same n (z <= ~2: indistinguishable from
 the target). ``matrix`` runs every deterministic sampler of the table, with its default options
 and the variants in VARIANTS, at every spacing that applies, at each NFE budget, on every tuning
-target and seed. ``tune`` sums each candidate's per-target z up by a criterion (mean, max, mean
+target and seed; and, for TUNED_SAMPLERS at TUNED_NFES, a grid of its own searched on the tuning
+targets (``optimise_grid``, spacing "tuned"; about 1-2 min per sampler and budget). ``tune`` sums each candidate's per-target z up by a criterion (mean, max, mean
 of log(z + 3), median) and keeps the best candidate; which criterion is itself decided by
 leave-one-target-out on the tuning targets (choose on five, score on the sixth), rather than
 fixed in advance: how a choice carries over to targets it was not made on is what matters.
@@ -35,7 +36,6 @@ from pathlib import Path
 import torch
 import yaml
 
-import diffcore
 from diffcore import sampling, schedules
 from diffcore.math.sampling.grid import usable_steps
 from diffcore.sampling import SPACINGS
@@ -55,6 +55,64 @@ VARIANTS = {  # option variants tried beside each sampler's defaults (the orders
     "deis": [{"order": 2}],
     "ipndm": [{"order": 3}],
 }
+
+
+# Tuned grids (spacing "tuned"): for these samplers and budgets the N model times themselves are
+# searched, on the tuning targets only, for the grid whose samples land closest to the exact
+# probability-flow ODE's from the same noise (an "optimal step" search in the spirit of Align
+# Your Steps, Sabour et al. 2024, and GITS, Chen et al. 2024). Below 15 evaluations the grid
+# matters as much as the solver; above it every candidate is already at the target.
+TUNED_SAMPLERS = (("ipndm", {"order": 3}), ("unipc-bh1", {}))
+TUNED_NFES = (4, 5, 6, 8, 10)
+TUNE_N = 400  # samples per tuning target in the search (the z of the result uses N fresh ones)
+TUNE_SEED = 100  # the search's noise, apart from the seeds that score candidates
+
+
+def optimise_grid(schedule, sampler: str, options: dict, nfe: int, *, evals: int | None = None) -> list[float]:
+    """Log-SNR fractions of the best grid (grid.tuned_times) for ``sampler`` at ``nfe`` on the
+    tuning targets: minimise the mean over targets of log(mean squared distance to the exact
+    ODE's endpoint / the target's total variance), Nelder-Mead over the N - 1 gaps between
+    model times and the slack before t_min, starting from the best named spacing. The exact
+    endpoint is DPM-Solver++(3M) at 400 log-SNR steps from the same noise."""
+    import numpy as np
+    from scipy.optimize import minimize
+
+    steps = steps_for(sampler, nfe, schedule, options)
+    targets = [suite.get(t) for t in suite.TUNING]
+    noises = [torch.randn(TUNE_N, t.dim, generator=torch.Generator().manual_seed(TUNE_SEED + i), dtype=F64)
+              for i, t in enumerate(targets)]
+    teacher = sampling.SamplingPlan.make(schedule, "dpm-solver++3m", 400, "logsnr")
+    exact = [teacher.run(t.predictor(schedule), z) for t, z in zip(targets, noises)]
+    scale = [float(x.var(0).sum()) for x in exact]
+
+    def fractions(u):
+        w = np.exp(u - u.max())
+        return [0.0] + list(np.cumsum(w / w.sum())[:steps - 1])
+
+    def loss(u):
+        try:
+            ts = sampling.tuned_times(schedule, steps, fractions(u), round_steps=False)
+            plan = sampling.SamplingPlan.make(schedule, sampler, options=options, times=ts)
+        except ValueError:
+            return 1e3
+        errs = []
+        for t, z, x0, v in zip(targets, noises, exact, scale):
+            e = float(((plan.run(t.predictor(schedule), z) - x0) ** 2).sum(1).mean()) / v
+            errs.append(math.log(e + 1e-8) if math.isfinite(e) else 20.0)
+        return statistics.fmean(errs)
+
+    def start(spacing):  # a named spacing's grid as the search's parameters
+        lam = schedule.log_snr(torch.tensor(sampling.timesteps(schedule, steps, spacing), dtype=F64))
+        lam_end = schedule.log_snr(torch.tensor(schedule.t_min, dtype=F64))
+        f = ((lam - lam[0]) / (lam_end - lam[0])).tolist()
+        gaps = [b - a for a, b in zip(f, f[1:])] + [1 - f[-1]]
+        return np.log(np.maximum(gaps, 1e-3))
+
+    # start from the named spacing this sampler does best with (by the same loss)
+    starts = [start(sp) for sp in SPACINGS if schedule.discrete or not sp.startswith("leading")]
+    u0 = min(starts, key=loss)
+    res = minimize(loss, u0, method="Nelder-Mead", options=dict(maxfev=evals or 60 * steps + 100, xatol=1e-3, fatol=1e-4))
+    return [round(float(f), 4) for f in fractions(res.x if res.fun < loss(u0) else u0)]
 
 
 def candidates(schedule) -> list[tuple[str, str, dict]]:
@@ -88,15 +146,19 @@ def steps_for(sampler: str, nfe: int, schedule, options=None) -> int | None:
     return sampling.get(sampler).steps_within(nfe, options, cap=usable_steps(schedule))
 
 
-def z_ours(target_name, schedule, sampler, spacing, nfe, seed, options=None) -> float:
+def z_ours(target_name, schedule, sampler, spacing, nfe, seed, options=None, times=None) -> float:
+    """z of one candidate on one target and seed; ``times``: the model times of a tuned grid."""
     target = suite.get(target_name)
     steps = steps_for(sampler, nfe, schedule, options)
     if steps is None:
         return math.inf
     noise = torch.randn(N, target.dim, generator=torch.Generator().manual_seed(seed), dtype=F64)
     try:
-        x = diffcore.generate(target.predictor(schedule), noise, schedule, sampler=sampler, steps=steps, spacing=spacing,
-                              **(options or {}))
+        if times is not None:
+            plan = sampling.SamplingPlan.make(schedule, sampler, options=options, times=times)
+        else:
+            plan = sampling.SamplingPlan.make(schedule, sampler, steps, spacing, options)
+        x = plan.run(target.predictor(schedule), noise)
     except ValueError:
         return math.inf
     if not torch.isfinite(x).all():
@@ -111,7 +173,9 @@ def matrix(args) -> None:
     parallel: ``matrix --schedules linear --matrix m_linear.json``."""
     t0 = time.time()
     path = Path(args.matrix[0])
-    out: dict = json.loads(path.read_text())["z"] if args.add and path.exists() else {}  # --add: new candidates only
+    old = json.loads(path.read_text()) if args.add and path.exists() else {}  # --add: new candidates only
+    out: dict = old.get("z", {})
+    grids: dict = old.get("grids", {})  # {schedule: {nfe: {candidate: log-SNR fractions}}} of the tuned ones
     for name in args.schedules:
         s = schedules.get(name)
         for nfe in args.nfes:
@@ -121,9 +185,17 @@ def matrix(args) -> None:
                     continue
                 row[key(sampler, spacing, opts)] = [z_ours(t, s, sampler, spacing, nfe, seed, opts)
                                                     for t in suite.TUNING for seed in args.seeds]
+            for sampler, opts in TUNED_SAMPLERS if nfe in TUNED_NFES and not args.no_tuned else ():
+                k = key(sampler, "tuned", opts)
+                if k in row:
+                    continue
+                f = grids.setdefault(name, {}).setdefault(str(nfe), {})[k] = optimise_grid(s, sampler, opts, nfe)
+                ts = sampling.tuned_times(s, steps_for(sampler, nfe, s, opts), f)
+                row[k] = [z_ours(t, s, sampler, "tuned", nfe, seed, opts, ts) for t in suite.TUNING for seed in args.seeds]
+                print(f"{name:7s} nfe {nfe:3d}: tuned grid for {k}: mean z {statistics.fmean(row[k]):.2f} ({time.time() - t0:.0f} s)", flush=True)
             best = min(row.items(), key=lambda kv: statistics.fmean(kv[1]))
             print(f"{name:7s} nfe {nfe:3d}: lowest mean z {best[0]} {statistics.fmean(best[1]):.2f} ({time.time() - t0:.0f} s)", flush=True)
-            Path(args.matrix[0]).write_text(json.dumps({"seeds": args.seeds, "targets": suite.TUNING, "z": out}))
+            Path(args.matrix[0]).write_text(json.dumps({"seeds": args.seeds, "targets": suite.TUNING, "z": out, "grids": grids}))
     print(f"wrote {args.matrix[0]} in {time.time() - t0:.0f} s")
 def _per_target(zs: list[float], seeds: int) -> list[float]:
     """Mean over seeds of each target's z (the matrix lists them target by target)."""
@@ -168,18 +240,21 @@ def tune(args) -> None:
                 loo[c].append(math.log((v + 3) / (best + 3)) if math.isfinite(v) else math.inf)
                 print(f"  loo {name:7s} nfe {nfe:3d} {c:7s} mean z on the left-out target {v:8.2f}")
     score = {c: _finite_mean(v) for c, v in loo.items()}
-    criterion = min(score, key=score.get)
+    criterion = args.criterion or min(score, key=score.get)
     print("leave-one-target-out (mean log ratio to the best criterion; 0 = always best):",
-          ", ".join(f"{c} {v:.3f}" for c, v in score.items()), "->", criterion)
-    table: dict[str, dict[int, tuple]] = {}
+          ", ".join(f"{c} {v:.3f}" for c, v in score.items()), "->", criterion, "(given)" if args.criterion else "")
+    grids = {name: {int(nfe): g for nfe, g in rows.items()} for d in data for name, rows in d.get("grids", {}).items()}
+    # rows for budgets the matrix files do not cover are kept as they are (e.g. a matrix of 4-10 only)
+    table: dict[str, dict[int, tuple]] = {name: {r[0]: tuple(r[1:]) for r in rows} for name, rows in _current().items()}
     for name, rows in z.items():
         for nfe, cands in rows.items():
             k = choose(cands, list(range(n)), criterion)
-            table.setdefault(name, {})[nfe] = (*unkey(k), _finite_mean(cands[k]))
+            table.setdefault(name, {})[nfe] = (*unkey(k), _finite_mean(cands[k]), *([grids[name][nfe][k]] if "|tuned|" in k else []))
     for fam, names in FAMILIES.items():  # pooled rows, for other schedules of the family
         if len(names) > 1 and all(nm in z for nm in names):
             for nfe in z[names[0]]:
-                common = set.intersection(*(set(z[nm][nfe]) for nm in names))
+                # a tuned grid belongs to its schedule: the pooled rows choose among the named spacings
+                common = set.intersection(*(set(z[nm][nfe]) for nm in names)) - {k for k in z[names[0]][nfe] if "|tuned|" in k}
                 pooled = {k: [v for nm in names for v in z[nm][nfe][k]] for k in common}
                 k = choose(pooled, list(range(n * len(names))), criterion)
                 table.setdefault(fam, {})[nfe] = (*unkey(k), _finite_mean(pooled[k]))
@@ -192,17 +267,28 @@ def tune(args) -> None:
         f"CRITERION = {criterion!r}  # how the tuning targets' z were summed up (chosen by leave-one-target-out)",
         "",
         "# schedule name (its own rows) or family (pooled, for other schedules of that family)",
-        "# -> [(nfe, sampler, spacing, options, mean z on the tuning targets)], nfe ascending",
+        "# -> [(nfe, sampler, spacing, options, mean z on the tuning targets[, grid])], nfe ascending;",
+        "# spacing 'tuned': the row's grid, log-SNR fractions from the noisiest time (0) to t_min (1)",
+        "# (diffcore.math.sampling.grid.tuned_times), searched on the tuning targets",
         "RECOMMENDED = {",
     ]
     for fam, rows in table.items():
         lines.append(f"    {fam!r}: [")
-        for nfe, (sampler, spacing, opts, zz) in sorted(rows.items()):
-            lines.append(f"        ({nfe}, {sampler!r}, {spacing!r}, {opts!r}, {round(zz, 2)}),")
+        for nfe, (sampler, spacing, opts, zz, *grid) in sorted(rows.items()):
+            lines.append(f"        ({nfe}, {sampler!r}, {spacing!r}, {opts!r}, {round(zz, 2)}" + "".join(f", {g!r}" for g in grid) + "),")
         lines.append("    ],")
     lines.append("}")
     RECOMMENDED.write_text("\n".join(lines) + "\n")
     print(f"wrote {RECOMMENDED}")
+
+
+def _current() -> dict:
+    """The rows of recommended.py as it stands (read as data, not imported)."""
+    import ast
+
+    tree = ast.parse(RECOMMENDED.read_text())
+    node = next(n for n in tree.body if isinstance(n, ast.Assign) and n.targets[0].id == "RECOMMENDED")
+    return ast.literal_eval(node.value)
 
 
 # ------------------------------------------------------------------------------ diffusers
@@ -311,8 +397,9 @@ def report(args) -> None:
     for sname in args.schedules:
         s = schedules.get(sname)
         for nfe in args.nfes:
-            sampler, spacing, _, opts = sampling.recommend(s, nfe)
-            ours = statistics.fmean(z_ours(t, s, sampler, spacing, nfe, seed, opts) for t in suite.HELD_OUT for seed in args.seeds)
+            sampler, spacing, _, opts, times = sampling.recommend(s, nfe)
+            ours = statistics.fmean(z_ours(t, s, sampler, spacing, nfe, seed, opts, times)
+                                    for t in suite.HELD_OUT for seed in args.seeds)
             sampler += "".join(f" {k}={v}" for k, v in opts.items())
             peers = {}
             if args.reuse_peers:
@@ -418,6 +505,10 @@ if __name__ == "__main__":
                    help="report: the file written; markdown: the files read (e.g. one per schedule, run in parallel)")
     p.add_argument("--add", action="store_true", help="matrix: keep the file's candidates, compute the missing ones")
     p.add_argument("--spacings", nargs="+", default=None, help="matrix: only these spacings")
+    p.add_argument("--criterion", choices=list(CRITERIA), default=None,
+                   help="tune: sum the targets' z up this way instead of the leave-one-target-out choice (e.g. to keep the "
+                        "criterion of the rows a partial matrix leaves as they are)")
+    p.add_argument("--no-tuned", action="store_true", help="matrix: skip the tuned grids (TUNED_SAMPLERS at TUNED_NFES)")
     p.add_argument("--matrix", nargs="+", default=["/tmp/frontier_matrix.json"], help="matrix: the file written; tune: the files read")
     p.add_argument("--out", default=None, help="markdown file whose held-out section is (re)written")
     a = p.parse_args()

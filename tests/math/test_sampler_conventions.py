@@ -230,7 +230,11 @@ def test_auto_picks_the_recommended_row_within_the_budget():
             plan = sampling.SamplingPlan.make(s, "auto", budget)
             row = [r for r in rows if r[0] <= budget][-1]
             spacing = row[2] if s.discrete or row[2] not in ("leading", "leading-multistep") else sampling.get(row[1]).default_spacing
-            assert (plan.sampler, plan.spacing) == (row[1], spacing)  # the leading grids are discrete-only
+            if row[2] == "tuned":  # the row's own grid, read at this step count
+                assert (plan.sampler, plan.spacing) == (row[1], "custom")
+                assert plan.ts[:-1] == tuple(sampling.tuned_times(s, plan.steps, row[5]))
+            else:
+                assert (plan.sampler, plan.spacing) == (row[1], spacing)  # the leading grids are discrete-only
             assert {k: plan.options[k] for k in row[3]} == row[3]  # the row's options reach the sampler
             assert sampling.get(plan.sampler).evaluations(plan.steps, plan.options) <= budget
             assert "auto" in plan.notes[0]
@@ -243,6 +247,51 @@ def test_auto_picks_the_recommended_row_within_the_budget():
     target = GM.sample(2000, torch.Generator().manual_seed(1))
     null_max = float(GM.null_distances(2000, repeats=20, seed=3).max())
     assert float(diffcore.testing.energy_distance(x, target)) < null_max  # 10 evaluations suffice here
+
+
+def test_tuned_grids_read_log_snr_fractions():
+    """A tuned grid is log-SNR fractions between the noisiest time (0) and t_min (1): even
+    fractions are the ``logsnr`` spacing on every path; another step count reads the same curve;
+    a discrete schedule gets distinct integer steps; bad fractions are refused."""
+    for name in ("linear", "cosine", "flow"):
+        s = schedules.get(name)
+        for steps in (2, 5, 8):
+            even = [k / (steps - 1) for k in range(steps)]
+            assert sampling.tuned_times(s, steps, even) == pytest.approx(sampling.timesteps(s, steps, "logsnr"), abs=1e-9)
+    s = schedules.get("flow")
+    lam = lambda ts: s.log_snr(torch.tensor(ts, dtype=F64))  # noqa: E731
+    f = [0.0, 0.2, 0.7, 0.9]  # read at 7 steps: the curve's points, and midpoints between them
+    ts7 = sampling.tuned_times(s, 7, f)
+    lo, hi = float(lam(sampling.start_time(s))), float(lam(s.t_min))
+    assert ((lam(ts7) - lo) / (hi - lo)).tolist() == pytest.approx([0.0, 0.1, 0.2, 0.45, 0.7, 0.8, 0.9], abs=1e-4)
+    lin = schedules.get("linear")
+    ts = sampling.tuned_times(lin, 12, [0.0, 0.99, 0.995, 1.0])  # crowded at the clean end: still distinct steps
+    idx = [round(t * 1000) for t in ts]
+    assert ts == [i / 1000 for i in idx] and all(a > b for a, b in zip(idx, idx[1:])) and idx[0] == 1000
+    for bad in ([0.1, 0.5, 1.0], [0.0, 0.5, 0.5], [0.0, 0.5, 1.2], [0.0]):
+        with pytest.raises(ValueError, match="fractions"):
+            sampling.tuned_times(s, 4, bad)
+
+
+def test_auto_follows_a_tuned_row(monkeypatch):
+    """A recommendation row with spacing "tuned" runs its own grid: the plan's times are the
+    grid's (at the budget's step count), the note says so, and the samples are the sampler's
+    on those times given explicitly."""
+    import importlib
+
+    rec = importlib.import_module("diffcore.math.sampling.recommend")  # the module (its function shares the name)
+    s = schedules.get("cosine")
+    rows = {"cosine": [(4, "ipndm", "tuned", {"order": 3}, 0.0, [0.0, 0.3, 0.55, 0.8, 0.97])]}
+    monkeypatch.setattr(rec, "RECOMMENDED", rows)
+    plan = sampling.SamplingPlan.make(s, "auto", 5)
+    assert (plan.sampler, plan.spacing, plan.steps) == ("ipndm", "custom", 5)
+    assert plan.ts[:-1] == tuple(sampling.tuned_times(s, 5, rows["cosine"][0][5])) and plan.ts[-1] is sampling.CLEAN
+    assert "tuned" in plan.notes[0]
+    noise = torch.randn(64, 2, generator=torch.Generator().manual_seed(0), dtype=F64)
+    model = GM.predictor(s)
+    by_times = sampling.SamplingPlan.make(s, "ipndm", options={"order": 3}, times=plan.ts[:-1]).run(model, noise)
+    assert torch.equal(plan.run(model, noise), by_times)
+    assert sampling.SamplingPlan.make(s, "auto", 9).steps == 9  # a larger budget reads the same curve at 9 steps
 
 
 def test_auto_on_continuous_paths_and_large_budgets():

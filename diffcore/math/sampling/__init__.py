@@ -13,7 +13,7 @@ from . import ddim, ddpm, deis, dpm_solver, dpm_solver_3m, dpm_solver_sde, ipndm
 from ..denoiser import Denoiser, prior_scale
 from .ddim import ddim_invert, slerp
 from .edits import edit, invert
-from .grid import CLEAN, MIN_LOG_SNR, SPACINGS, grid, start_time, timesteps
+from .grid import CLEAN, MIN_LOG_SNR, SPACINGS, grid, start_time, timesteps, tuned_times
 from .plan import DEFAULT_STEPS, SamplingPlan, generate
 from .recommend import AUTO, family, recommend
 from . import reverse_sde as sde  # noqa: F401  (its name before the move)
@@ -24,5 +24,5 @@ from .table import (
 __all__ = [
     "AUTO", "CLEAN", "DEFAULT_STEPS", "Denoiser", "MIN_LOG_SNR", "Option", "SPACINGS", "SamplerSpec", "SamplingPlan", "ddim_invert", "edit", "family",
     "from_function", "generate", "get", "grid", "invert", "names", "noise_source", "prior_scale", "recommend", "register", "sampler", "slerp",
-    "specs", "start_time", "timesteps", "unregister",
+    "specs", "start_time", "timesteps", "tuned_times", "unregister",
 ]

@@ -144,6 +144,38 @@ def start_time(schedule: Schedule) -> float:
     return a
 
 
+def tuned_times(schedule: Schedule, steps: int, fractions, *, round_steps: bool = True) -> list[float]:
+    """``steps`` model times from a tuned grid: ``fractions`` are positions in log-SNR between
+    the noisiest time (0: :func:`start_time`) and the least noisy (1: ``t_min``), noisiest
+    first, as ``benchmarks/frontier.py`` finds them for one step count; another step count
+    reads the same curve at evenly spaced positions (linear interpolation). Log-SNR makes one
+    grid fit every schedule of a family; a discrete schedule's times are rounded to distinct
+    steps (``round_steps=False`` keeps them between steps, for the tuner's continuous search)."""
+    f = torch.tensor([float(v) for v in fractions], dtype=torch.float64)
+    if len(f) < 2 or f[0] != 0 or not bool((f[1:] > f[:-1]).all()) or float(f[-1]) > 1:
+        raise ValueError(f"tuned grid: fractions must rise strictly from 0 to at most 1, got {fractions!r}")
+    if not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
+    hi, lo = start_time(schedule), schedule.t_min
+    if steps == 1:
+        return [hi]
+    pos = torch.linspace(0, len(f) - 1, steps, dtype=torch.float64)
+    k = pos.floor().long().clamp(max=len(f) - 2)
+    at = f[k] + (pos - k) * (f[k + 1] - f[k])
+    lam_hi, lam_lo = (schedule.log_snr(torch.tensor(v, dtype=torch.float64)) for v in (hi, lo))
+    dense = torch.linspace(0, 1, 4097, dtype=torch.float64) * (hi - lo) + lo  # as _lambda_times
+    ts = _times_at(dense, schedule.log_snr(dense), lam_hi + at * (lam_lo - lam_hi))
+    ts[0] = hi
+    if float(at[-1]) == 1.0:
+        ts[-1] = lo
+    if schedule.discrete and round_steps:
+        T = schedule.num_steps
+        if steps > round(hi * T):
+            raise ValueError(f"steps={steps} is more than the {round(hi * T)} usable steps of the {schedule.name!r} schedule")
+        return [i / T for i in _unique_descending([round(t * T) for t in ts], round(hi * T))]
+    return ts
+
+
 def _lambda_times(schedule: Schedule, hi: float, lo: float, steps: int, spacing: str) -> list[float]:
     """Times at log-SNR values between t = hi and t = lo, evenly spaced (``logsnr``) or at
     EDM's levels (``karras``), found by interpolation on the monotone log-SNR."""

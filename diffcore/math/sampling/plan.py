@@ -74,9 +74,11 @@ class SamplingPlan:
         if sampler == AUTO:
             if times is not None or spacing is not None or options:
                 raise ValueError("sampler 'auto' chooses the sampler and its spacing from the step budget; give a sampler to set times, a spacing or options")
-            sampler, spacing, steps, options = recommend(schedule, steps if steps is not None else DEFAULT_STEPS)
+            sampler, spacing, steps, options, times = recommend(schedule, steps if steps is not None else DEFAULT_STEPS)
             given = "".join(f", {k}={v}" for k, v in options.items())
-            notes.append(f"sampler 'auto': {sampler} with {spacing} spacing{given}, {steps} steps (docs/samplers.md)")
+            grid_said = f"{spacing} spacing" if times is None else "a grid tuned on exact targets (times " + ", ".join(f"{t:.3g}" for t in times) + ")"
+            notes.append(f"sampler 'auto': {sampler} with {grid_said}{given}, {steps} steps (docs/samplers.md)")
+            spacing = spacing if times is None else None
         spec = get(sampler)
         opts = spec.check_options(options)
         if times is not None:

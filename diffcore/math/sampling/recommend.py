@@ -14,12 +14,13 @@ from typing import Any, NamedTuple
 import torch
 
 from ..schedules import Schedule
-from .grid import usable_steps
+from .grid import tuned_times, usable_steps
 from .recommended import RECOMMENDED
 from .table import get
 
 AUTO = "auto"
 FALLBACK = ("dpm-solver++", "logsnr")  # a family the table has no rows for (e.g. VE)
+TUNED = "tuned"  # a row's spacing when it carries its own grid (log-SNR fractions, grid.tuned_times)
 
 
 def family(schedule: Schedule) -> str:
@@ -39,13 +40,15 @@ class Recommendation(NamedTuple):
     spacing: str
     steps: int
     options: dict[str, Any]
+    times: tuple[float, ...] | None = None  # the model times of a tuned grid (spacing "tuned")
 
 
 def recommend(schedule: Schedule, nfe: int) -> Recommendation:
-    """(sampler, spacing, steps, options) for a budget of ``nfe`` model evaluations: the rows
-    of the schedule itself (built-in schedules are tuned one by one), else of its family; the
-    row of the largest budget that fits (the smallest row if none does), and as many steps of
-    that sampler as the budget pays for."""
+    """(sampler, spacing, steps, options, times) for a budget of ``nfe`` model evaluations: the
+    rows of the schedule itself (built-in schedules are tuned one by one), else of its family;
+    the row of the largest budget that fits (the smallest row if none does), and as many steps
+    of that sampler as the budget pays for. A row whose spacing is "tuned" carries its grid as
+    log-SNR fractions (its sixth field); ``times`` then holds that grid's model times."""
     if not isinstance(nfe, int) or isinstance(nfe, bool) or nfe < 1:
         raise ValueError(f"steps must be an integer >= 1, got {nfe!r}")
     rows = RECOMMENDED.get(schedule.name) or RECOMMENDED.get(family(schedule), [])
@@ -56,4 +59,6 @@ def recommend(schedule: Schedule, nfe: int) -> Recommendation:
         # DDIM's and the multistep schedulers' leading grids are discrete-only: take the
         # sampler's own spacing there (trailing has a continuous form: grid.timesteps)
         spacing = spec.default_spacing
-    return Recommendation(sampler, spacing, spec.steps_within(nfe, options, cap=usable_steps(schedule)) or 1, dict(options))
+    steps = spec.steps_within(nfe, options, cap=usable_steps(schedule)) or 1
+    times = tuple(tuned_times(schedule, steps, fitting[-1][5])) if spacing == TUNED else None
+    return Recommendation(sampler, spacing, steps, dict(options), times)
