@@ -454,7 +454,9 @@ energy distance to a fresh target sample in units of the true-vs-true spread (z 
 indistinguishable from the target). diffcore's column is `sampler="auto"`: the sampler and
 spacing (and options, e.g. `order=3`) chosen per (schedule, NFE) on the **tuning** targets
 ({', '.join(suite.TUNING)}) by `python benchmarks/frontier.py matrix` then `tune`
-(diffcore/math/sampling/recommended.py; about 33 min for the matrix, three processes). Each diffusers
+(diffcore/math/sampling/recommended.py; the matrix: about 33 min for every budget, three processes,
+and 20 min for the budgets 4-10 with the tuned grids; spacing "tuned" = a grid of its own searched on
+the tuning targets, docs/theory.md section 10). Each diffusers
 scheduler runs at the spacing that is best for it *on these held-out targets* (in brackets), an
 advantage the peer gets and diffcore does not. On flow the peers are diffusers' flow-matching
 schedulers (FlowMatchEuler/Heun, and DPM++/UniPC/DEIS with `use_flow_sigmas`), each at its best
@@ -462,7 +464,45 @@ time shift (SD3's sigma' = k sigma / (1 + (k - 1) sigma), k = 1 or 3, in bracket
 non-finite or too few evaluations for one step.
 
 """
-    return text + "\n".join(head + body) + "\n"
+    plot(rows)
+    return text + "\n".join(head + body) + f"\n\n![held-out z against NFE](img/{PLOT.name})\n"
+
+
+PLOT = ROOT / "docs" / "img" / "frontier_heldout.png"
+
+
+def plot(rows, path: Path = PLOT) -> None:
+    """z against NFE per schedule: diffcore's `auto` and each diffusers scheduler at its best
+    spacing (symlog axis: linear up to 2, the target's noise level, logarithmic above)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+
+    names = [s for s in ("linear", "cosine", "flow") if any(r[0] == s for r in rows)]
+    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.6), sharey=True)
+    for ax, sname in zip(axes if len(names) > 1 else [axes], names):
+        mine = sorted((r for r in rows if r[0] == sname), key=lambda r: r[1])
+        nfes = [r[1] for r in mine]
+        for i, peer in enumerate(PEERS):  # one colour per scheduler in every panel
+            zs = [r[5][peer][0] if peer in r[5] and math.isfinite(r[5][peer][0]) else float("nan") for r in mine]
+            if any(math.isfinite(z) for z in zs):
+                ax.plot(nfes, zs, "-", lw=1.1, alpha=0.7, color=f"C{i}", label=f"diffusers {peer}")
+        ax.plot(nfes, [r[4] for r in mine], "k-o", lw=2.2, ms=4, label="diffcore auto")
+        ax.axhline(2, color="grey", ls=":", lw=1)
+        ax.set_xscale("log")
+        ax.set_yscale("symlog", linthresh=2)
+        ax.set_xticks(nfes, [str(n) for n in nfes])
+        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+        ax.set_title(sname)
+        ax.set_xlabel("model evaluations (NFE)")
+    (axes[0] if len(names) > 1 else axes).set_ylabel("z (held-out mean; <= 2: at the target)")
+    (axes[0] if len(names) > 1 else axes).legend(fontsize=7, loc="upper right")  # the panel with every scheduler
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def _verdict(ours: float, theirs: float, seeds: int) -> str:
