@@ -112,7 +112,12 @@ def optimise_grid(schedule, sampler: str, options: dict, nfe: int, *, evals: int
     starts = [start(sp) for sp in SPACINGS if schedule.discrete or not sp.startswith("leading")]
     u0 = min(starts, key=loss)
     res = minimize(loss, u0, method="Nelder-Mead", options=dict(maxfev=evals or 60 * steps + 100, xatol=1e-3, fatol=1e-4))
-    return [round(float(f), 4) for f in fractions(res.x if res.fun < loss(u0) else u0)]
+    best = res.x if res.fun < loss(u0) else u0
+    for u in (best, u0):  # rounded for the table; a gap that rounds away falls back to the start
+        f = [round(float(v), 4) for v in fractions(u)]
+        if all(b > a for a, b in zip(f, f[1:])):
+            return f
+    return [round(k / (steps - 1), 4) for k in range(steps)]
 
 
 def candidates(schedule) -> list[tuple[str, str, dict]]:
@@ -243,7 +248,10 @@ def tune(args) -> None:
     criterion = args.criterion or min(score, key=score.get)
     print("leave-one-target-out (mean log ratio to the best criterion; 0 = always best):",
           ", ".join(f"{c} {v:.3f}" for c, v in score.items()), "->", criterion, "(given)" if args.criterion else "")
-    grids = {name: {int(nfe): g for nfe, g in rows.items()} for d in data for name, rows in d.get("grids", {}).items()}
+    grids: dict = {}  # merged over the files (two may hold one schedule at different budgets)
+    for d in data:
+        for name, rows in d.get("grids", {}).items():
+            grids.setdefault(name, {}).update({int(nfe): g for nfe, g in rows.items()})
     # rows for budgets the matrix files do not cover are kept as they are (e.g. a matrix of 4-10 only)
     table: dict[str, dict[int, tuple]] = {name: {r[0]: tuple(r[1:]) for r in rows} for name, rows in _current().items()}
     for name, rows in z.items():
@@ -397,7 +405,7 @@ def report(args) -> None:
     for sname in args.schedules:
         s = schedules.get(sname)
         for nfe in args.nfes:
-            sampler, spacing, _, opts, times = sampling.recommend(s, nfe)
+            sampler, spacing, _, opts, times, _ = sampling.recommend(s, nfe)
             ours = statistics.fmean(z_ours(t, s, sampler, spacing, nfe, seed, opts, times)
                                     for t in suite.HELD_OUT for seed in args.seeds)
             sampler += "".join(f" {k}={v}" for k, v in opts.items())

@@ -172,4 +172,4 @@ def record(plan: SamplingPlan, *, mode: str, strength: float, resample: int, par
             "classes": list(classes or []),
             "domain_options": domain_options.model_dump(mode="json") if domain_options is not None else {},
             "sampler": plan.sampler, "steps": plan.steps, "spacing": plan.spacing, "options": dict(plan.options),
-            "guidance": plan.guidance_record(), "weights": str(weights)}
+            "guidance": plan.guidance_record(), "weights": str(weights), **plan.times_record()}

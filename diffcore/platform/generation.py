@@ -235,7 +235,7 @@ def evaluate(run: runs.Run, plan: SamplingPlan | None = None, num: int = 512, *,
             shutil.rmtree(out_dir, ignore_errors=True)
     record = records.make_record({
         "sampler": plan.sampler, "steps": plan.steps, "spacing": plan.spacing, "options": dict(plan.options),
-        "guidance": plan.guidance_record(), "num": num, "seed": seed, "weights": str(run.weights),
+        "guidance": plan.guidance_record(), "num": num, "seed": seed, "weights": str(run.weights), **plan.times_record(),
     }, metrics)
     if world.rank == 0:
         records.save(path, records.upsert(records.load_keeping_bad(path), record), record)

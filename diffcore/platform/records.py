@@ -36,9 +36,14 @@ def make_record(evaluated_with: Mapping[str, Any], metrics: Mapping[str, Any], t
 
 
 def record_key(record: Mapping[str, Any]) -> str:
-    """The record's identity: its (sampler, steps, spacing, options, guidance, seed, num, weights), as canonical JSON."""
+    """The record's identity: its (sampler, steps, spacing, options, guidance, seed, num, weights),
+    and the model times where the grid was given rather than named (spacing "custom": ``--times``
+    or the tuned grid of ``sampler: auto``), as canonical JSON."""
     ew = record.get(EVALUATED_WITH) or {}
-    return json.dumps({k: ew.get(k) for k in KEY_FIELDS}, sort_keys=True, default=str)
+    key = {k: ew.get(k) for k in KEY_FIELDS}
+    if ew.get("times") is not None:  # absent from records of named spacings: their keys are unchanged
+        key["times"] = ew["times"]
+    return json.dumps(key, sort_keys=True, default=str)
 
 
 def _from_flat(data: Mapping[str, Any], timestamp: str | None) -> dict[str, Any]:

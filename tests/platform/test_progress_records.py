@@ -10,6 +10,9 @@ from types import SimpleNamespace
 from typer.testing import CliRunner
 
 from conftest import TINY, run_cli
+import diffcore
+from diffcore import schedules
+from diffcore.platform import records
 from diffcore.platform.cli import app
 from diffcore.platform.progress import LineProgress, format_duration, progress_line
 
@@ -116,6 +119,20 @@ def test_evaluations_coexist_replace_list_and_upgrade_an_old_flat_file(toy_plugi
     assert len(lines) == 5 and lines[0].split()[:3] == ["when", "sampler", "steps"]
     assert [ln.split()[1] for ln in lines[1:]] == ["ddpm", "euler", "ddim", "euler"]
     assert "class_accuracy=" in lines[2]
+
+    # a grid given as times (auto's tuned grid) is recorded, and is part of the key: two grids of
+    # the same length are two records; records of named spacings keep their keys
+    assert "times" not in recs[0]["evaluated_with"] and "times" not in recs[1]["evaluated_with"]
+    ew = {"sampler": "ipndm", "steps": 3, "spacing": "custom", "options": {}, "guidance": 1.0, "num": 8, "seed": 0, "weights": "w"}
+    keys = {records.record_key({"evaluated_with": {**ew, "times": t}}) for t in ([0.99, 0.5, 0.1], [0.9, 0.4, 0.05], [0.99, 0.5, 0.1])}
+    assert len(keys) == 2 and records.record_key({"evaluated_with": ew}) not in keys
+    res = invoke("evaluate", "--run", str(run), "--num", "8", "--threads", "1", "--sampler", "auto", "--steps", "5")
+    assert res.exit_code == 0, res.output
+    assert "sampler 'auto'" in res.output  # the note: what auto chose
+    ew = json.loads(path.read_text())["evaluated_with"]
+    plan = diffcore.sampling.SamplingPlan.make(schedules.get("linear", num_steps=100), "auto", 5)
+    assert (ew["sampler"], ew["spacing"]) == (plan.sampler, plan.spacing)
+    assert ew.get("times") == ([float(t) for t in plan.ts[:-1]] if plan.spacing == "custom" else None)
 
 
 def test_list_without_evaluations_and_with_a_bad_file(tmp_path):

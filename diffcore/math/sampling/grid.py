@@ -154,7 +154,7 @@ def tuned_times(schedule: Schedule, steps: int, fractions, *, round_steps: bool 
     f = torch.tensor([float(v) for v in fractions], dtype=torch.float64)
     if len(f) < 2 or f[0] != 0 or not bool((f[1:] > f[:-1]).all()) or float(f[-1]) > 1:
         raise ValueError(f"tuned grid: fractions must rise strictly from 0 to at most 1, got {fractions!r}")
-    if not isinstance(steps, int) or steps < 1:
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
         raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
     hi, lo = start_time(schedule), schedule.t_min
     if steps == 1:

@@ -74,9 +74,11 @@ class SamplingPlan:
         if sampler == AUTO:
             if times is not None or spacing is not None or options:
                 raise ValueError("sampler 'auto' chooses the sampler and its spacing from the step budget; give a sampler to set times, a spacing or options")
-            sampler, spacing, steps, options, times = recommend(schedule, steps if steps is not None else DEFAULT_STEPS)
+            sampler, spacing, steps, options, times, row_nfe = recommend(schedule, steps if steps is not None else DEFAULT_STEPS)
             given = "".join(f", {k}={v}" for k, v in options.items())
-            grid_said = f"{spacing} spacing" if times is None else "a grid tuned on exact targets (times " + ", ".join(f"{t:.3g}" for t in times) + ")"
+            grid_said = f"{spacing} spacing" if times is None else (
+                f"the grid tuned on exact targets for {row_nfe} evaluations" + (f" read at {steps} steps" if steps != row_nfe else "")
+                + " (times " + ", ".join(f"{t:.3g}" for t in times) + ")")
             notes.append(f"sampler 'auto': {sampler} with {grid_said}{given}, {steps} steps (docs/samplers.md)")
             spacing = spacing if times is None else None
         spec = get(sampler)
@@ -112,6 +114,11 @@ class SamplingPlan:
         per run: APG's momentum keeps state); ``cond=None``: the unconditional model."""
         g = Guidance(self.guidance, self.guidance_variant, self.guidance_options)
         return guided(net, cond, g, self.schedule, self.prediction, self.ts)
+
+    def times_record(self) -> dict[str, list[float]]:
+        """``{"times": [...]}`` for a grid given as times (spacing "custom": ``--times`` or the
+        tuned grid of ``sampler="auto"``), which steps and spacing alone cannot say; else ``{}``."""
+        return {"times": [float(t) for t in self.ts[:-1]]} if self.spacing == "custom" else {}
 
     def guidance_record(self):
         """The guidance as evaluation records key it: the scale for plain CFG (as records

@@ -41,10 +41,11 @@ class Recommendation(NamedTuple):
     steps: int
     options: dict[str, Any]
     times: tuple[float, ...] | None = None  # the model times of a tuned grid (spacing "tuned")
+    row: int | None = None  # the budget of the table row it comes from (None: the fallback)
 
 
 def recommend(schedule: Schedule, nfe: int) -> Recommendation:
-    """(sampler, spacing, steps, options, times) for a budget of ``nfe`` model evaluations: the
+    """(sampler, spacing, steps, options, times, row) for a budget of ``nfe`` model evaluations: the
     rows of the schedule itself (built-in schedules are tuned one by one), else of its family;
     the row of the largest budget that fits (the smallest row if none does), and as many steps
     of that sampler as the budget pays for. A row whose spacing is "tuned" carries its grid as
@@ -61,4 +62,4 @@ def recommend(schedule: Schedule, nfe: int) -> Recommendation:
         spacing = spec.default_spacing
     steps = spec.steps_within(nfe, options, cap=usable_steps(schedule)) or 1
     times = tuple(tuned_times(schedule, steps, fitting[-1][5])) if spacing == TUNED else None
-    return Recommendation(sampler, spacing, steps, dict(options), times)
+    return Recommendation(sampler, spacing, steps, dict(options), times, fitting[-1][0] if fitting else None)
