@@ -3,7 +3,8 @@
 For every built-in sampler x {linear, cosine, flow} x {5, 10, 25} steps, the samples of the
 exact Gaussian-mixture denoiser (fixed seeds, float64) are reduced to a checksum: the SHA-256
 of their bytes (bit-identity) and three sums (sum, sum of squares, a position-weighted sum)
-that show how far they moved when the hash differs. The image U-Net's output on a fixed input
+that show how far they moved when the hash differs (and, within a tight tolerance, let a
+machine whose CPU rounds the last bits differently pass). The image U-Net's output on a fixed input
 and fixed weights is pinned the same way, and so are the time grids of every spacing.
 
 ``python tests/math/test_golden.py --write`` regenerates tests/golden.json: only do that when a
@@ -29,11 +30,14 @@ EXTRA = {"ddim-eta1": ("ddim", {"eta": 1.0})}  # an option that changes the path
 # (langevin's steps_each went from 5 to 20 for the conformance kit: docs/samplers.md).
 PINNED_OPTIONS = {"langevin": {"steps_each": 5}}
 
-# Where the refactor of the house may change the last bits (the final step to sigma = 0 is now
-# the general step of the sampler instead of ``x = x0_hat``, which rounds differently): these
-# cases must agree to 1e-12 relative, every other one bit for bit. See docs/architecture.md.
-REORDERED = ("euler", "heun")
+# Bit identity holds on one machine only: torch's vectorised kernels round differently on another
+# CPU (seen: the last 1-3 bits of float64 sums, 3e-8 relative on the float32 U-Net, between an
+# Intel and an AMD machine). So a case passes when its hash is the pinned one or, failing that,
+# its three sums agree to REL_TOL (float64 samplers; the refactor of the house moved euler and heun
+# by as much, see docs/architecture.md) or UNET_TOL (the float32 U-Net): far below any change
+# of the mathematics, which moves them at the 1e-3 level or more.
 REL_TOL = 1e-12
+UNET_TOL = 1e-6
 
 
 def _digest(x: torch.Tensor) -> dict:
@@ -113,8 +117,8 @@ def golden() -> dict:
     return json.loads(GOLDEN.read_text())
 
 
-def _close(a: list[float], b: list[float]) -> bool:
-    return all(abs(x - y) <= REL_TOL * max(1.0, abs(y)) for x, y in zip(a, b))
+def _close(a: list[float], b: list[float], tol: float = REL_TOL) -> bool:
+    return all(abs(x - y) <= tol * max(1.0, abs(y)) for x, y in zip(a, b))
 
 
 @pytest.mark.parametrize("label,sampler,options", list(sampler_cases()), ids=[c[0] for c in sampler_cases()])
@@ -124,10 +128,7 @@ def test_sampler_golden_numbers(golden, label, sampler, options):
         for steps in STEPS:
             key = f"{label}/{schedule}/{steps}"
             got, want = compute_sampler(sampler, options, schedule, steps), golden["samplers"][key]
-            if label in REORDERED:
-                assert _close(got["sums"], want["sums"]), f"{key}: {got['sums']} != {want['sums']}"
-            else:
-                assert got["sha"] == want["sha"], f"{key} moved: sums {got['sums']} (were {want['sums']})"
+            assert got["sha"] == want["sha"] or _close(got["sums"], want["sums"]), f"{key} moved: sums {got['sums']} (were {want['sums']})"
 
 
 def test_time_grids_golden(golden):
@@ -140,7 +141,8 @@ def test_time_grids_golden(golden):
 def test_unet_golden(golden):
     torch.set_num_threads(1)  # the bits depend on the thread count; pinned with one
     got = compute_unet()
-    assert got["sha"] == golden["unet"]["sha"], f"U-Net output moved: {got['sums']} (was {golden['unet']['sums']})"
+    want = golden["unet"]
+    assert got["sha"] == want["sha"] or _close(got["sums"], want["sums"], UNET_TOL), f"U-Net output moved: {got['sums']} (was {want['sums']})"
 
 
 if __name__ == "__main__":
