@@ -359,7 +359,7 @@ def sampling_plan(
                  else "guidance" if msg.startswith("guidance scale")
                  else "sampler" if msg.startswith("sampler 'auto'") else "options" if "option" in msg
                  else "times" if msg.startswith("times") else "spacing" if "spacing" in msg else "steps")
-        raise UserError(f"{name(field)}: {msg}") from None
+        raise UserError(f"{name(field)}: {msg.removeprefix(field + ': ')}") from None
     least = _sampling.get(plan.sampler).min_steps
     if plan.steps < least:
         raise UserError(f"{name('steps')}: sampler {plan.sampler!r} needs at least {least} steps to stay on the data's scale "

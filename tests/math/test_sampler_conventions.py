@@ -231,7 +231,7 @@ def test_auto_picks_the_recommended_row_within_the_budget():
             row = [r for r in rows if r[0] <= budget][-1]
             spacing = row[2] if s.discrete or row[2] not in ("leading", "leading-multistep") else sampling.get(row[1]).default_spacing
             if row[2] == "tuned":  # the row's own grid, read at this step count
-                assert (plan.sampler, plan.spacing) == (row[1], "custom")
+                assert (plan.sampler, plan.spacing) == (row[1], "tuned")
                 assert plan.ts[:-1] == tuple(sampling.tuned_times(s, plan.steps, row[5]))
             else:
                 assert (plan.sampler, plan.spacing) == (row[1], spacing)  # the leading grids are discrete-only
@@ -284,9 +284,10 @@ def test_auto_follows_a_tuned_row(monkeypatch):
     rows = {"cosine": [(4, "ipndm", "tuned", {"order": 3}, 0.0, [0.0, 0.3, 0.55, 0.8, 0.97])]}
     monkeypatch.setattr(rec, "RECOMMENDED", rows)
     plan = sampling.SamplingPlan.make(s, "auto", 5)
-    assert (plan.sampler, plan.spacing, plan.steps) == ("ipndm", "custom", 5)
+    assert (plan.sampler, plan.spacing, plan.steps) == ("ipndm", "tuned", 5)
     assert plan.ts[:-1] == tuple(sampling.tuned_times(s, 5, rows["cosine"][0][5])) and plan.ts[-1] is sampling.CLEAN
-    assert "tuned" in plan.notes[0]
+    assert "tuned" in plan.notes[0] and "for 5 model evaluations on 'cosine'" in plan.notes[0] and "read at 5 steps" in plan.notes[0]
+    assert plan.times_record() == {"times": list(plan.ts[:-1])}  # what records keep of it
     noise = torch.randn(64, 2, generator=torch.Generator().manual_seed(0), dtype=F64)
     model = GM.predictor(s)
     by_times = sampling.SamplingPlan.make(s, "ipndm", options={"order": 3}, times=plan.ts[:-1]).run(model, noise)

@@ -132,7 +132,7 @@ def test_evaluations_coexist_replace_list_and_upgrade_an_old_flat_file(toy_plugi
     ew = json.loads(path.read_text())["evaluated_with"]
     plan = diffcore.sampling.SamplingPlan.make(schedules.get("linear", num_steps=100), "auto", 5)
     assert (ew["sampler"], ew["spacing"]) == (plan.sampler, plan.spacing)
-    assert ew.get("times") == ([float(t) for t in plan.ts[:-1]] if plan.spacing == "custom" else None)
+    assert ew.get("times") == ([float(t) for t in plan.ts[:-1]] if plan.spacing == "tuned" else None)
 
 
 def test_list_without_evaluations_and_with_a_bad_file(tmp_path):

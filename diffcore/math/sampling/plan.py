@@ -71,23 +71,27 @@ class SamplingPlan:
         996 of 1000 lie above log-SNR -10.5) runs the usable ones, with a note."""
         schedule = _schedules.get(schedule)
         notes: list[str] = []
+        tuned = False  # auto chose a row with its own grid: the plan's spacing says "tuned"
         if sampler == AUTO:
             if times is not None or spacing is not None or options:
                 raise ValueError("sampler 'auto' chooses the sampler and its spacing from the step budget; give a sampler to set times, a spacing or options")
-            sampler, spacing, steps, options, times, row_nfe = recommend(schedule, steps if steps is not None else DEFAULT_STEPS)
+            budget = steps if steps is not None else DEFAULT_STEPS
+            sampler, spacing, steps, options, times, row_nfe = recommend(schedule, budget)
             given = "".join(f", {k}={v}" for k, v in options.items())
             grid_said = f"{spacing} spacing" if times is None else (
                 f"the grid tuned on exact targets for {row_nfe} evaluations" + (f" read at {steps} steps" if steps != row_nfe else "")
                 + " (times " + ", ".join(f"{t:.3g}" for t in times) + ")")
-            notes.append(f"sampler 'auto': {sampler} with {grid_said}{given}, {steps} steps (docs/samplers.md)")
-            spacing = spacing if times is None else None
+            cost = get(sampler).evaluations(steps, get(sampler).check_options(options))
+            notes.append(f"sampler 'auto' for {budget} model evaluations on {schedule.name!r}: {sampler} with {grid_said}{given}, "
+                         f"{steps} step{'s' if steps != 1 else ''} ({cost} evaluations; docs/benchmarks.md, 'Which sampler should I use')")
+            tuned = times is not None
         spec = get(sampler)
         opts = spec.check_options(options)
         if times is not None:
-            if spacing not in (None, "custom") or (steps is not None and steps != len(times)):
+            if (spacing not in (None, "custom") and not tuned) or (steps is not None and steps != len(times)):
                 raise ValueError("times: give either times or steps/spacing, not both")
             ts = tuple(check_times(schedule, times)) + (CLEAN,)
-            steps, spacing = len(ts) - 1, "custom"
+            steps, spacing = len(ts) - 1, "tuned" if tuned else "custom"
         else:
             usable = usable_steps(schedule)
             if steps is None:
@@ -116,9 +120,10 @@ class SamplingPlan:
         return guided(net, cond, g, self.schedule, self.prediction, self.ts)
 
     def times_record(self) -> dict[str, list[float]]:
-        """``{"times": [...]}`` for a grid given as times (spacing "custom": ``--times`` or the
-        tuned grid of ``sampler="auto"``), which steps and spacing alone cannot say; else ``{}``."""
-        return {"times": [float(t) for t in self.ts[:-1]]} if self.spacing == "custom" else {}
+        """``{"times": [...]}`` for a grid given as times (spacing "custom", ``--times``; or
+        "tuned", the grid of a ``sampler="auto"`` row), which steps and spacing alone cannot
+        say; else ``{}``."""
+        return {"times": [float(t) for t in self.ts[:-1]]} if self.spacing in ("custom", "tuned") else {}
 
     def guidance_record(self):
         """The guidance as evaluation records key it: the scale for plain CFG (as records
