@@ -34,16 +34,19 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", required=True)
     ap.add_argument("--grid", nargs="+", default=["euler-maruyama:20", "ddim:20", "dpm-solver++:10"],
-                    help="SAMPLER:STEPS[:INIT_STRENGTH[:RELAX_STEPS[:LOCAL]]] (init strength < 1: start from the start "
-                         "conformer's torsions, SDEdit; relax steps: torsion steps against steric overlap after sampling; "
-                         "LOCAL: data.sampling_local_structure. Fields left out are strength 1, relax 0 and etkdg, "
-                         "not the recipe's defaults)")
+                    help="SAMPLER:STEPS[:INIT_STRENGTH[:RELAX_STEPS[:LOCAL[:min|nomin]]]] (init strength < 1: start from "
+                         "the start conformer's torsions, SDEdit; relax steps: torsion steps against steric overlap after "
+                         "sampling; LOCAL: data.sampling_local_structure; min: data.sampling_minimise, MMFF94 on the samples. "
+                         "Fields left out are strength 1, relax 0, etkdg and nomin, not the recipe's defaults)")
     ap.add_argument("--molecules", type=int, default=40)
     ap.add_argument("--min-heavy", type=int, default=17, help="tune on drug-sized molecules: at least this many heavy atoms "
                     "(the test ligands have 18-35)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--threads", type=int, default=1)
     a = ap.parse_args()
+    for item in a.grid:  # before the long baseline rows
+        if len(item.split(":")) > 5 and item.split(":")[5] not in ("min", "nomin"):
+            ap.error(f"--grid {item}: the sixth field is 'min' (data.sampling_minimise) or 'nomin'")
     torch.set_num_threads(a.threads)
     run = runs.load_run(a.run)
     dom = run.domain
@@ -68,7 +71,8 @@ def main() -> None:
                 dom.options = type(dom.options).model_validate({  # validated: a misspelt LOCAL is an error
                     **dom.options.model_dump(), "init_strength": float(rest[0]) if rest else 1.0,
                     "relax_steps": int(rest[1]) if len(rest) > 1 else 0,
-                    "sampling_local_structure": rest[2] if len(rest) > 2 else "etkdg"})
+                    "sampling_local_structure": rest[2] if len(rest) > 2 else "etkdg",
+                    "sampling_minimise": len(rest) > 3 and rest[3] == "min"})
                 fn = runs.sample_fn(run, sampler=sampler, steps=int(steps))
                 gens = M.generate(dom, graphs, counts, fn)
                 scores = [M.score(g.mol, g.coords.double().numpy(), np.stack(x), o.delta) for g, x in zip(graphs, gens)]

@@ -245,7 +245,7 @@ def generate(domain, graphs: list[D.MolGraph], counts: list[int], sample_fn: Cal
         decoded = decode(x, batch)
         share = (time.perf_counter() - start) / max(1, len(batch["mol"]))
         if starts is not None and batch.get("init") is not None:
-            for (_, coords, _), g in zip(decode(batch["init"], {**batch, "relax_steps": 0}), batch["mol"]):
+            for (_, coords, _), g in zip(decode(batch["init"], {**batch, "relax_steps": 0, "minimise": False}), batch["mol"]):
                 starts[g].append(coords)
         for (mg, coords, _), g in zip(decoded, batch["mol"]):
             gens[g].append(coords)

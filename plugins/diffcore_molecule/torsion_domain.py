@@ -205,6 +205,7 @@ class TorsionOptions(MoleculeOptions):
     local_structure: Literal["etkdg", "reference"] = Field("reference", description="Training: the conformer whose torsions the network sets, the reference itself, or an ETKDG embedding of the molecule (as at sampling; conformer matching, Jing et al. 2022: no gain measured on the tuning molecules).")
     sampling_local_structure: Literal["etkdg", "mmff", "mmff-conformer"] = Field("mmff-conformer", description="Sampling: each conformer's local structure (bond lengths, angles, rings) is an ETKDG v3 embedding as is ('etkdg'), or that embedding minimised with MMFF94 as the training references are ('mmff': the start's torsions stay ETKDG's; 'mmff-conformer', chosen on the tuning molecules: the start is the minimised conformer, torsions too, so the model refines an ETKDG + MMFF94 ensemble).")
     relax_steps: int = Field(100, ge=0, le=1000, description="After sampling, this many gradient steps on the torsions against steric overlap (0: none; 100: chosen on the tuning molecules).")
+    sampling_minimise: bool = Field(False, description="After sampling (and relax_steps), minimise each conformer with MMFF94 to convergence, as the references and the ETKDG + MMFF94 baseline are (a conformer whose stereo that changed is kept as sampled). Off by default: see docs/domains/molecules.md.")
 
     @model_validator(mode="before")
     @classmethod
@@ -322,6 +323,7 @@ class TorsionDomain(MoleculeDomain):
             chunk = jobs[start : start + batch_size]
             batch = collate_torsions([{"cond": _sampling_cond(graphs[g], tors[g], local[g][k], radii[g])} for g, k in chunk])
             batch["relax_steps"] = self.options.relax_steps
+            batch["minimise"] = self.options.sampling_minimise
             batch["shape"] = tuple(batch["mask"].shape)
             if self.options.init_strength < 1.0:  # start from the start conformer's torsions (SDEdit)
                 c = batch["cond"]

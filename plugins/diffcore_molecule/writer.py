@@ -79,6 +79,10 @@ def decode(x: torch.Tensor, batch: dict) -> list[tuple[MolGraph, np.ndarray, boo
         mg = graphs[g]
         c = x[i, : mg.num_atoms].detach().double().cpu().numpy() * scale
         c, ok = fix_chirality(mg.mol, c)
+        if batch.get("minimise"):  # data.sampling_minimise: onto the force field's nearest minimum
+            from .torsion_domain import minimised
+
+            c = minimised(mg.mol, c[None])[0]
         out.append((mg, c, ok))
     return out
 
