@@ -205,18 +205,25 @@ class TorsionOptions(MoleculeOptions):
     local_structure: Literal["etkdg", "reference"] = Field("reference", description="Training: the conformer whose torsions the network sets, the reference itself, or an ETKDG embedding of the molecule (as at sampling; conformer matching, Jing et al. 2022: no gain measured on the tuning molecules).")
     sampling_local_structure: Literal["etkdg", "mmff", "mmff-conformer"] = Field("mmff-conformer", description="Sampling: each conformer's local structure (bond lengths, angles, rings) is an ETKDG v3 embedding as is ('etkdg'), or that embedding minimised with MMFF94 as the training references are ('mmff': the start's torsions stay ETKDG's; 'mmff-conformer', chosen on the tuning molecules: the start is the minimised conformer, torsions too, so the model refines an ETKDG + MMFF94 ensemble).")
     relax_steps: int = Field(100, ge=0, le=1000, description="After sampling, this many gradient steps on the torsions against steric overlap (0: none; 100: chosen on the tuning molecules).")
-    sampling_minimise: bool = Field(False, description="After sampling (and relax_steps), minimise each conformer with MMFF94 to convergence, as the references and the ETKDG + MMFF94 baseline are (a conformer whose stereo that changed is kept as sampled). Off by default: see docs/domains/molecules.md.")
+    sampling_minimise: bool = Field(True, description="After sampling (and relax_steps), minimise each conformer with MMFF94 to convergence, as the references and the ETKDG + MMFF94 baseline are (a conformer whose stereo that changed is kept as sampled; on: chosen on the tuning molecules, docs/domains/molecules.md).")
 
     @model_validator(mode="before")
     @classmethod
     def _saved_before_local_structure_existed(cls, data):
-        """A run saved before ``sampling_local_structure`` existed sampled raw ETKDG embeddings
-        (its config.yaml lists every other option, ``init_strength`` among them): keep that."""
+        """A run saved before ``sampling_local_structure`` existed sampled raw ETKDG embeddings,
+        and one saved before ``sampling_minimise`` did not minimise its samples (its config.yaml
+        lists every other option, ``init_strength`` among them): keep that."""
         if isinstance(data, dict) and "init_strength" in data and "sampling_local_structure" not in data:
             log.warning("data.sampling_local_structure is not set (a run saved before it existed): sampling with "
                         "'etkdg', as that run did; for the current default set sampling_local_structure: mmff-conformer "
                         "and init_strength: 0.2 in the data: section of the run's config.yaml")
             data = {**data, "sampling_local_structure": "etkdg"}
+        if isinstance(data, dict) and "init_strength" in data and "sampling_minimise" not in data:
+            # a run saved before sampling_minimise existed sampled without it: keep that
+            log.warning("data.sampling_minimise is not set (a run saved before it existed): samples are not minimised, "
+                        "as that run's were; for the current default add sampling_minimise: true to the data: section "
+                        "of the run's config.yaml")
+            data = {**data, "sampling_minimise": False}
         return data
 
 

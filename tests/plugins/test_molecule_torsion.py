@@ -371,7 +371,10 @@ def test_sampling_minimise_lands_every_sample_on_a_force_field_minimum():
             assert (g < 0.05) if flag else (g > 1.0), (flag, g)
             Chem.AssignStereochemistryFrom3D(m)
             assert Chem.FindMolChiralCenters(Chem.RemoveHs(m)) == Chem.FindMolChiralCenters(Chem.MolFromSmiles(smiles))
-    assert TorsionOptions.model_validate({}).sampling_minimise is False  # the default (docs/domains/molecules.md)
+    assert TorsionOptions.model_validate({}).sampling_minimise is True  # a new run's default (docs/domains/molecules.md)
+    saved = TorsionOptions().model_dump()
+    del saved["sampling_minimise"]
+    assert TorsionOptions.model_validate(saved).sampling_minimise is False  # a run saved before the option: as it sampled
 
 
 def test_a_run_saved_before_sampling_local_structure_keeps_raw_etkdg_with_a_warning(caplog):
