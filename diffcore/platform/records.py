@@ -37,8 +37,8 @@ def make_record(evaluated_with: Mapping[str, Any], metrics: Mapping[str, Any], t
 
 def record_key(record: Mapping[str, Any]) -> str:
     """The record's identity: its (sampler, steps, spacing, options, guidance, seed, num, weights),
-    and the model times where the grid was given rather than named (spacing "custom": ``--times``
-    or the tuned grid of ``sampler: auto``), as canonical JSON."""
+    and the model times where the grid was given rather than named (spacing "custom", from
+    ``--times``, or "tuned", the grid of a ``sampler: auto`` row), as canonical JSON."""
     ew = record.get(EVALUATED_WITH) or {}
     key = {k: ew.get(k) for k in KEY_FIELDS}
     if ew.get("times") is not None:  # absent from records of named spacings: their keys are unchanged

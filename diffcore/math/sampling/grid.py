@@ -148,8 +148,8 @@ def tuned_times(schedule: Schedule, steps: int, fractions, *, round_steps: bool 
     """``steps`` model times from a tuned grid: ``fractions`` are positions in log-SNR between
     the noisiest time (0: :func:`start_time`) and the least noisy (1: ``t_min``), noisiest
     first, as ``benchmarks/frontier.py`` finds them for one step count; another step count
-    reads the same curve at evenly spaced positions (linear interpolation). Log-SNR makes one
-    grid fit every schedule of a family; a discrete schedule's times are rounded to distinct
+    reads the same curve at evenly spaced positions (linear interpolation). In log-SNR a grid
+    can be read on any schedule; a discrete schedule's times are rounded to distinct
     steps (``round_steps=False`` keeps them between steps, for the tuner's continuous search)."""
     f = torch.tensor([float(v) for v in fractions], dtype=torch.float64)
     if len(f) < 2 or f[0] != 0 or not bool((f[1:] > f[:-1]).all()) or float(f[-1]) > 1:
