@@ -196,6 +196,9 @@ def _builtin_samplers() -> list[str]:
     return [spec.name for spec in sampling.specs() if spec.owner is None]
 
 
+_SPACING = typer.Option(None, "--spacing", help="Where the steps go: linspace, trailing, leading, leading-multistep, logsnr, karras, shifted [default: sampling.spacing, else the sampler's own].")
+_TIMES = typer.Option(None, "--times", help="The model times themselves, comma-separated and decreasing, e.g. 0.999,0.8,0.5,0.2,0.02 (instead of --steps/--spacing).")
+
 # Sampling over several processes (diffcore.platform.generation): the same files whatever their number.
 _ACCELERATOR = typer.Option("auto", "--accelerator", help="Where the processes run: cpu, gpu, auto (Lightning's names).")
 _DEVICES = typer.Option(1, "--devices", min=1, help="Processes per node sharing the samples (GPUs, or CPU processes); the files are the same whatever the number.")
@@ -242,8 +245,8 @@ def sample(
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Weights to use instead of RUN/ema.safetensors: a .safetensors file or a Lightning .ckpt (loaded without executing code)."),
     sampler: Optional[str] = typer.Option(None, "--sampler", help=later(lambda: f"auto (chosen for the --steps budget of model evaluations, docs/benchmarks.md), {', '.join(_builtin_samplers())}, or a plugin's [default: the run's sampling.sampler].")),
     steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Sampling steps; with --sampler auto, the budget of model evaluations [default: sampling.steps]."),
-    spacing: Optional[str] = typer.Option(None, "--spacing", help="Where the steps go: linspace, trailing, leading, leading-multistep, logsnr, karras, shifted [default: sampling.spacing, else the sampler's own]."),
-    times: Optional[str] = typer.Option(None, "--times", help="The model times themselves, comma-separated and decreasing, e.g. 0.999,0.8,0.5,0.2,0.02 (instead of --steps/--spacing)."),
+    spacing: Optional[str] = _SPACING,
+    times: Optional[str] = _TIMES,
     num: Optional[int] = typer.Option(None, "--num", "-n", parser=count_value, metavar="INTEGER", help="Number of samples, at most 1000000 and what fits in memory [default: sampling.num]."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Samples per batch [default: sampling.batch_size]."),
     seed: int = typer.Option(0, "--seed", parser=seed_value, metavar="INTEGER", help="Seed of the noise, 0 to 2**32 - 1: the same seed gives the same samples."),
@@ -301,6 +304,8 @@ def evaluate(
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Samples per batch [default: sampling.batch_size]."),
     sampler: Optional[str] = typer.Option(None, "--sampler", help="Sampler: auto (chosen for the --steps budget of model evaluations) or any sampler of docs/samplers.md (`diffcore plugins` lists plugins' ones) [default: the run's sampling.sampler]."),
     steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Sampling steps; with --sampler auto, the budget of model evaluations [default: sampling.steps]."),
+    spacing: Optional[str] = _SPACING,
+    times: Optional[str] = _TIMES,
     guidance: Optional[float] = typer.Option(None, "--guidance", help="Classifier-free guidance scale w >= 0 [default: sampling.guidance]."),
     guidance_variant: Optional[str] = _GUIDANCE_VARIANT,
     guidance_option: list[str] = _GUIDANCE_OPTION,
@@ -327,8 +332,8 @@ def evaluate(
             fail(f"{Path(run) / runs.METRICS_JSON}: cannot be read as evaluation records ({e})")
         return
     r = runs.load_run(run, checkpoint, device=_load_device(accelerator, devices, num_nodes))
-    plan = cfgmod.sampling_plan(r.config, key="cli", sampler=sampler, steps=steps, guidance=guidance,
-                                options=_sampler_options(option, None), guidance_variant=guidance_variant,
+    plan = cfgmod.sampling_plan(r.config, key="cli", sampler=sampler, steps=steps, spacing=spacing, times=_times(times),
+                                guidance=guidance, options=_sampler_options(option, None), guidance_variant=guidance_variant,
                                 guidance_options=_sampler_options(guidance_option, None, "--guidance-option"))
     if runs.launcher_rank() == 0:
         _notes(plan)

@@ -123,6 +123,12 @@ def test_evaluations_coexist_replace_list_and_upgrade_an_old_flat_file(toy_plugi
     # a grid given as times (auto's tuned grid) is recorded, and is part of the key: two grids of
     # the same length are two records; records of named spacings keep their keys
     assert "times" not in recs[0]["evaluated_with"] and "times" not in recs[1]["evaluated_with"]
+    for extra in (["--times", "0.99,0.5,0.1"], ["--times", "0.9,0.4,0.05"], ["--times", "0.99,0.5,0.1"], ["--steps", "3", "--spacing", "logsnr"]):
+        res = invoke("evaluate", "--run", str(run), "--num", "8", "--threads", "1", "--sampler", "ddim", *extra)
+        assert res.exit_code == 0, res.output
+    new = json.loads(path.read_text())["records"][4:]
+    assert [(r["evaluated_with"]["spacing"], r["evaluated_with"].get("times")) for r in new] == [
+        ("custom", [0.99, 0.5, 0.1]), ("custom", [0.9, 0.4, 0.05]), ("logsnr", None)]
     ew = {"sampler": "ipndm", "steps": 3, "spacing": "custom", "options": {}, "guidance": 1.0, "num": 8, "seed": 0, "weights": "w"}
     keys = {records.record_key({"evaluated_with": {**ew, "times": t}}) for t in ([0.99, 0.5, 0.1], [0.9, 0.4, 0.05], [0.99, 0.5, 0.1])}
     assert len(keys) == 2 and records.record_key({"evaluated_with": ew}) not in keys
