@@ -15,6 +15,7 @@ no process group is made at all.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -226,19 +227,29 @@ def evaluate(run: runs.Run, plan: SamplingPlan | None = None, num: int = 512, *,
     fn = _evaluation_fn(run, plan, seed, world)
     if progress and world.rank == 0:
         fn = progress_lines.counting(fn, "evaluating", num, bs)
-    out_dir = run.dir / "eval" if world.rank == 0 else Path(tempfile.mkdtemp(prefix="diffcore-eval-"))  # one writer of RUN/eval
+    evaluated_with = {
+        "sampler": plan.sampler, "steps": plan.steps, "spacing": plan.spacing, "options": dict(plan.options),
+        "guidance": plan.guidance_record(), "num": num, "seed": seed, "weights": str(run.weights), **plan.times_record(),
+    }
+    # the domain writes into this evaluation's own folder, RUN/eval/records/ID (ID: its record's
+    # key), so another evaluation does not overwrite its files; the latest are copied to RUN/eval
+    own = run.dir / "eval" / "records" / records.record_id(evaluated_with)
+    out_dir = own if world.rank == 0 else Path(tempfile.mkdtemp(prefix="diffcore-eval-"))  # one writer of RUN/eval
+    if world.rank == 0:
+        shutil.rmtree(own, ignore_errors=True)  # the same settings again: their files are replaced, as their record is
     out_dir.mkdir(parents=True, exist_ok=True)
     try:
         metrics = dict(legacy.evaluate(run.domain, fn, num, out_dir, bs))
     finally:
         if world.rank != 0:
             shutil.rmtree(out_dir, ignore_errors=True)
-    record = records.make_record({
-        "sampler": plan.sampler, "steps": plan.steps, "spacing": plan.spacing, "options": dict(plan.options),
-        "guidance": plan.guidance_record(), "num": num, "seed": seed, "weights": str(run.weights), **plan.times_record(),
-    }, metrics)
+    record = records.make_record(evaluated_with, metrics)
     if world.rank == 0:
         records.save(path, records.upsert(records.load_keeping_bad(path), record), record)
+        (own / "evaluated_with.json").write_text(json.dumps(evaluated_with, indent=1, sort_keys=True, default=str))
+        for f in own.iterdir():
+            if f.is_file() and f.name != "evaluated_with.json":
+                shutil.copy2(f, own.parents[1] / f.name)
     return records.flat_view(record)
 
 

@@ -14,6 +14,7 @@ metrics of the latest evaluation. An old flat file is read as one record.
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import json
 import math
 from collections.abc import Mapping
@@ -44,6 +45,12 @@ def record_key(record: Mapping[str, Any]) -> str:
     if ew.get("times") is not None:  # absent from records of named spacings: their keys are unchanged
         key["times"] = ew["times"]
     return json.dumps(key, sort_keys=True, default=str)
+
+
+def record_id(evaluated_with: Mapping[str, Any]) -> str:
+    """A short, stable name for the record of these settings (12 hex digits of its key's
+    SHA-256): the folder RUN/eval/records/ID that keeps its files."""
+    return hashlib.sha256(record_key({EVALUATED_WITH: evaluated_with}).encode()).hexdigest()[:12]
 
 
 def _from_flat(data: Mapping[str, Any], timestamp: str | None) -> dict[str, Any]:

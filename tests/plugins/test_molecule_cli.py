@@ -93,6 +93,15 @@ def test_evaluate_reports_model_and_etkdg_metrics(run):
     assert "start_cov_r" not in metrics  # the coordinate model starts from noise: no paired start row
     assert (run / "eval" / "molecule_metrics.csv").is_file()
 
+    # each evaluation keeps its own files (RUN/eval/records/ID): a second, smaller one does not
+    # overwrite the first's per-molecule rows; RUN/eval holds the latest
+    first = (run / "eval" / "molecule_metrics.csv").read_text()
+    res = invoke("evaluate", "--run", str(run), "--num", "2", "--steps", "3")
+    assert res.exit_code == 0, res.output
+    kept = {json.loads((d / "evaluated_with.json").read_text())["num"]: (d / "molecule_metrics.csv").read_text()
+            for d in (run / "eval" / "records").iterdir()}
+    assert kept[4] == first and kept[2] == (run / "eval" / "molecule_metrics.csv").read_text() != first
+
 
 def test_config_file_lists_exactly_the_recipe_defaults():
     from pathlib import Path
