@@ -21,6 +21,7 @@ import math
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -231,26 +232,52 @@ def evaluate(run: runs.Run, plan: SamplingPlan | None = None, num: int = 512, *,
         "sampler": plan.sampler, "steps": plan.steps, "spacing": plan.spacing, "options": dict(plan.options),
         "guidance": plan.guidance_record(), "num": num, "seed": seed, "weights": str(run.weights), **plan.times_record(),
     }
-    # the domain writes into this evaluation's own folder, RUN/eval/records/ID (ID: its record's
-    # key), so another evaluation does not overwrite its files; the latest are copied to RUN/eval
-    own = run.dir / "eval" / "records" / records.record_id(evaluated_with)
-    out_dir = own if world.rank == 0 else Path(tempfile.mkdtemp(prefix="diffcore-eval-"))  # one writer of RUN/eval
+    # the domain writes into a fresh folder that becomes this evaluation's own, RUN/eval/records/ID
+    # (ID: its record's key) once it has succeeded, so neither another evaluation nor a failed
+    # rerun of this one loses its files; RUN/eval then holds a copy of the latest
+    latest = run.dir / "eval"
+    own = latest / "records" / records.record_id(evaluated_with)
     if world.rank == 0:
-        shutil.rmtree(own, ignore_errors=True)  # the same settings again: their files are replaced, as their record is
-    out_dir.mkdir(parents=True, exist_ok=True)
+        own.parent.mkdir(parents=True, exist_ok=True)
+        out_dir = Path(tempfile.mkdtemp(dir=own.parent, prefix=own.name + ".partial-"))
+    else:
+        out_dir = Path(tempfile.mkdtemp(prefix="diffcore-eval-"))  # one writer of RUN/eval
     try:
         metrics = dict(legacy.evaluate(run.domain, fn, num, out_dir, bs))
-    finally:
-        if world.rank != 0:
-            shutil.rmtree(out_dir, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(out_dir, ignore_errors=True)
+        raise
+    if world.rank != 0:
+        shutil.rmtree(out_dir, ignore_errors=True)
     record = records.make_record(evaluated_with, metrics)
     if world.rank == 0:
+        (out_dir / "evaluated_with.json").write_text(json.dumps(evaluated_with, indent=1, sort_keys=True, default=str))
+        shutil.rmtree(own, ignore_errors=True)  # the same settings again: their files are replaced, as their record is
+        os.replace(out_dir, own)
         records.save(path, records.upsert(records.load_keeping_bad(path), record), record)
-        (own / "evaluated_with.json").write_text(json.dumps(evaluated_with, indent=1, sort_keys=True, default=str))
-        for f in own.iterdir():
-            if f.is_file() and f.name != "evaluated_with.json":
-                shutil.copy2(f, own.parents[1] / f.name)
+        _copy_latest(own, latest)
     return records.flat_view(record)
+
+
+def _copy_latest(own: Path, latest: Path) -> None:
+    """Make ``latest`` (RUN/eval) hold exactly the files of the evaluation in ``own``, beside
+    ``records/``. What an earlier evaluation left there is a copy of its own folder and goes;
+    files without an ``evaluated_with.json`` beside them (written before evaluations had their
+    own folders) are moved to ``records/before-<time>`` rather than lost."""
+    stale = [e for e in latest.iterdir() if e.name != "records"]
+    if stale and not (latest / "evaluated_with.json").is_file():
+        keep = latest / "records" / time.strftime("before-%Y%m%d-%H%M%S")
+        keep.mkdir(parents=True, exist_ok=True)
+        for entry in stale:
+            shutil.move(str(entry), str(keep / entry.name))
+    else:
+        for entry in stale:
+            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+    for entry in own.iterdir():
+        if entry.is_dir():
+            shutil.copytree(entry, latest / entry.name)
+        else:
+            shutil.copy2(entry, latest / entry.name)
 
 
 def _evaluation_fn(run: runs.Run, plan: SamplingPlan, seed: int, world: World) -> Callable[[Batch], torch.Tensor]:

@@ -7,6 +7,7 @@ import json
 import re
 from types import SimpleNamespace
 
+import pytest
 from typer.testing import CliRunner
 
 from conftest import TINY, run_cli
@@ -139,6 +140,49 @@ def test_evaluations_coexist_replace_list_and_upgrade_an_old_flat_file(toy_plugi
     plan = diffcore.sampling.SamplingPlan.make(schedules.get("linear", num_steps=100), "auto", 5)
     assert (ew["sampler"], ew["spacing"]) == (plan.sampler, plan.spacing)
     assert ew.get("times") == ([float(t) for t in plan.ts[:-1]] if plan.spacing == "tuned" else None)
+
+
+def test_evaluation_files_survive_a_failed_rerun_and_an_older_layout(tmp_path, monkeypatch):
+    """RUN/eval/records/ID keeps each evaluation's files: a rerun that fails leaves the earlier
+    ones (and no half-written folder); files of the flat layout of older versions, found in
+    RUN/eval, are moved under records/ rather than deleted."""
+    from diffcore.contract import legacy
+    from diffcore.platform import generation
+
+    latest = tmp_path / "eval"
+    latest.mkdir()
+    (latest / "grid.png").write_text("old layout")  # written before evaluations had their own folders
+    own = latest / "records" / "abc"
+    own.mkdir(parents=True)
+    (own / "evaluated_with.json").write_text("{}")
+    (own / "metrics.csv").write_text("new")
+    generation._copy_latest(own, latest)
+    assert sorted(p.name for p in latest.iterdir()) == ["evaluated_with.json", "metrics.csv", "records"]
+    (before,) = [d for d in (latest / "records").iterdir() if d.name.startswith("before-")]
+    assert (before / "grid.png").read_text() == "old layout"
+
+    class Boom(RuntimeError):
+        pass
+
+    def failing(domain, fn, num, out_dir, bs):
+        (out_dir / "half.csv").write_text("half")
+        raise Boom("interrupted")
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    run = SimpleNamespace(dir=run_dir, weights=run_dir / "w", domain=None, config=SimpleNamespace(sampling=SimpleNamespace(batch_size=4)))
+    monkeypatch.setattr(legacy, "evaluate", failing)
+    from diffcore.platform import budget
+
+    monkeypatch.setattr(budget, "check_evaluation", lambda *a: None)
+    monkeypatch.setattr(generation.runs, "resolve_plan", lambda r, p, o: diffcore.sampling.SamplingPlan.make("linear", "ddim", 3))
+    monkeypatch.setattr(generation, "_evaluation_fn", lambda *a: None)
+    kept = run_dir / "eval" / "records" / "kept"
+    kept.mkdir(parents=True)
+    (kept / "rows.csv").write_text("earlier")
+    with pytest.raises(Boom):
+        generation.evaluate(run, num=4, progress=False)
+    assert [d.name for d in (run_dir / "eval" / "records").iterdir()] == ["kept"] and (kept / "rows.csv").read_text() == "earlier"
 
 
 def test_list_without_evaluations_and_with_a_bad_file(tmp_path):

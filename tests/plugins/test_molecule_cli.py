@@ -99,8 +99,10 @@ def test_evaluate_reports_model_and_etkdg_metrics(run):
     res = invoke("evaluate", "--run", str(run), "--num", "2", "--steps", "3")
     assert res.exit_code == 0, res.output
     kept = {json.loads((d / "evaluated_with.json").read_text())["num"]: (d / "molecule_metrics.csv").read_text()
-            for d in (run / "eval" / "records").iterdir()}
+            for d in (run / "eval" / "records").iterdir() if (d / "evaluated_with.json").is_file()}
     assert kept[4] == first and kept[2] == (run / "eval" / "molecule_metrics.csv").read_text() != first
+    assert json.loads((run / "eval" / "evaluated_with.json").read_text())["num"] == 2  # which one RUN/eval holds
+    assert not [d for d in (run / "eval" / "records").iterdir() if ".partial-" in d.name]
 
 
 def test_config_file_lists_exactly_the_recipe_defaults():
