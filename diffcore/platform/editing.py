@@ -171,5 +171,4 @@ def record(plan: SamplingPlan, *, mode: str, strength: float, resample: int, par
             "inputs": [str(Path(i).resolve()) if Path(i).is_file() else i for i in inputs], "num": num,
             "classes": list(classes or []),
             "domain_options": domain_options.model_dump(mode="json") if domain_options is not None else {},
-            "sampler": plan.sampler, "steps": plan.steps, "spacing": plan.spacing, "options": dict(plan.options),
-            "guidance": plan.guidance_record(), "weights": str(weights), **plan.times_record()}
+            **plan.record(), "weights": str(weights)}

@@ -228,10 +228,7 @@ def evaluate(run: runs.Run, plan: SamplingPlan | None = None, num: int = 512, *,
     fn = _evaluation_fn(run, plan, seed, world)
     if progress and world.rank == 0:
         fn = progress_lines.counting(fn, "evaluating", num, bs)
-    evaluated_with = {
-        "sampler": plan.sampler, "steps": plan.steps, "spacing": plan.spacing, "options": dict(plan.options),
-        "guidance": plan.guidance_record(), "num": num, "seed": seed, "weights": str(run.weights), **plan.times_record(),
-    }
+    evaluated_with = {**plan.record(), "num": num, "seed": seed, "weights": str(run.weights)}
     # the domain writes into a fresh folder that becomes this evaluation's own, RUN/eval/records/ID
     # (ID: its record's key) once it has succeeded, so neither another evaluation nor a failed
     # rerun of this one loses its files; RUN/eval then holds a copy of the latest

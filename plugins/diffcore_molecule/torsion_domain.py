@@ -198,6 +198,13 @@ def minimised(mol: Chem.Mol, pos: np.ndarray) -> np.ndarray:
     return out
 
 
+# options added after runs were saved: (what such a run sampled with, said, the current default to set)
+_BEFORE = {
+    "sampling_local_structure": ("etkdg", "sampling with 'etkdg'", "sampling_local_structure: mmff-conformer and init_strength: 0.2"),
+    "sampling_minimise": (False, "samples are not minimised", "sampling_minimise: true"),
+}
+
+
 class TorsionOptions(MoleculeOptions):
     """The ``data:`` section of the molecule-coords recipe (torsional diffusion)."""
 
@@ -213,17 +220,13 @@ class TorsionOptions(MoleculeOptions):
         """A run saved before ``sampling_local_structure`` existed sampled raw ETKDG embeddings,
         and one saved before ``sampling_minimise`` did not minimise its samples (its config.yaml
         lists every other option, ``init_strength`` among them): keep that."""
-        if isinstance(data, dict) and "init_strength" in data and "sampling_local_structure" not in data:
-            log.warning("data.sampling_local_structure is not set (a run saved before it existed): sampling with "
-                        "'etkdg', as that run did; for the current default set sampling_local_structure: mmff-conformer "
-                        "and init_strength: 0.2 in the data: section of the run's config.yaml")
-            data = {**data, "sampling_local_structure": "etkdg"}
-        if isinstance(data, dict) and "init_strength" in data and "sampling_minimise" not in data:
-            # a run saved before sampling_minimise existed sampled without it: keep that
-            log.warning("data.sampling_minimise is not set (a run saved before it existed): samples are not minimised, "
-                        "as that run's were; for the current default add sampling_minimise: true to the data: section "
-                        "of the run's config.yaml")
-            data = {**data, "sampling_minimise": False}
+        if not (isinstance(data, dict) and "init_strength" in data):
+            return data
+        for key, (then, said, now) in _BEFORE.items():
+            if key not in data:
+                log.warning(f"data.{key} is not set (a run saved before it existed): {said}, as that run did; for the "
+                            f"current default set {now} in the data: section of the run's config.yaml")
+                data = {**data, key: then}
         return data
 
 

@@ -79,11 +79,16 @@ def decode(x: torch.Tensor, batch: dict) -> list[tuple[MolGraph, np.ndarray, boo
         mg = graphs[g]
         c = x[i, : mg.num_atoms].detach().double().cpu().numpy() * scale
         c, ok = fix_chirality(mg.mol, c)
-        if batch.get("minimise"):  # data.sampling_minimise: onto the force field's nearest minimum
-            from .torsion_domain import minimised
-
-            c = minimised(mg.mol, c[None])[0]
         out.append((mg, c, ok))
+    if batch.get("minimise"):  # data.sampling_minimise: onto the force field's nearest minima, one call per molecule
+        from .torsion_domain import minimised
+
+        rows: dict[int, list[int]] = {}
+        for i, g in enumerate(batch["mol"]):
+            rows.setdefault(g, []).append(i)
+        for g, idx in rows.items():
+            for i, c in zip(idx, minimised(graphs[g].mol, np.stack([out[i][1] for i in idx]))):
+                out[i] = (out[i][0], c, out[i][2])
     return out
 
 

@@ -85,10 +85,12 @@ class SamplingPlan:
             notes.append(f"sampler 'auto' for {budget} model evaluations on {schedule.name!r}: {sampler} with {grid_said}{given}, "
                          f"{steps} step{'s' if steps != 1 else ''} ({cost} evaluations; docs/benchmarks.md, 'Which sampler should I use')")
             tuned = times is not None
+            if tuned:  # the row's grid runs as given times; the plan is labelled "tuned" below
+                spacing = None
         spec = get(sampler)
         opts = spec.check_options(options)
         if times is not None:
-            if (spacing not in (None, "custom") and not tuned) or (steps is not None and steps != len(times)):
+            if spacing not in (None, "custom") or (steps is not None and steps != len(times)):
                 raise ValueError("times: give either times or steps/spacing, not both")
             ts = tuple(check_times(schedule, times)) + (CLEAN,)
             steps, spacing = len(ts) - 1, "tuned" if tuned else "custom"
@@ -118,6 +120,12 @@ class SamplingPlan:
         per run: APG's momentum keeps state); ``cond=None``: the unconditional model."""
         g = Guidance(self.guidance, self.guidance_variant, self.guidance_options)
         return guided(net, cond, g, self.schedule, self.prediction, self.ts)
+
+    def record(self) -> dict[str, Any]:
+        """What evaluation and edit records keep of the plan: sampler, steps, spacing, options,
+        guidance, and the times where the grid was given as times."""
+        return {"sampler": self.sampler, "steps": self.steps, "spacing": self.spacing, "options": dict(self.options),
+                "guidance": self.guidance_record(), **self.times_record()}
 
     def times_record(self) -> dict[str, list[float]]:
         """``{"times": [...]}`` for a grid given as times (spacing "custom", ``--times``; or
