@@ -34,10 +34,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", required=True)
     ap.add_argument("--grid", nargs="+", default=["euler-maruyama:20", "ddim:20", "dpm-solver++:10"],
-                    help="SAMPLER:STEPS[:INIT_STRENGTH[:RELAX_STEPS[:LOCAL[:min|nomin]]]] (init strength < 1: start from "
-                         "the start conformer's torsions, SDEdit; relax steps: torsion steps against steric overlap after "
-                         "sampling; LOCAL: data.sampling_local_structure; min: data.sampling_minimise, MMFF94 on the samples. "
-                         "Fields left out are strength 1, relax 0, etkdg and nomin, not the recipe's defaults)")
+                    help="SAMPLER:STEPS[:INIT_STRENGTH[:RELAX_STEPS[:LOCAL[:min|nomin[:POOL]]]]] (init strength < 1: start "
+                         "from the start conformer's torsions, SDEdit; relax steps: torsion steps against steric overlap after "
+                         "sampling; LOCAL: data.sampling_local_structure; min: data.sampling_minimise, MMFF94 on the samples; "
+                         "POOL: data.sampling_pool. Fields left out are strength 1, relax 0, etkdg, nomin and pool 1, not the "
+                         "recipe's defaults)")
     ap.add_argument("--molecules", type=int, default=40)
     ap.add_argument("--min-heavy", type=int, default=17, help="tune on drug-sized molecules: at least this many heavy atoms "
                     "(the test ligands have 18-35)")
@@ -72,7 +73,8 @@ def main() -> None:
                     **dom.options.model_dump(), "init_strength": float(rest[0]) if rest else 1.0,
                     "relax_steps": int(rest[1]) if len(rest) > 1 else 0,
                     "sampling_local_structure": rest[2] if len(rest) > 2 else "etkdg",
-                    "sampling_minimise": len(rest) > 3 and rest[3] == "min"})
+                    "sampling_minimise": len(rest) > 3 and rest[3] == "min",
+                    "sampling_pool": int(rest[4]) if len(rest) > 4 else 1})
                 fn = runs.sample_fn(run, sampler=sampler, steps=int(steps))
                 gens = M.generate(dom, graphs, counts, fn)
                 scores = [M.score(g.mol, g.coords.double().numpy(), np.stack(x), o.delta) for g, x in zip(graphs, gens)]

@@ -321,15 +321,30 @@ def search(mol: Chem.Mol, num: int, seed: int, *, oversample: int = 3, energy_wi
             return None
     if energies and energy_window is not None:
         order = [k for k in order if energies[k] <= energies[order[0]] + energy_window]
-    heavy = Chem.RemoveHs(m) if prune_rms is not None else None
-    kept: list[int] = []
-    for k in order:
-        if len(kept) == num:
-            break
-        if heavy is None or all(heavy_rmsd(heavy, heavy, ids[k], ids[j], symmetric) >= prune_rms for j in kept):
-            kept.append(k)
+    kept = diverse(m, [ids[k] for k in order], num, prune_rms, symmetric)
+    kept = [ids.index(c) for c in kept]
     coords = np.stack([m.GetConformer(ids[k]).GetPositions() for k in kept])
     return coords, (np.array([energies[k] for k in kept]) if energies else None)
+
+
+def diverse(mol: Chem.Mol, conf_ids: list[int], num: int, prune_rms: float | None, symmetric: bool = True,
+            fill: bool = False) -> list[int]:
+    """Up to ``num`` of the conformers ``conf_ids`` of ``mol``, taken in that order, skipping one
+    within ``prune_rms`` A heavy-atom RMSD (symmetry-aware unless ``symmetric`` is False) of one
+    already kept (``None``: no pruning); with ``fill``, topped up to ``num`` with the skipped
+    ones, in order. The greedy pruning of :func:`search` and of a sampling pool."""
+    if prune_rms is None:
+        return list(conf_ids[:num])
+    heavy = Chem.RemoveHs(mol)
+    kept: list[int] = []
+    for c in conf_ids:
+        if len(kept) == num:
+            break
+        if all(heavy_rmsd(heavy, heavy, c, j, symmetric) >= prune_rms for j in kept):
+            kept.append(c)
+    if fill:
+        kept += [c for c in conf_ids if c not in kept][: num - len(kept)]
+    return kept
 
 
 # ------------------------------------------------------------------------------ the cache

@@ -184,24 +184,41 @@ def local_structures(mol: Chem.Mol, num: int, seed: int) -> np.ndarray | None:
     return None
 
 
-def minimised(mol: Chem.Mol, pos: np.ndarray) -> np.ndarray:
+def minimised(mol: Chem.Mol, pos: np.ndarray, energies: bool = False):
     """The conformers ``pos [K, N, 3]`` of ``mol`` minimised as the training references are
     (MMFF94, else UFF, to convergence; unchanged if neither force field applies). A conformer
     whose specified stereo the minimisation changed is kept as it was (the references drop
-    such conformers; none was seen on the 40 test ligands)."""
+    such conformers; none was seen on the 40 test ligands). With ``energies``: also ``[K]``
+    their energies (kcal/mol; +inf for one kept as it was; ``None`` without a force field)."""
     m = with_conformers(mol, pos)
-    G.minimise(m, threads=1)
+    found = G.minimise(m, threads=1)
     out = np.stack([c.GetPositions() for c in m.GetConformers()])
+    energy = np.array(found, dtype=np.float64) if found is not None else None
+    want = G._stereo(m)
     for k, c in enumerate(m.GetConformers()):
-        if not G.keeps_stereo(m, c.GetId()):
+        if not G.keeps_stereo(m, c.GetId(), want):
             out[k] = pos[k]
-    return out
+            if energy is not None:
+                energy[k] = np.inf
+    return (out, energy) if energies else out
+
+
+def pool_choice(mol: Chem.Mol, pos: np.ndarray, energy: np.ndarray | None, num: int, prune: float) -> np.ndarray:
+    """Indices of ``num`` of the minimised pool ``pos [P, N, 3]``: lowest energy first, one within
+    ``prune`` A heavy-atom RMSD of one already chosen skipped, then topped up in energy order
+    (the recipe of the reference ensembles, :func:`diffcore_molecule.druglike.search`, without
+    its energy window). Without energies (no force field) the pool's order stands."""
+    order = list(np.argsort(energy, kind="stable")) if energy is not None else list(range(len(pos)))
+    m = with_conformers(mol, pos)
+    ids = [c.GetId() for c in m.GetConformers()]
+    return np.array(G.diverse(m, [ids[k] for k in order], num, prune, fill=True))
 
 
 # options added after runs were saved: (what such a run sampled with, said, the current default to set)
 _BEFORE = {
     "sampling_local_structure": ("etkdg", "sampling with 'etkdg'", "sampling_local_structure: mmff-conformer and init_strength: 0.2"),
     "sampling_minimise": (False, "samples are not minimised", "sampling_minimise: true"),
+    "sampling_pool": (1, "no pool of start conformers", "sampling_pool: 3"),
 }
 
 
@@ -212,6 +229,8 @@ class TorsionOptions(MoleculeOptions):
     local_structure: Literal["etkdg", "reference"] = Field("reference", description="Training: the conformer whose torsions the network sets, the reference itself, or an ETKDG embedding of the molecule (as at sampling; conformer matching, Jing et al. 2022: no gain measured on the tuning molecules).")
     sampling_local_structure: Literal["etkdg", "mmff", "mmff-conformer"] = Field("mmff-conformer", description="Sampling: each conformer's local structure (bond lengths, angles, rings) is an ETKDG v3 embedding as is ('etkdg'), or that embedding minimised with MMFF94 as the training references are ('mmff': the start's torsions stay ETKDG's; 'mmff-conformer', chosen on the tuning molecules: the start is the minimised conformer, torsions too, so the model refines an ETKDG + MMFF94 ensemble).")
     relax_steps: int = Field(100, ge=0, le=1000, description="After sampling, this many gradient steps on the torsions against steric overlap (0: none; 100: chosen on the tuning molecules).")
+    sampling_pool: int = Field(3, ge=1, le=20, description="Sampling: embed and minimise this many times the conformers asked for, and start from the lowest-energy ones that differ by at least sampling_prune (the recipe of the reference ensembles; 1: no pool, each conformer starts from its own embedding; 3: chosen on the tuning molecules). Needs a minimised start: ignored with sampling_local_structure: etkdg.")
+    sampling_prune: float = Field(0.5, gt=0, le=5, description="With sampling_pool > 1: two start conformers closer than this heavy-atom RMSD (Angstrom, symmetry-aware) count as one (0.5: the references' threshold).")
     sampling_minimise: bool = Field(True, description="After sampling (and relax_steps), minimise each conformer with MMFF94 to convergence, as the references and the ETKDG + MMFF94 baseline are (a conformer whose stereo that changed is kept as sampled; on: chosen on the tuning molecules, docs/domains/molecules.md).")
 
     @model_validator(mode="before")
@@ -228,6 +247,14 @@ class TorsionOptions(MoleculeOptions):
                             f"current default set {now} in the data: section of the run's config.yaml")
                 data = {**data, key: then}
         return data
+
+    @model_validator(mode="after")
+    def _pool_needs_energies(self):
+        if self.sampling_pool > 1 and self.sampling_local_structure == "etkdg" and "sampling_pool" in self.model_fields_set:
+            raise ValueError("data.sampling_pool > 1 chooses start conformers by their MMFF94 energy, which "
+                             "sampling_local_structure: etkdg does not compute; set sampling_local_structure to "
+                             "mmff-conformer (or mmff), or sampling_pool: 1")
+        return self
 
 
 class TorsionDomain(MoleculeDomain):
@@ -319,13 +346,17 @@ class TorsionDomain(MoleculeDomain):
         for g, mg in enumerate(graphs):
             if counts[g] <= 0:
                 continue
-            raw = local_structures(mg.mol, counts[g], base + g)
+            pool = self.options.sampling_pool if mode != "etkdg" else 1
+            raw = local_structures(mg.mol, pool * counts[g], base + g)
             if raw is None:
                 where = mg.mol.GetProp("diffcore_where") if mg.mol.HasProp("diffcore_where") else mg.name
                 log.warning("skipped %s (%s): rdkit cannot embed this molecule (impossible stereo or geometry); no conformers",
                             where, mg.smiles)
                 continue
-            pos = raw if mode == "etkdg" else minimised(mg.mol, raw)
+            pos, energy = (raw, None) if mode == "etkdg" else minimised(mg.mol, raw, energies=True)
+            if pool > 1:
+                pick = pool_choice(mg.mol, pos, energy, counts[g], self.options.sampling_prune)
+                raw, pos = raw[pick], pos[pick]
             local[g] = torch.as_tensor(pos, dtype=torch.float32)
             first[g] = torch.as_tensor(pos if mode == "mmff-conformer" else raw, dtype=torch.float32)  # the start's torsions
             jobs += [(g, k) for k in range(counts[g])]

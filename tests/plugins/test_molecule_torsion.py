@@ -324,7 +324,7 @@ def test_sampling_local_structure_modes_set_the_local_structure_and_the_start(mo
 
     smiles = "OCC(N)c1ccc(CCC(=O)O)cc1"
     graph = heavy_first(D.to_graph("m", D.from_smiles(smiles, D.Rules(("H", "C", "N", "O"), 200, True)), D.Rules(("H", "C", "N", "O"), 200, True)))
-    domain = TorsionDomain(TorsionOptions(sampling_local_structure=mode, init_strength=0.5))
+    domain = TorsionDomain(TorsionOptions(sampling_local_structure=mode, init_strength=0.5, sampling_pool=1))
     torch.manual_seed(3)
     (batch,) = list(domain.graph_batches([graph], 2, 8))
     torch.manual_seed(3)
@@ -339,6 +339,54 @@ def test_sampling_local_structure_modes_set_the_local_structure_and_the_start(mo
     assert torch.allclose(batch["init"], want, atol=1e-4) and batch["strength"] == 0.5
     if mode == "mmff":  # the local structure moved, the start did not follow it
         assert not torch.allclose(dihedrals(c["pos0"], c["quads"]) * c["tmask"], batch["init"], atol=1e-2)
+
+
+def test_sampling_pool_starts_from_the_lowest_energy_distinct_minima_of_a_larger_pool():
+    """data.sampling_pool = 3: 3 x K embeddings are minimised; the K starts are pool minima, at
+    least sampling_prune apart, and no pool minimum of lower energy than a chosen one was left
+    out unless it duplicates a chosen one of lower energy (the references' recipe)."""
+    from rdkit.Chem import rdMolAlign
+
+    from diffcore_molecule.torsion_domain import local_structures, minimised
+    from diffcore_molecule.writer import with_conformers
+
+    rules = D.Rules(("H", "C", "N", "O", "S", "Cl"), 200, True)
+    graph = heavy_first(D.to_graph("drug", D.from_smiles(DRUG, rules), rules))
+    mol, k = graph.mol, 4
+    domain = TorsionDomain(TorsionOptions(sampling_pool=3, sampling_prune=0.5))
+    torch.manual_seed(3)
+    (batch,) = list(domain.graph_batches([graph], k, 16))
+    torch.manual_seed(3)
+    pool, energy = minimised(mol, local_structures(mol, 3 * k, int(torch.randint(0, 2**31 - 1, (1,)))), energies=True)
+    n = mol.GetNumAtoms()
+    chosen = []
+    for row in batch["cond"]["pos0"][:, :n].double().numpy():
+        dist = np.abs(pool - row).max(axis=(1, 2))
+        assert dist.min() < 1e-3  # a minimised conformer of the pool
+        chosen.append(int(dist.argmin()))
+    assert len(set(chosen)) == k
+    heavy = Chem.RemoveHs(with_conformers(mol, pool))
+
+    def rmsd(i, j):
+        return rdMolAlign.GetBestRMS(Chem.Mol(heavy), heavy, i, j)
+
+    assert all(rmsd(i, j) >= 0.5 for a, i in enumerate(chosen) for j in chosen[:a])
+    top = max(energy[c] for c in chosen)
+    for j in set(range(3 * k)) - set(chosen):
+        if energy[j] < top:  # skipped: it duplicates a chosen minimum of lower energy
+            assert any(energy[c] <= energy[j] and rmsd(j, c) < 0.5 for c in chosen), j
+    batch_start = dihedrals(batch["cond"]["pos0"], batch["cond"]["quads"]) * batch["cond"]["tmask"]
+    assert torch.allclose(batch["init"], batch_start, atol=1e-4)  # mmff-conformer: the start is the chosen minimum
+
+
+def test_sampling_pool_needs_a_minimised_start():
+    assert TorsionOptions().sampling_pool == 3  # the default: chosen on the tuning molecules
+    with pytest.raises(ValueError, match="sampling_pool"):
+        TorsionOptions(sampling_pool=3, sampling_local_structure="etkdg")
+    assert TorsionOptions(sampling_local_structure="etkdg").sampling_pool == 3  # not asked for: ignored there
+    saved = TorsionOptions().model_dump()
+    del saved["sampling_pool"]
+    assert TorsionOptions.model_validate(saved).sampling_pool == 1  # a run saved before the option: as it sampled
 
 
 def test_sampling_minimise_lands_every_sample_on_a_force_field_minimum():
@@ -379,7 +427,8 @@ def test_sampling_minimise_lands_every_sample_on_a_force_field_minimum():
 
 def test_a_run_saved_before_sampling_local_structure_keeps_raw_etkdg_with_a_warning(caplog):
     saved = TorsionOptions().model_dump()
-    del saved["sampling_local_structure"]
+    for later in ("sampling_local_structure", "sampling_minimise", "sampling_pool", "sampling_prune"):  # options added since
+        del saved[later]
     saved["init_strength"] = 0.6
     assert TorsionOptions.model_validate(saved).sampling_local_structure == "etkdg"
     assert any("saved before it existed" in r.getMessage() for r in caplog.records)
