@@ -162,6 +162,14 @@ class Domain(abc.ABC):
         return eps * mask.to(eps.dtype) if mask is not None else eps
 
     # ------------------------------------------------------ sampling, output
+    def sampling_settings(self) -> dict[str, Any]:
+        """The domain's own options (of the ``data:`` section) that change what sampling makes,
+        e.g. how a molecule's start conformers are chosen, as a JSON-serialisable mapping. An
+        evaluation records them (``evaluated_with["domain"]``) and they are part of its record's
+        key: evaluating again after changing one in ``RUN/config.yaml`` adds a record instead of
+        replacing the other setting's. The default: none."""
+        return {}
+
     @abc.abstractmethod
     def sample_batches(
         self,

@@ -229,6 +229,9 @@ def evaluate(run: runs.Run, plan: SamplingPlan | None = None, num: int = 512, *,
     if progress and world.rank == 0:
         fn = progress_lines.counting(fn, "evaluating", num, bs)
     evaluated_with = {**plan.record(), "num": num, "seed": seed, "weights": str(run.weights)}
+    settings = run.domain.sampling_settings()
+    if settings:  # absent for a domain without any: the keys of its records are unchanged
+        evaluated_with["domain"] = dict(settings)
     # the domain writes into a fresh folder that becomes this evaluation's own, RUN/eval/records/ID
     # (ID: its record's key) once it has succeeded, so neither another evaluation nor a failed
     # rerun of this one loses its files; RUN/eval then holds a copy of the latest

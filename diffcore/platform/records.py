@@ -1,7 +1,8 @@
 """Evaluation records: ``RUN/metrics.json`` holds one record per way of evaluating a run.
 
 A record is ``{"evaluated_with": {...}, "metrics": {...}, "timestamp": "..."}``, keyed by
-``evaluated_with``'s (sampler, steps, spacing, options, guidance, seed, num, weights):
+``evaluated_with``'s (sampler, steps, spacing, options, guidance, seed, num, weights, and
+the model times and the domain's sampling settings where there are any):
 evaluating again with the same key replaces that record, any other key adds one. The file
 is a mapping::
 
@@ -38,12 +39,14 @@ def make_record(evaluated_with: Mapping[str, Any], metrics: Mapping[str, Any], t
 
 def record_key(record: Mapping[str, Any]) -> str:
     """The record's identity: its (sampler, steps, spacing, options, guidance, seed, num, weights),
-    and the model times where the grid was given rather than named (spacing "custom", from
-    ``--times``, or "tuned", the grid of a ``sampler: auto`` row), as canonical JSON."""
+    the model times where the grid was given rather than named (spacing "custom", from
+    ``--times``, or "tuned", the grid of a ``sampler: auto`` row), and the domain's own sampling
+    settings where it has any (:meth:`diffcore.Domain.sampling_settings`), as canonical JSON."""
     ew = record.get(EVALUATED_WITH) or {}
     key = {k: ew.get(k) for k in KEY_FIELDS}
-    if ew.get("times") is not None:  # absent from records of named spacings: their keys are unchanged
-        key["times"] = ew["times"]
+    for extra in ("times", "domain"):  # absent from records without them: their keys are unchanged
+        if ew.get(extra):
+            key[extra] = ew[extra]
     return json.dumps(key, sort_keys=True, default=str)
 
 

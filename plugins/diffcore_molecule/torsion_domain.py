@@ -327,6 +327,13 @@ class TorsionDomain(MoleculeDomain):
     def collate(self, items: list[Batch]) -> Batch:
         return collate_torsions(items)
 
+    SAMPLING_SETTINGS = ("init_strength", "sampling_local_structure", "relax_steps", "sampling_minimise", "sampling_pool",
+                         "sampling_prune")
+
+    def sampling_settings(self) -> dict:
+        """The data options that change how conformers are sampled (recorded with an evaluation)."""
+        return {k: getattr(self.options, k) for k in self.SAMPLING_SETTINGS}
+
     def noise(self, like: torch.Tensor, batch: Batch, generator: torch.Generator | None = None) -> torch.Tensor:
         return Domain.noise(self, like, batch, generator)  # i.i.d. per torsion, zero at padding
 

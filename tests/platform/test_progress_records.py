@@ -170,7 +170,7 @@ def test_evaluation_files_survive_a_failed_rerun_and_an_older_layout(tmp_path, m
 
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    run = SimpleNamespace(dir=run_dir, weights=run_dir / "w", domain=None, config=SimpleNamespace(sampling=SimpleNamespace(batch_size=4)))
+    run = SimpleNamespace(dir=run_dir, weights=run_dir / "w", domain=SimpleNamespace(sampling_settings=dict), config=SimpleNamespace(sampling=SimpleNamespace(batch_size=4)))
     monkeypatch.setattr(legacy, "evaluate", failing)
     from diffcore.platform import budget
 

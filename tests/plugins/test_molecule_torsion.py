@@ -450,3 +450,32 @@ def test_evaluate_scores_the_models_own_start_conformers_as_a_paired_row(run):
         rows = list(csv.DictReader(f))
     assert rows and all(r["start_amr_r"] != "" for r in rows)
     assert abs(sum(float(r["start_amr_r"]) for r in rows) / len(rows) - metrics["start_amr_r"]) < 1e-9
+
+
+def test_evaluations_with_other_sampling_settings_are_other_records(run, tmp_path):
+    """The torsion options that change sampling (data.sampling_pool, ...) are recorded with an
+    evaluation and are part of its record's key: changing one in RUN/config.yaml and evaluating
+    again adds a record; the same settings again replace theirs."""
+    import json
+    import shutil
+
+    from diffcore.platform import records
+
+    own = tmp_path / "run"
+    shutil.copytree(run, own)
+    (own / "metrics.json").unlink(missing_ok=True)
+
+    def evaluate():
+        res = CliRunner().invoke(app, ["evaluate", "--run", str(own), "--num", "6", "--steps", "15", "--threads", "1"])
+        assert res.exit_code == 0, res.output
+        return records.load(own / "metrics.json")
+
+    first = evaluate()
+    assert first[-1]["evaluated_with"]["domain"]["sampling_pool"] == 3
+    config = own / "config.yaml"
+    config.write_text(config.read_text().replace("sampling_pool: 3", "sampling_pool: 1"))
+    second = evaluate()
+    assert len(second) == 2 and second[-1]["evaluated_with"]["domain"]["sampling_pool"] == 1
+    assert len({records.record_id(r["evaluated_with"]) for r in second}) == 2  # and two folders of files
+    assert len(evaluate()) == 2  # the same settings again: their record replaced
+    assert json.loads((own / "metrics.json").read_text())["evaluated_with"]["domain"]["sampling_pool"] == 1
