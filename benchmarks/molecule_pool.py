@@ -1,11 +1,13 @@
 """Does a trained molecule-coords model know which conformers are likely? Selection from a pool.
 
 For each molecule (K = ``eval_factor`` x its references), a pool of ``--over`` x K ETKDG v3 +
-MMFF94 conformers is made (seeded), and K of them are chosen five ways; each choice is scored
+MMFF94 conformers is made (seeded), and K of them are chosen four ways, beside a row of K
+conformers of their own; each is scored
 against the references as ``diffcore evaluate`` scores (COV-R / AMR-R / COV-P / AMR-P at the
 run's delta):
 
-``etkdg+mmff``            K conformers of their own (the baseline row of ``diffcore evaluate``);
+``etkdg+mmff``            K conformers of their own (as the ETKDG + MMFF94 row of ``diffcore evaluate``,
+                          another seed; a conformer whose stereo MMFF94 changed is dropped);
 ``pool: diverse``         the pool in a random order, a conformer kept unless within ``--prune``
                           Å heavy-atom RMSD of one kept (then filled up to K in the same order);
 ``pool: energy, diverse`` the same in order of MMFF94 energy: the recipe of the references
@@ -18,17 +20,18 @@ mean over a fixed stratified grid of ``--times`` diffusion times and ``--draws``
 (the same for every conformer of a molecule) of sum_torsions (eps_hat(theta + sigma eps, t) -
 E[eps | theta + sigma eps mod 2 pi])^2: for the VE schedule with t uniform this is, up to
 constants that are the same for every conformer of a molecule, the negative evidence lower
-bound of the score-matching objective (Song et al. 2021, "Maximum likelihood training of
+bound of the score-matching objective (for the geometric VE schedule, sigma(t) = sigma_min
+(sigma_max / sigma_min)^t, whose g^2 / sigma^2 is constant in t: the recipe's) (Song et al. 2021, "Maximum likelihood training of
 score-based diffusion models"): lower = more likely under the model. If the model has learned
 which torsion basins the references occupy, ``pool: model, diverse`` beats ``pool: diverse``.
 
     OMP_NUM_THREADS=1 python benchmarks/molecule_pool.py --run RUN --molecules test --seeds 0 1 2
     OMP_NUM_THREADS=1 python benchmarks/molecule_pool.py --run RUN --molecules tune --seeds 0 1 2
 
-``test``: the run's held-out test ligands; ``tune``: its tuning molecules (the split of the training
+``test``: the 40 held-out test ligands (also for a run trained on ``data.smiles``); ``tune``: its tuning molecules (the split of the training
 source, never trained on) with at least 17 heavy atoms.
 
-``ind_rmsd``, ``ind_1A`` (test molecules only): 14 of the test ligands have a 3D structure in the
+``ind_rmsd``, ``ind_1A`` (test molecules only): 13 of the test ligands have a 3D structure in the
 file they come from that no ETKDG or MMFF94 made (Fastcluster/testdata/cdk2.sdf: OPLS_2005
 minimised models; FreeWilson/data/cmet_ligands.sdf: the series' modelled, partly redocked,
 poses), with the same stereo as the test molecule: the smallest heavy-atom RMSD (symmetry-aware)
@@ -54,7 +57,7 @@ from diffcore.math import torus  # noqa: E402
 from diffcore.platform import runs  # noqa: E402
 from diffcore_molecule import druglike as G  # noqa: E402
 from diffcore_molecule import metrics as M  # noqa: E402
-from diffcore_molecule.torsion_domain import _sampling_cond, clash_radii, collate_torsions, torsions_of  # noqa: E402
+from diffcore_molecule.torsion_domain import _sampling_cond, clash_radii, collate_torsions, heavy_first, torsions_of  # noqa: E402
 from diffcore_molecule.torsions import dihedrals  # noqa: E402
 
 ROWS = ("etkdg+mmff", "pool: diverse", "pool: energy, diverse", "pool: model", "pool: model, diverse")
@@ -145,7 +148,8 @@ def one_molecule(run, mg, k: int, seed: int, a, ind=None) -> dict[str, dict[str,
         out["etkdg+mmff"]["ind_rmsd"] = independent_rmsd(mg, ind, base[0])
         for name, idx in picks.items():
             out[name]["ind_rmsd"] = independent_rmsd(mg, ind, pool[idx])
-    out["_corr_energy_bound"] = {"r": float(np.corrcoef(energy, bound)[0, 1]) if len(pool) > 2 else float("nan")}
+    ok = energy is not None and len(pool) > 2 and np.ptp(bound) > 0
+    out["_corr_energy_bound"] = {"r": float(np.corrcoef(energy, bound)[0, 1]) if ok else float("nan")}
     return out
 
 
@@ -165,8 +169,8 @@ def main() -> None:
     run = runs.load_run(a.run)
     run.net.eval()
     dom = run.domain
-    if a.molecules == "test":
-        graphs = dom.held_out_graphs()
+    if a.molecules == "test":  # the 40 test ligands, also for a run trained on a SMILES file of its own
+        graphs = dom.held_out_graphs() if dom._uses_test_set() else [heavy_first(g) for g in dom._test_graphs()]
     else:
         dom.setup()
         graphs = [g for g in (dom.graphs[i] for i in (dom.tune_idx or dom.val_idx)) if g.mol.GetNumHeavyAtoms() >= 17]

@@ -229,7 +229,7 @@ class TorsionOptions(MoleculeOptions):
     local_structure: Literal["etkdg", "reference"] = Field("reference", description="Training: the conformer whose torsions the network sets, the reference itself, or an ETKDG embedding of the molecule (as at sampling; conformer matching, Jing et al. 2022: no gain measured on the tuning molecules).")
     sampling_local_structure: Literal["etkdg", "mmff", "mmff-conformer"] = Field("mmff-conformer", description="Sampling: each conformer's local structure (bond lengths, angles, rings) is an ETKDG v3 embedding as is ('etkdg'), or that embedding minimised with MMFF94 as the training references are ('mmff': the start's torsions stay ETKDG's; 'mmff-conformer', chosen on the tuning molecules: the start is the minimised conformer, torsions too, so the model refines an ETKDG + MMFF94 ensemble).")
     relax_steps: int = Field(100, ge=0, le=1000, description="After sampling, this many gradient steps on the torsions against steric overlap (0: none; 100: chosen on the tuning molecules).")
-    sampling_pool: int = Field(3, ge=1, le=20, description="Sampling: embed and minimise this many times the conformers asked for, and start from the lowest-energy ones that differ by at least sampling_prune (the recipe of the reference ensembles; 1: no pool, each conformer starts from its own embedding; 3: chosen on the tuning molecules). Needs a minimised start: ignored with sampling_local_structure: etkdg.")
+    sampling_pool: int = Field(3, ge=1, le=20, description="Sampling: embed and minimise this many times the conformers asked for, and start from the lowest-energy ones that differ by at least sampling_prune (the recipe of the reference ensembles; 1: no pool, each conformer starts from its own embedding; 3: chosen on the tuning molecules). Needs a minimised start: with sampling_local_structure: etkdg the pool is 1, and asking for more is an error.")
     sampling_prune: float = Field(0.5, gt=0, le=5, description="With sampling_pool > 1: two start conformers closer than this heavy-atom RMSD (Angstrom, symmetry-aware) count as one (0.5: the references' threshold).")
     sampling_minimise: bool = Field(True, description="After sampling (and relax_steps), minimise each conformer with MMFF94 to convergence, as the references and the ETKDG + MMFF94 baseline are (a conformer whose stereo that changed is kept as sampled; on: chosen on the tuning molecules, docs/domains/molecules.md).")
 
@@ -250,10 +250,14 @@ class TorsionOptions(MoleculeOptions):
 
     @model_validator(mode="after")
     def _pool_needs_energies(self):
-        if self.sampling_pool > 1 and self.sampling_local_structure == "etkdg" and "sampling_pool" in self.model_fields_set:
-            raise ValueError("data.sampling_pool > 1 chooses start conformers by their MMFF94 energy, which "
-                             "sampling_local_structure: etkdg does not compute; set sampling_local_structure to "
-                             "mmff-conformer (or mmff), or sampling_pool: 1")
+        """A pool is chosen by MMFF94 energy, which ``etkdg`` does not compute: asked for with it,
+        an error; not asked for, the pool is 1 (so a saved config says what the run does)."""
+        if self.sampling_pool > 1 and self.sampling_local_structure == "etkdg":
+            if "sampling_pool" in self.model_fields_set:
+                raise ValueError("data.sampling_pool > 1 chooses start conformers by their MMFF94 energy, which "
+                                 "sampling_local_structure: etkdg does not compute; set sampling_local_structure to "
+                                 "mmff-conformer (or mmff), or sampling_pool: 1")
+            self.sampling_pool = 1
         return self
 
 

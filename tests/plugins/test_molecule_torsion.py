@@ -379,11 +379,47 @@ def test_sampling_pool_starts_from_the_lowest_energy_distinct_minima_of_a_larger
     assert torch.allclose(batch["init"], batch_start, atol=1e-4)  # mmff-conformer: the start is the chosen minimum
 
 
+def test_pool_choice_prunes_duplicates_fills_in_energy_order_and_keeps_the_order_without_energies():
+    """pool_choice on a built pool: exact duplicates (as local_structures makes when rdkit returns
+    too few embeddings) are skipped, then filled back in energy order; a stereo-changed
+    conformer (energy +inf) comes last; without a force field (energies None) the pool's order
+    stands, pruned the same way."""
+    from rdkit.Chem import rdMolAlign
+
+    from diffcore_molecule.torsion_domain import local_structures, minimised, pool_choice
+    from diffcore_molecule.writer import with_conformers
+
+    rules = D.Rules(("H", "C", "N", "O", "S", "Cl"), 200, True)
+    mol = heavy_first(D.to_graph("drug", D.from_smiles(DRUG, rules), rules)).mol
+    two = minimised(mol, local_structures(mol, 8, seed=11))
+    heavy = Chem.RemoveHs(with_conformers(mol, two))
+
+    a, b = next((i, j) for i in range(8) for j in range(i) if rdMolAlign.GetBestRMS(Chem.Mol(heavy), heavy, i, j) > 0.5)
+    pool = np.stack([two[a], two[a], two[b], two[a], two[b]])  # two distinct minima, three copies of one
+    energy = np.array([3.0, 1.0, 2.0, np.inf, 0.5])
+    assert pool_choice(mol, pool, energy, 2, 0.5).tolist() == [4, 1]  # lowest first; 2 duplicates 4
+    assert pool_choice(mol, pool, energy, 4, 0.5).tolist() == [4, 1, 2, 0]  # topped up in energy order, +inf last
+    assert pool_choice(mol, pool, energy, 5, 0.5).tolist() == [4, 1, 2, 0, 3]
+    assert pool_choice(mol, pool, None, 3, 0.5).tolist() == [0, 2, 1]  # no energies: the pool's order, pruned, filled
+    assert pool_choice(mol, pool, energy, 3, 0.0001).tolist() == [4, 1, 2]  # a tiny threshold: only exact copies merge
+
+
 def test_sampling_pool_needs_a_minimised_start():
     assert TorsionOptions().sampling_pool == 3  # the default: chosen on the tuning molecules
     with pytest.raises(ValueError, match="sampling_pool"):
         TorsionOptions(sampling_pool=3, sampling_local_structure="etkdg")
-    assert TorsionOptions(sampling_local_structure="etkdg").sampling_pool == 3  # not asked for: ignored there
+    etkdg = TorsionOptions(sampling_local_structure="etkdg")
+    assert etkdg.sampling_pool == 1  # not asked for: no pool there, and a saved config says so
+    assert TorsionOptions.model_validate(etkdg.model_dump()).sampling_pool == 1  # it loads again
+    graph = heavy_first(D.to_graph("m", D.from_smiles("OCC(N)c1ccc(CCC(=O)O)cc1", D.Rules(("H", "C", "N", "O"), 200, True)),
+                                   D.Rules(("H", "C", "N", "O"), 200, True)))
+    from diffcore_molecule.torsion_domain import local_structures
+
+    torch.manual_seed(3)
+    (batch,) = list(TorsionDomain(etkdg).graph_batches([graph], 2, 8))
+    torch.manual_seed(3)
+    raw = local_structures(graph.mol, 2, int(torch.randint(0, 2**31 - 1, (1,))))
+    assert torch.allclose(batch["cond"]["pos0"][:, : graph.mol.GetNumAtoms()].double(), torch.as_tensor(raw), atol=1e-4)
     saved = TorsionOptions().model_dump()
     del saved["sampling_pool"]
     assert TorsionOptions.model_validate(saved).sampling_pool == 1  # a run saved before the option: as it sampled
