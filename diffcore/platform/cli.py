@@ -319,7 +319,9 @@ def evaluate(
     num_nodes: int = _NUM_NODES,
 ) -> None:
     """Compute the domain's quality metrics; record them in RUN/metrics.json (one record per
-    sampler, steps, spacing, options, guidance, seed, num and weights) and print them."""
+    sampler, steps, spacing, options, guidance, seed, num and weights, and per model times and
+    the domain's own sampling settings of RUN/config.yaml's data: section where there are any)
+    and print them."""
     from diffcore.platform import config as cfgmod
     from diffcore.platform import generation, records, runs
 

@@ -141,14 +141,18 @@ def table(records: list[dict[str, Any]]) -> str:
     if not records:
         return "no evaluations recorded"
     cols = ["when", "sampler", "steps", "spacing", "options", "guidance", "seed", "num", "weights"]
+    settings = [r[EVALUATED_WITH].get("domain") or {} for r in records]
+    differ = sorted(k for k in set().union(*settings) if len({json.dumps(s.get(k), default=str) for s in settings}) > 1)
     rows = []
-    for r in records:
+    for r, own in zip(records, settings):
         ew = r[EVALUATED_WITH]
         weights = ew.get("weights")
         row = [_cell(r.get("timestamp"))[:16], *(_cell(ew.get(k)) for k in cols[1:-1]), Path(weights).name if weights else "-"]
+        if differ:  # the domain's sampling settings in which the records differ
+            row.append(",".join(f"{k}={_cell(own[k])}" for k in differ if k in own) or "-")
         row.append("  ".join(f"{k}={_cell(v)}" for k, v in sorted(r["metrics"].items())) or "-")
         rows.append(row)
-    cols.append("metrics")
+    cols += (["domain"] if differ else []) + ["metrics"]
     widths = [max(len(c), *(len(row[i]) for row in rows)) for i, c in enumerate(cols)]
     fmt = lambda row: "  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip()  # noqa: E731
     return "\n".join([fmt(cols), *map(fmt, rows)])

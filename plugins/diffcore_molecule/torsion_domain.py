@@ -268,6 +268,9 @@ class TorsionDomain(MoleculeDomain):
     Options = TorsionOptions
     period = 2 * math.pi
     EditOptions = None
+    #: the data options that change how conformers are sampled (:meth:`sampling_settings`)
+    SAMPLING_SETTINGS = ("init_strength", "sampling_local_structure", "relax_steps", "sampling_minimise", "sampling_pool",
+                         "sampling_prune")
 
     def __init__(self, options=None, *, workdir=None):
         super().__init__(options, workdir=workdir)
@@ -331,9 +334,6 @@ class TorsionDomain(MoleculeDomain):
     def collate(self, items: list[Batch]) -> Batch:
         return collate_torsions(items)
 
-    SAMPLING_SETTINGS = ("init_strength", "sampling_local_structure", "relax_steps", "sampling_minimise", "sampling_pool",
-                         "sampling_prune")
-
     def sampling_settings(self) -> dict:
         """The data options that change how conformers are sampled (recorded with an evaluation)."""
         return {k: getattr(self.options, k) for k in self.SAMPLING_SETTINGS}
@@ -357,7 +357,7 @@ class TorsionDomain(MoleculeDomain):
         for g, mg in enumerate(graphs):
             if counts[g] <= 0:
                 continue
-            pool = self.options.sampling_pool if mode != "etkdg" else 1
+            pool = self.options.sampling_pool  # 1 with etkdg (TorsionOptions): no energies to choose by
             raw = local_structures(mg.mol, pool * counts[g], base + g)
             if raw is None:
                 where = mg.mol.GetProp("diffcore_where") if mg.mol.HasProp("diffcore_where") else mg.name
