@@ -28,6 +28,7 @@ import functools
 import hashlib
 import logging
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -287,14 +288,38 @@ def rdkit_seed(seed: int) -> int:
     return seed % (2**31 - 2) + 1
 
 
+EMBED_TIMEOUT = 60  #: seconds one ETKDG call may take (rdkit's timeout): a strained molecule can take hours
+
+
+def embed_conformers(m: Chem.Mol, num: int, seed: int, threads: int = 1, what: str = "molecule") -> list[int]:
+    """The ids of up to ``num`` ETKDG v3 embeddings added to ``m`` (seeded by ``seed``; retried
+    once from random coordinates if none comes back). A call stops after
+    :data:`EMBED_TIMEOUT` seconds: a molecule that slow (e.g. a strained ring, as in an azirine
+    ester of PubChem) keeps the embeddings made by then, with a warning naming ``what`` (on a
+    slower machine it may keep fewer); ``[]`` when none."""
+    for random_coords in (False, True):
+        params = AllChem.ETKDGv3()
+        params.randomSeed, params.numThreads = rdkit_seed(seed), threads
+        params.useRandomCoords = random_coords
+        params.timeout = EMBED_TIMEOUT
+        start = time.perf_counter()
+        ids = [i for i in AllChem.EmbedMultipleConfs(m, num, params) if i >= 0]  # -1: stopped before the first
+        if len(ids) < num and time.perf_counter() - start >= 0.99 * EMBED_TIMEOUT:
+            log.warning("%s: rdkit's ETKDG stopped after %.0f s with %d of %d embeddings (a strained or unusual "
+                        "molecule); kept those", what, EMBED_TIMEOUT, len(ids), num)
+        if ids:
+            return ids
+    return []
+
+
 def search(mol: Chem.Mol, num: int, seed: int, *, oversample: int = 3, energy_window: float | None = 10.0,
            prune_rms: float | None = 0.5, optimise: bool = True, threads: int = 0, max_iters: int = 2000,
            symmetric: bool = True, what: str = "molecule") -> tuple[np.ndarray, np.ndarray | None] | None:
     """A reference ensemble of ``mol`` (its atoms, in order): ``(coords [k, N, 3], energies [k])``
     with 1 <= k <= ``num``, lowest energy first, or ``None`` when ETKDG cannot embed it.
 
-    ``oversample`` x ``num`` ETKDG v3 embeddings (``seed``; retried once from random coordinates
-    if none comes back), each minimised (MMFF94, UFF where MMFF94 lacks parameters) if
+    ``oversample`` x ``num`` ETKDG v3 embeddings (:func:`embed_conformers`: ``seed``, retried
+    once from random coordinates if none comes back, at most :data:`EMBED_TIMEOUT` s), each minimised (MMFF94, UFF where MMFF94 lacks parameters) if
     ``optimise``; a conformer whose specified stereocentres or double bonds no longer match
     the graph is dropped; those more than ``energy_window`` kcal/mol above the lowest are
     dropped; going up in energy, one within ``prune_rms`` A heavy-atom RMSD of a kept one is
@@ -304,12 +329,7 @@ def search(mol: Chem.Mol, num: int, seed: int, *, oversample: int = 3, energy_wi
     m = Chem.Mol(mol)
     m.RemoveAllConformers()
     want = _stereo(m)
-    params = AllChem.ETKDGv3()
-    params.randomSeed, params.numThreads = rdkit_seed(seed), threads
-    ids = list(AllChem.EmbedMultipleConfs(m, num * oversample, params))
-    if not ids:
-        params.useRandomCoords = True
-        ids = list(AllChem.EmbedMultipleConfs(m, num * oversample, params))
+    ids = embed_conformers(m, num * oversample, seed, threads, what)
     if not ids:
         return None
     energies = _optimise(m, threads, max_iters, what) if optimise else None

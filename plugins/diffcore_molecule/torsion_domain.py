@@ -168,20 +168,17 @@ def relax(x: torch.Tensor, cond: dict, steps: int, lr: float = 0.05, max_turn: f
     return theta.to(x.dtype) * cond["tmask"].to(x.dtype)
 
 
-def local_structures(mol: Chem.Mol, num: int, seed: int) -> np.ndarray | None:
-    """``[num, N, 3]`` ETKDG v3 embeddings of ``mol`` (no force field), retried from random
-    coordinates; ``None`` if rdkit cannot embed it."""
+def local_structures(mol: Chem.Mol, num: int, seed: int, what: str = "molecule") -> np.ndarray | None:
+    """``[num, N, 3]`` ETKDG v3 embeddings of ``mol`` (no force field;
+    :func:`diffcore_molecule.druglike.embed_conformers`: retried from random coordinates, at most
+    a minute); ``None`` if rdkit cannot embed it."""
     m = Chem.Mol(mol)
     m.RemoveAllConformers()
-    for random_coords in (False, True):
-        params = AllChem.ETKDGv3()
-        params.randomSeed = G.rdkit_seed(int(seed))  # within rdkit's range, never 0 or -1
-        params.useRandomCoords = random_coords
-        ids = list(AllChem.EmbedMultipleConfs(m, num, params))
-        if ids:
-            pos = np.stack([m.GetConformer(i).GetPositions() for i in ids])
-            return pos[np.arange(num) % len(ids)]  # too few: reuse (rare)
-    return None
+    ids = G.embed_conformers(m, num, int(seed), threads=1, what=what)
+    if not ids:
+        return None
+    pos = np.stack([m.GetConformer(i).GetPositions() for i in ids])
+    return pos[np.arange(num) % len(ids)]  # too few: reuse (rare)
 
 
 def minimised(mol: Chem.Mol, pos: np.ndarray, energies: bool = False):
@@ -358,7 +355,7 @@ class TorsionDomain(MoleculeDomain):
             if counts[g] <= 0:
                 continue
             pool = self.options.sampling_pool  # 1 with etkdg (TorsionOptions): no energies to choose by
-            raw = local_structures(mg.mol, pool * counts[g], base + g)
+            raw = local_structures(mg.mol, pool * counts[g], base + g, what=mg.name)
             if raw is None:
                 where = mg.mol.GetProp("diffcore_where") if mg.mol.HasProp("diffcore_where") else mg.name
                 log.warning("skipped %s (%s): rdkit cannot embed this molecule (impossible stereo or geometry); no conformers",

@@ -204,6 +204,19 @@ def test_references_are_distinct_mmff_minima_within_the_window_keeping_stereo(tm
     assert np.allclose(both_cores[0], coords, atol=1e-6)  # and independent of the thread count
 
 
+def test_a_molecule_etkdg_embeds_slowly_keeps_what_it_made_by_the_timeout(monkeypatch, caplog):
+    """A strained PubChem molecule (an azirine ester; rdkit's ETKDG needs minutes for 15
+    embeddings) stops at druglike.EMBED_TIMEOUT with what it has and a warning naming it,
+    instead of stalling a whole build."""
+    monkeypatch.setattr(G, "EMBED_TIMEOUT", 1)
+    mol = D.from_smiles("CCN(CC)S(=O)(=O)C[C@@]12CC[C@H](C[C@H]1OC(=O)C1=NC1)C2(C)C", D.Rules(("H", "C", "N", "O", "S"), 200, True))
+    with caplog.at_level("WARNING", logger="diffcore.molecule"):
+        found = G.search(mol, 10, seed=0, oversample=3, threads=1, what="azirine")
+    said = [r.getMessage() for r in caplog.records if "stopped after 1 s" in r.getMessage()]
+    assert said and said[0].startswith("azirine:"), [r.getMessage() for r in caplog.records]
+    assert found is None or 1 <= len(found[0]) < 10
+
+
 def test_build_caches_references_and_energies(tmp_path, capfd):
     path = tmp_path / "mols.smi"
     path.write_text(f"{STEREO} stereo\nCCCCO butanol\n")
