@@ -19,7 +19,7 @@ from typing import Any, Optional
 import typer
 
 from diffcore.platform.cliopts import (  # noqa: F401  (EXIT_USER_ERROR, fail: part of the CLI's API)
-    EXIT_USER_ERROR, _describe_options, _notes, _sampler_options, _times, fail, friendly, output_dir, parse_extra_options,
+    EXIT_USER_ERROR, _describe_options, _notes, describe_settings, _sampler_options, _times, fail, friendly, output_dir, parse_extra_options,
 )
 from diffcore.platform.cliopts import LazyHelp, count_value, later, out_path, seed_value
 
@@ -257,7 +257,7 @@ def sample(
     option: list[str] = typer.Option([], "--option", help="A sampler option, KEY=VALUE (repeatable), e.g. --option eta=0.5 for ddim, --option corrector_steps=2 for pc; checked against the sampler's table entry (docs/samplers.md) [default: sampling.options]."),
     eta: Optional[float] = typer.Option(None, "--eta", help="Shorthand for --option eta=ETA; refused by a sampler that does not declare eta (of the built-ins: ddim and the dpm-solver++ SDE samplers)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", parser=out_path, metavar="PATH", help="Output folder (must be new or empty) [default: RUN/samples/<date>-<time>]."),
-    domain_help: bool = typer.Option(False, "--domain-help", help="List the extra options this run's domain accepts, and exit."),
+    domain_help: bool = typer.Option(False, "--domain-help", help="List the extra options this run's domain accepts, and its sampling settings (RUN/config.yaml), and exit."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch's intra-op CPU threads [default: sampling.threads, else half the cores]."),
     accelerator: str = _ACCELERATOR,
     devices: int = _DEVICES,
@@ -276,6 +276,8 @@ def sample(
     model = r.domain.SampleOptions
     if domain_help:
         typer.echo(f"options of the {r.domain.name!r} domain:\n{_describe_options(model)}")
+        if describe_settings(r.domain):
+            typer.echo(describe_settings(r.domain))
         return
     options = parse_extra_options(list(ctx.args), model, r.domain.name)  # defaults if none given
     out = output_dir(out, run / "samples")

@@ -207,6 +207,20 @@ def _describe_options(model: type[BaseModel] | None) -> str:
     return "\n".join(lines)
 
 
+def describe_settings(domain) -> str:
+    """The domain's own sampling settings of a run (:meth:`diffcore.Domain.sampling_settings`),
+    one line each with its value and its description, or "" when it has none."""
+    settings = domain.sampling_settings()
+    if not settings:
+        return ""
+    fields = type(domain.options).model_fields
+    lines = ["sampling settings of this run (data: section of RUN/config.yaml; edit them there, no flag changes them):"]
+    for name, value in settings.items():
+        about = fields[name].description if name in fields else None
+        lines.append(f"  {name} = {value!r}" + (f"  {about}" if about else ""))
+    return "\n".join(lines)
+
+
 def _fresh_dir(base: Path) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     path, n = base / stamp, 1

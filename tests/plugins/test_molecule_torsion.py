@@ -514,6 +514,8 @@ def test_evaluations_with_other_sampling_settings_are_other_records(run, tmp_pat
     assert len(second) == 2 and second[-1]["evaluated_with"]["domain"]["sampling_pool"] == 1
     assert len({records.record_id(r["evaluated_with"]) for r in second}) == 2  # and two folders of files
     assert len(evaluate()) == 2  # the same settings again: their record replaced
+    res = CliRunner().invoke(app, ["sample", "--run", str(own), "--domain-help"])
+    assert res.exit_code == 0 and "sampling_pool = 1" in res.output and "RUN/config.yaml" in res.output  # where to change it
     res = CliRunner().invoke(app, ["evaluate", "--run", str(own), "--list"])
     lines = res.output.strip().splitlines()
     assert res.exit_code == 0 and "domain" in lines[0].split()
