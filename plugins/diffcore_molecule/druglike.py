@@ -306,7 +306,8 @@ def embed_conformers(m: Chem.Mol, num: int, seed: int, threads: int = 1, what: s
         ids = [i for i in AllChem.EmbedMultipleConfs(m, num, params) if i >= 0]  # -1: stopped before the first
         if len(ids) < num and time.perf_counter() - start >= 0.99 * EMBED_TIMEOUT:
             log.warning("%s: rdkit's ETKDG stopped after %.0f s with %d of %d embeddings (a strained or unusual "
-                        "molecule); kept those", what, EMBED_TIMEOUT, len(ids), num)
+                        "molecule)%s", what, EMBED_TIMEOUT, len(ids), num,
+                        "; kept those" if ids else ("; trying from random coordinates" if not random_coords else ""))
         if ids:
             return ids
     return []
