@@ -59,6 +59,7 @@ from diffcore_molecule import druglike as G  # noqa: E402
 from diffcore_molecule import metrics as M  # noqa: E402
 from diffcore_molecule.torsion_domain import _sampling_cond, clash_radii, collate_torsions, heavy_first, torsions_of  # noqa: E402
 from diffcore_molecule.torsions import dihedrals  # noqa: E402
+from diffcore_molecule.writer import with_conformers  # noqa: E402
 
 ROWS = ("etkdg+mmff", "pool: diverse", "pool: energy, diverse", "pool: model", "pool: model, diverse")
 KEYS = ("cov_r", "amr_r", "cov_p", "amr_p")
@@ -90,7 +91,7 @@ def independent_rmsd(mg, ref, gens: np.ndarray) -> float:
     """Smallest heavy-atom RMSD (symmetry-aware best fit) of conformers ``gens`` of ``mg`` to ``ref``."""
     from rdkit import Chem
 
-    probe = Chem.RemoveHs(M.with_conformers(mg.mol, gens), sanitize=False)
+    probe = Chem.RemoveHs(with_conformers(mg.mol, gens), sanitize=False)
     return min(G.heavy_rmsd(probe, ref, prb_id=c.GetId()) for c in probe.GetConformers())
 
 
@@ -117,17 +118,6 @@ def model_bound(run, mg, pool: np.ndarray, times: int, draws: int, seed: int = 1
     return (total / (times * draws)).numpy()
 
 
-def diverse(order, rmsd: np.ndarray, k: int, prune: float) -> list[int]:
-    """``k`` indices in ``order``: each kept unless within ``prune`` of a kept one; filled up in order."""
-    kept: list[int] = []
-    for j in order:
-        if len(kept) == k:
-            break
-        if all(rmsd[j, i] >= prune for i in kept):
-            kept.append(j)
-    return (kept + [j for j in order if j not in kept])[:k]
-
-
 def one_molecule(run, mg, k: int, seed: int, a, ind=None) -> dict[str, dict[str, float]] | None:
     mol, refs, delta = mg.mol, mg.coords.double().numpy(), run.domain.options.delta
     base = G.search(mol, k, seed, oversample=1, energy_window=None, prune_rms=None)
@@ -135,13 +125,17 @@ def one_molecule(run, mg, k: int, seed: int, a, ind=None) -> dict[str, dict[str,
     if base is None or found is None:
         return None
     pool, energy = found  # lowest energy first
-    rmsd = M.rmsd_matrix(mol, pool, pool)
     bound = model_bound(run, mg, pool, a.times, a.draws)
+    pool_mol = with_conformers(mol, pool)  # conformer ids 0..len(pool)-1
+
+    def diverse(order) -> list[int]:  # the greedy pruning the sampling pool uses, topped up in order
+        return G.diverse(pool_mol, [int(j) for j in order], k, a.prune, fill=True)
+
     rng = np.random.default_rng(seed)
-    picks = {"pool: diverse": diverse(rng.permutation(len(pool)), rmsd, k, a.prune),
-             "pool: energy, diverse": diverse(range(len(pool)), rmsd, k, a.prune),
+    picks = {"pool: diverse": diverse(rng.permutation(len(pool))),
+             "pool: energy, diverse": diverse(range(len(pool))),
              "pool: model": list(np.argsort(bound, kind="stable")[:k]),
-             "pool: model, diverse": diverse(np.argsort(bound, kind="stable"), rmsd, k, a.prune)}
+             "pool: model, diverse": diverse(np.argsort(bound, kind="stable"))}
     out = {"etkdg+mmff": M.score(mol, refs, base[0], delta)}
     out.update({name: M.score(mol, refs, pool[idx], delta) for name, idx in picks.items()})
     if ind is not None:

@@ -276,8 +276,9 @@ def sample(
     model = r.domain.SampleOptions
     if domain_help:
         typer.echo(f"options of the {r.domain.name!r} domain:\n{_describe_options(model)}")
-        if describe_settings(r.domain):
-            typer.echo(describe_settings(r.domain))
+        settings = describe_settings(r.domain)
+        if settings:
+            typer.echo(settings)
         return
     options = parse_extra_options(list(ctx.args), model, r.domain.name)  # defaults if none given
     out = output_dir(out, run / "samples")
