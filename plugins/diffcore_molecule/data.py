@@ -179,6 +179,16 @@ def from_smiles(smiles: str, rules: Rules, what: str | None = None) -> Chem.Mol:
     return _check(mol, rules, what)
 
 
+def unspecified_stereo(mol: Chem.Mol) -> str:
+    """What stereo ``mol`` leaves open, in words (``"2 stereocentres and 1 double bond"``), or
+    ``""`` when every stereocentre and stereo double bond is specified."""
+    found = [si.type for si in Chem.FindPotentialStereo(Chem.Mol(mol)) if si.specified == Chem.StereoSpecified.Unspecified]
+    atoms = sum(t == Chem.StereoType.Atom_Tetrahedral for t in found)
+    bonds = sum(t == Chem.StereoType.Bond_Double for t in found)
+    parts = [f"{n} {word}{'s' if n > 1 else ''}" for n, word in ((atoms, "stereocentre"), (bonds, "double bond")) if n]
+    return " and ".join(parts)
+
+
 def _canonical(mol: Chem.Mol) -> str:
     return Chem.MolToSmiles(Chem.RemoveHs(mol))
 
@@ -343,11 +353,14 @@ class Source:
         return f"{'sdf' if self.sdf else 'smiles'}:{digest}"
 
 
-def _fitting(mols: list[tuple[str, Chem.Mol]], rules: Rules, warn: bool) -> list[tuple[str, Chem.Mol]]:
-    """The molecules that fit ``rules``; the others are left out (with a warning if ``warn``)."""
+def _fitting(mols: list[tuple[str, Chem.Mol]], rules: Rules, warn: bool, limit: int | None = None) -> list[tuple[str, Chem.Mol]]:
+    """The molecules that fit ``rules`` (the first ``limit`` of them); the others are left out
+    (with a warning if ``warn``)."""
     _quiet()
     out = []
     for name, mol in mols:
+        if limit is not None and len(out) >= limit:
+            break
         try:
             out.append((name, _check(mol, rules, f"molecule {name}")))
         except MoleculeError as e:
@@ -379,7 +392,7 @@ def build(source: Source, rules: Rules, *, conformers: int, seed: int, mmff: boo
             mols = read_sdf(source.sdf, rules)
         else:
             mols = read_smiles_file(source.smiles, rules) if not default else _fitting(G.training_molecules(
-                max_heavy if max_heavy is not None else rules.max_atoms, min_heavy), rules, warn=False)
+                max_heavy if max_heavy is not None else rules.max_atoms, min_heavy), rules, warn=False, limit=max_molecules)
         return mols[:max_molecules] if max_molecules is not None else mols
 
     search = {"oversample": oversample, "energy_window": energy_window, "prune_rms": prune_rms, "optimise": mmff}

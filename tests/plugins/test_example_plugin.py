@@ -357,7 +357,8 @@ BUILTINS = {
                           {"spec-unet1d": {"base_channels": 8, "channel_mult": [1, 2], "num_res_blocks": 1, "attention_levels": []}}),
     "molecule-coords": ("diffcore_molecule.plugin",
                         {"molecule": {"max_molecules": 4, "conformers": 1, "mmff": False, "val_fraction": 0.25},
-                         "molecule-torsion": {"max_molecules": 4, "conformers": 1, "mmff": False, "val_fraction": 0.25}},
+                         "molecule-torsion": {"max_molecules": 4, "conformers": 1, "mmff": False, "val_fraction": 0.25,
+                                              "sampling_pool": 1}},  # the pool: tests/plugins/test_molecule_torsion.py
                         {"egnn": {"hidden": 16, "layers": 2}, "torsion-net": {"hidden": 16, "layers": 1}}),
 }
 
