@@ -104,11 +104,21 @@ def count_value(value) -> int:
         fail(str(e))
 
 
+# what --out gets when a file was meant: the files diffcore writes or reads (a new folder is refused)
+FILE_SUFFIXES = frozenset(".sdf .mol .mol2 .xyz .pdb .smi .png .jpg .jpeg .gif .wav .flac .mp3 .ogg .npy .npz .pt .pth "
+                          ".ckpt .safetensors .json .yaml .yml .csv .txt".split())
+
+
 def out_path(value) -> Path:
-    """``--out``'s parser: an empty value is refused (it would mean the current folder)."""
+    """``--out``'s parser: an empty value is refused (it would mean the current folder), and so is
+    a new path named like a file (``--out confs.sdf``: the command writes a folder)."""
     if not str(value).strip():
         fail("--out is empty; give a folder, e.g. --out runs/my-run (or omit --out for the default folder)")
-    return Path(value)
+    path = Path(value)
+    if path.suffix.lower() in FILE_SUFFIXES and not path.is_dir():
+        fail(f"--out {value}: --out is a folder (the command writes its files and their record in it), and "
+             f"{path.name!r} looks like a file name; give a folder, e.g. --out {path.with_suffix('')}")
+    return path
 
 
 def _times(text: str | None) -> list[float] | None:

@@ -88,6 +88,9 @@ def test_non_finite_in_a_config_file(toy, tmp_path):
     (["--seed", "x"], "--seed 'x': expected an integer from 0"),
     (["--out", ""], "--out is empty; give a folder"),
     (["--out", "  "], "--out is empty"),
+    (["--out", "confs.sdf"], "--out confs.sdf: --out is a folder (the command writes its files and their record in it), "
+                             "and 'confs.sdf' looks like a file name; give a folder, e.g. --out confs"),
+    (["--out", "a/B.PNG"], "--out a/B.PNG: --out is a folder"),
 ])
 def test_sample_refusals(run, tmp_path, monkeypatch, args, start):
     monkeypatch.chdir(tmp_path)
@@ -120,6 +123,16 @@ def test_train_refuses_an_empty_out(toy, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     refused(invoke("train", "--plugin", "toy", "--out", ""), "--out is empty; give a folder")
     assert list(tmp_path.iterdir()) == []  # nothing written into the current folder
+
+
+def test_out_named_like_a_file_is_refused_unless_it_is_a_folder_already(toy, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    refused(invoke("train", "--plugin", "toy", "--out", "run.yaml"), "--out run.yaml: --out is a folder")
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "exp.json").mkdir()  # a folder of that name: the user's choice, as before
+    res = invoke("train", "--plugin", "toy", "--out", "exp.json", "--max-steps", "1")
+    assert "looks like a file name" not in res.output
+    assert (tmp_path / "exp.json" / "config.yaml").is_file(), res.output
 
 
 @pytest.mark.parametrize("cuda, args, start, fix", [
