@@ -273,6 +273,10 @@ class MoleculeDomain(Domain):
                 log.warning("%s: %d heavy atoms, more than the training molecules' %d (data.max_heavy): its conformers "
                             "are an extrapolation; check them (e.g. clashes in diffcore evaluate) or train with a larger "
                             "data.max_heavy", name, heavy, most)
+            free = D.unspecified_stereo(mol)
+            if free:
+                log.warning("%s: %s unspecified: each conformer gets whichever ETKDG draws (e.g. R in some, S in others); "
+                            "specify it in the SMILES (@/@@, / and \\) to fix it", name, free)
         return [D.to_graph(name, mol, self.rules) for name, mol in mols]
 
     def graph_batches(self, graphs: list[D.MolGraph], num: int | Sequence[int], batch_size: int) -> Iterable[Batch]:

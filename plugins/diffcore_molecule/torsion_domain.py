@@ -204,11 +204,15 @@ def pool_choice(mol: Chem.Mol, pos: np.ndarray, energy: np.ndarray | None, num: 
     """Indices of ``num`` of the minimised pool ``pos [P, N, 3]``: lowest energy first, one within
     ``prune`` A heavy-atom RMSD of one already chosen skipped, then topped up in energy order
     (the recipe of the reference ensembles, :func:`diffcore_molecule.druglike.search`, without
-    its energy window). Without energies (no force field) the pool's order stands."""
+    its energy window). A conformer kept unminimised because minimising changed its stereo
+    (energy +inf) comes only after every minimised one, duplicates included. Without energies
+    (no force field) the pool's order stands."""
     order = list(np.argsort(energy, kind="stable")) if energy is not None else list(range(len(pos)))
+    last = [k for k in order if energy is not None and not np.isfinite(energy[k])]
     m = with_conformers(mol, pos)
     ids = [c.GetId() for c in m.GetConformers()]
-    return np.array(G.diverse(m, [ids[k] for k in order], num, prune, fill=True))
+    kept = G.diverse(m, [ids[k] for k in order if k not in last], num, prune, fill=True)
+    return np.array(kept + [ids[k] for k in last][: num - len(kept)])
 
 
 # options added after runs were saved: (what such a run sampled with, said, the current default to set)

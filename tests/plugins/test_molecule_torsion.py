@@ -168,6 +168,18 @@ def test_a_molecule_above_the_default_training_size_is_warned(caplog, tmp_path):
     assert not [r for r in caplog.records if "data.max_heavy" in r.getMessage()]
 
 
+def test_unspecified_stereo_is_warned_once_per_molecule_with_what_is_open(caplog):
+    from diffcore_molecule.domain import MoleculeSampleOptions
+
+    ask = MoleculeSampleOptions(smiles=["CC(C)Cc1ccc(C(C)C(=O)O)cc1 ibuprofen", "CC(N)C(O)CC=CC open",
+                                        "C[C@H](N)[C@@H](O)C/C=C/C closed", "CCCCO"])
+    TorsionDomain(TorsionOptions()).requested(ask)
+    warned = [r.getMessage() for r in caplog.records if "unspecified" in r.getMessage()]
+    assert len(warned) == 2, warned
+    assert warned[0].startswith("ibuprofen: 1 stereocentre unspecified: each conformer gets whichever ETKDG draws")
+    assert warned[1].startswith("open: 2 stereocentres and 1 double bond unspecified")
+
+
 def test_cli_smiles_file_gives_each_bad_line_its_message_and_samples_the_rest(run, tmp_path, caplog):
     smi = tmp_path / "in.smi"
     smi.write_text("CC(=O)Nc1ccc(O)cc1 paracetamol\nC1CC( broken\nC[Ge](C)C germane\nC[CH2] radical\n"
@@ -382,7 +394,7 @@ def test_sampling_pool_starts_from_the_lowest_energy_distinct_minima_of_a_larger
 def test_pool_choice_prunes_duplicates_fills_in_energy_order_and_keeps_the_order_without_energies():
     """pool_choice on a built pool: exact duplicates (as local_structures makes when rdkit returns
     too few embeddings) are skipped, then filled back in energy order; a stereo-changed
-    conformer (energy +inf) comes last; without a force field (energies None) the pool's order
+    conformer (energy +inf) comes last, after duplicates too; without a force field (energies None) the pool's order
     stands, pruned the same way."""
     from rdkit.Chem import rdMolAlign
 
@@ -402,6 +414,9 @@ def test_pool_choice_prunes_duplicates_fills_in_energy_order_and_keeps_the_order
     assert pool_choice(mol, pool, energy, 5, 0.5).tolist() == [4, 1, 2, 0, 3]
     assert pool_choice(mol, pool, None, 3, 0.5).tolist() == [0, 2, 1]  # no energies: the pool's order, pruned, filled
     assert pool_choice(mol, pool, energy, 3, 0.0001).tolist() == [4, 1, 2]  # a tiny threshold: only exact copies merge
+    odd = np.stack([two[a], two[a], two[b]])  # the one distinct conformer kept unminimised (stereo changed)
+    assert pool_choice(mol, odd, np.array([1.0, 2.0, np.inf]), 2, 0.5).tolist() == [0, 1]  # after the duplicate
+    assert pool_choice(mol, odd, np.array([1.0, 2.0, np.inf]), 3, 0.5).tolist() == [0, 1, 2]
 
 
 def test_sampling_pool_needs_a_minimised_start():
