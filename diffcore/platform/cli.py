@@ -19,7 +19,8 @@ from typing import Any, Optional
 import typer
 
 from diffcore.platform.cliopts import (  # noqa: F401  (EXIT_USER_ERROR, fail: part of the CLI's API)
-    EXIT_USER_ERROR, _describe_options, _notes, describe_settings, _sampler_options, _times, fail, friendly, output_dir, parse_extra_options,
+    EXIT_USER_ERROR, _SET_SAMPLING, _describe_options, _notes, describe_settings, _sampler_options, _times, fail, friendly, output_dir,
+    parse_extra_options,
 )
 from diffcore.platform.cliopts import LazyHelp, count_value, later, out_path, seed_value
 
@@ -258,6 +259,7 @@ def sample(
     eta: Optional[float] = typer.Option(None, "--eta", help="Shorthand for --option eta=ETA; refused by a sampler that does not declare eta (of the built-ins: ddim and the dpm-solver++ SDE samplers)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", parser=out_path, metavar="PATH", help="Output folder (must be new or empty) [default: RUN/samples/<date>-<time>]."),
     domain_help: bool = typer.Option(False, "--domain-help", help="List the extra options this run's domain accepts, and its sampling settings (RUN/config.yaml), and exit."),
+    set_: list[str] = _SET_SAMPLING,
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch's intra-op CPU threads [default: sampling.threads, else half the cores]."),
     accelerator: str = _ACCELERATOR,
     devices: int = _DEVICES,
@@ -272,7 +274,7 @@ def sample(
     from diffcore.platform import config as cfgmod
     from diffcore.platform import generation, runs
 
-    r = runs.load_run(run, checkpoint, device=_load_device(accelerator, devices, num_nodes))
+    r = runs.load_run(run, checkpoint, device=_load_device(accelerator, devices, num_nodes), sets=set_)
     model = r.domain.SampleOptions
     if domain_help:
         typer.echo(f"options of the {r.domain.name!r} domain:\n{_describe_options(model)}")
@@ -316,6 +318,7 @@ def evaluate(
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Weights to evaluate instead of RUN/ema.safetensors."),
     option: list[str] = typer.Option([], "--option", help="A sampler option, KEY=VALUE (repeatable), as for `diffcore sample` [default: sampling.options]."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch's intra-op CPU threads [default: sampling.threads, else half the cores]."),
+    set_: list[str] = _SET_SAMPLING,
     list_: bool = typer.Option(False, "--list", help="Print the evaluations recorded in RUN/metrics.json, one line each, and exit."),
     accelerator: str = _ACCELERATOR,
     devices: int = _DEVICES,
@@ -336,7 +339,7 @@ def evaluate(
         except (ValueError, UnicodeDecodeError) as e:
             fail(f"{Path(run) / runs.METRICS_JSON}: cannot be read as evaluation records ({e})")
         return
-    r = runs.load_run(run, checkpoint, device=_load_device(accelerator, devices, num_nodes))
+    r = runs.load_run(run, checkpoint, device=_load_device(accelerator, devices, num_nodes), sets=set_)
     plan = cfgmod.sampling_plan(r.config, key="cli", sampler=sampler, steps=steps, spacing=spacing, times=_times(times),
                                 guidance=guidance, options=_sampler_options(option, None), guidance_variant=guidance_variant,
                                 guidance_options=_sampler_options(guidance_option, None, "--guidance-option"))

@@ -217,6 +217,9 @@ def _describe_options(model: type[BaseModel] | None) -> str:
     return "\n".join(lines)
 
 
+_SET_SAMPLING = typer.Option([], "--set", "-s", metavar="data.KEY=VALUE", help="Change one of the run's sampling settings for this command only, e.g. --set data.sampling_pool=5 (value parsed as YAML; repeatable; `--domain-help` lists them); RUN/config.yaml is left as it is.")
+
+
 def describe_settings(domain) -> str:
     """The domain's own sampling settings of a run (:meth:`diffcore.Domain.sampling_settings`),
     one line each with its value and its description, or "" when it has none."""
@@ -224,7 +227,7 @@ def describe_settings(domain) -> str:
     if not settings:
         return ""
     fields = type(domain.options).model_fields
-    lines = ["sampling settings of this run (data: section of RUN/config.yaml; edit them there, no flag changes them):"]
+    lines = ["sampling settings of this run (data: section of RUN/config.yaml; --set data.KEY=VALUE changes one for a command):"]
     for name, value in settings.items():
         about = fields[name].description if name in fields else None
         lines.append(f"  {name} = {value!r}" + (f"  {about}" if about else ""))

@@ -275,9 +275,12 @@ def build_model(resolved: Resolved, run_dir: Path, *, state: dict[str, Any] | No
     return domain, resolved.backbone_spec.build(resolved.backbone_options, domain)
 
 
-def load_run(run_dir: str | Path, checkpoint: str | Path | None = None, *, device: str | None = None) -> Run:
+def load_run(run_dir: str | Path, checkpoint: str | Path | None = None, *, device: str | None = None,
+             sets: Sequence[str] = ()) -> Run:
     """Rebuild a run's domain and backbone through the plugins and load its weights
-    (``ema.safetensors``, or ``checkpoint``)."""
+    (``ema.safetensors``, or ``checkpoint``). ``sets``: ``--set data.KEY=VALUE`` items changing
+    the domain's own sampling settings (:meth:`diffcore.Domain.sampling_settings`) for this
+    load only; any other key is refused (the rest is fixed by training)."""
     run_dir = Path(run_dir)
     if not (run_dir / CONFIG).is_file():
         raise UserError(f"{run_dir} is not a run directory (no {CONFIG}); pass the --out folder of `diffcore train`")
@@ -289,10 +292,27 @@ def load_run(run_dir: str | Path, checkpoint: str | Path | None = None, *, devic
         resolved = resolve(base=base)
     except UserError as e:
         raise UserError(f"{run_dir / CONFIG}: {e}") from None
+    keys = [item.partition("=")[0].strip() for item in sets]
+    for key in keys:
+        if not key.startswith("data.") or key.count(".") != 1:
+            raise UserError(f"--set {key}: only the run's sampling settings can be changed here (data.KEY=VALUE; "
+                            "`--domain-help` lists them); the rest of RUN/config.yaml is fixed by training")
     from . import latent
 
     state = latent.saved_state(run_dir, required=resolved.config.latent.autoencoder is not None)  # a JSON object, or None
     domain, net = build_model(resolved, run_dir, state=state)
+    if sets:
+        allowed = domain.sampling_settings()
+        for key in keys:
+            if key[len("data."):] not in allowed:
+                listed = ", ".join(f"data.{k}" for k in allowed) or "none"
+                raise UserError(f"--set {key}: not a sampling setting of this run's {domain.name!r} domain (those are: {listed}); "
+                                "the rest of RUN/config.yaml is fixed by training")
+        try:
+            resolved = resolve(base=base, sets=list(sets))
+        except UserError as e:
+            raise UserError(f"--set: {e}") from None
+        domain, net = build_model(resolved, run_dir, state=state)  # the same weights' shapes: only sampling settings changed
     weights = Path(checkpoint) if checkpoint is not None else run_dir / EMA_WEIGHTS
     if checkpoint is None and not weights.is_file():
         last = run_dir / LAST_CKPT

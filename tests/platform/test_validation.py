@@ -91,6 +91,8 @@ def test_non_finite_in_a_config_file(toy, tmp_path):
     (["--out", "confs.sdf"], "--out confs.sdf: --out is a folder (the command writes its files and their record in it), "
                              "and 'confs.sdf' looks like a file name; give a folder, e.g. --out confs"),
     (["--out", "a/B.PNG"], "--out a/B.PNG: --out is a folder"),
+    (["--set", "data.num=3"], "--set data.num: not a sampling setting of this run's 'toy2d' domain (those are: none)"),
+    (["--set", "sampling.steps=3"], "--set sampling.steps: only the run's sampling settings can be changed here (data.KEY=VALUE"),
 ])
 def test_sample_refusals(run, tmp_path, monkeypatch, args, start):
     monkeypatch.chdir(tmp_path)

@@ -505,8 +505,9 @@ def test_evaluate_scores_the_models_own_start_conformers_as_a_paired_row(run):
 
 def test_evaluations_with_other_sampling_settings_are_other_records(run, tmp_path):
     """The torsion options that change sampling (data.sampling_pool, ...) are recorded with an
-    evaluation and are part of its record's key: changing one in RUN/config.yaml and evaluating
-    again adds a record; the same settings again replace theirs."""
+    evaluation and are part of its record's key: changing one in RUN/config.yaml (or for one
+    command, --set data.KEY=VALUE) and evaluating again adds a record; the same settings again
+    replace theirs; --set refuses a key that is not a sampling setting."""
     import json
     import shutil
 
@@ -536,3 +537,20 @@ def test_evaluations_with_other_sampling_settings_are_other_records(run, tmp_pat
     assert res.exit_code == 0 and "domain" in lines[0].split()
     assert "sampling_pool=3" in lines[1] and "sampling_pool=1" in lines[2]  # the setting that tells them apart
     assert json.loads((own / "metrics.json").read_text())["evaluated_with"]["domain"]["sampling_pool"] == 1
+
+    # --set data.KEY=VALUE: one command with another sampling setting; RUN/config.yaml stays as it was
+    before = config.read_bytes()
+    res = CliRunner().invoke(app, ["evaluate", "--run", str(own), "--num", "6", "--steps", "15", "--threads", "1",
+                                   "--set", "data.sampling_pool=2"])
+    assert res.exit_code == 0, res.output
+    third = records.load(own / "metrics.json")
+    assert len(third) == 3 and third[-1]["evaluated_with"]["domain"]["sampling_pool"] == 2 and config.read_bytes() == before
+    res = CliRunner().invoke(app, ["sample", "--run", str(own), "--domain-help", "--set", "data.sampling_prune=0.25"])
+    assert res.exit_code == 0 and "sampling_prune = 0.25" in res.output and "sampling_pool = 1" in res.output
+    for item, said in (("data.sampling_pool=25", "--set: data.sampling_pool: Input should be less than or equal to 20"),
+                       ("data.max_atoms=30", "--set data.max_atoms: not a sampling setting of this run's 'molecule-torsion' "
+                                             "domain (those are: data.init_strength, "),
+                       ("backbone.hidden=8", "--set backbone.hidden: only the run's sampling settings can be changed here")):
+        res = CliRunner().invoke(app, ["sample", "--run", str(own), "--smiles", "CCCCO", "--out", str(tmp_path / "s"), "--set", item])
+        assert res.exit_code == 2 and res.output.startswith(f"error: {said}"), res.output
+    assert not (tmp_path / "s").exists()
