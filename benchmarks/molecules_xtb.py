@@ -1,0 +1,203 @@
+"""The held-out molecule benchmark against references from another energy surface: GFN2-xTB.
+
+The test references of ``diffcore evaluate`` (and ``benchmarks/molecules_vs_etkdg.py``) are made
+by the recipe the default sampling pool also runs: ETKDG v3 embeddings, MMFF94 minima, an
+MMFF94 energy window, 0.5 Å pruning. ETKDG + MMFF94 is close to an oracle there, and a pool
+ranked by MMFF94 energy may win partly by echoing how the references were made. Here the same
+40 test ligands get references that no part of the pipeline computes: ``--embeddings`` ETKDG v3
+embeddings (a seed of their own) each optimised with GFN2-xTB (tblite, ALPB water, L-BFGS to a
+gradient of ``--gtol`` Eh/bohr) from the raw embedding, conformers whose bonds or specified
+stereo changed dropped, those more than ``--window`` kcal/mol (xTB) above the lowest dropped,
+then pruned at 0.5 Å heavy-atom RMSD in xTB energy order, at most ``data.conformers`` (5) kept.
+The run is then scored on them as ``diffcore evaluate`` scores (K = ``eval_factor`` x the
+references, delta, COV/AMR, the paired start row, ETKDG v3 and ETKDG v3 + MMFF94 with the same
+K), without touching ``RUN/metrics.json``.
+
+    pip install tblite                                   # GFN2-xTB; not a diffcore dependency
+    OMP_NUM_THREADS=1 python benchmarks/molecules_xtb.py build --run RUN --processes 2
+    OMP_NUM_THREADS=1 python benchmarks/molecules_xtb.py score --run RUN --seeds 0 1 2 [--set data.sampling_pool=1]
+
+``build`` caches the references in ``RUN/cache/xtb-test-references-*.sdf`` (with the
+defaults: 15 embeddings per molecule, 600 xTB optimisations); ``score`` reads them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import statistics
+import sys
+import tempfile
+import time
+from multiprocessing import Pool
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins"))
+
+HARTREE_KCAL = 627.509474
+BOHR = 0.529177210903  # Angstrom
+SEED = 7_000_000  # the embeddings' seeds: SEED + molecule index (none of the pipeline's or the references')
+ROWS = (("model", ""), ("its starts (paired)", "start_"), ("ETKDG v3, same K", "etkdg_"), ("ETKDG v3 + MMFF94, same K", "etkdg_mmff_"))
+KEYS = ("cov_r", "amr_r", "cov_p", "amr_p")
+
+
+def optimise(z: np.ndarray, pos: np.ndarray, charge: int, gtol: float, max_iter: int) -> tuple[np.ndarray, float]:
+    """``pos`` (Angstrom) at a GFN2-xTB minimum in ALPB water, and its energy (kcal/mol)."""
+    from scipy.optimize import minimize
+    from tblite.interface import Calculator
+
+    calc = Calculator("GFN2-xTB", z, pos / BOHR, charge=float(charge))
+    calc.set("verbosity", 0)
+    calc.add("alpb-solvation", "water")
+
+    def f(x):
+        calc.update(x.reshape(-1, 3))
+        res = calc.singlepoint()
+        return res.get("energy"), res.get("gradient").ravel()
+
+    out = minimize(f, (pos / BOHR).ravel(), jac=True, method="L-BFGS-B", options={"maxiter": max_iter, "gtol": gtol})
+    return out.x.reshape(-1, 3) * BOHR, float(out.fun) * HARTREE_KCAL
+
+
+def references(job) -> tuple[str, bytes, np.ndarray, np.ndarray, dict] | None:
+    """One molecule's xTB reference ensemble (module doc); ``None`` when none survives."""
+    from rdkit import Chem
+
+    from diffcore_molecule import druglike as G
+    from diffcore_molecule import metrics as M
+
+    name, binary, index, a = job
+    mol = Chem.Mol(binary)
+    m = Chem.Mol(mol)
+    m.RemoveAllConformers()
+    want = G._stereo(m)
+    start = time.perf_counter()
+    ids = G.embed_conformers(m, a["embeddings"], SEED + index, what=name)
+    z = np.array([atom.GetAtomicNum() for atom in m.GetAtoms()])
+    charge = Chem.GetFormalCharge(m)
+    energies, dropped = {}, 0
+    for cid in ids:
+        pos, energy = optimise(z, m.GetConformer(cid).GetPositions(), charge, a["gtol"], a["max_iter"])
+        conf = m.GetConformer(cid)
+        for i, p in enumerate(pos):
+            conf.SetAtomPosition(i, p.tolist())
+        if G.keeps_stereo(m, cid, want) and M.connectivity_ok(mol, pos):
+            energies[cid] = energy
+        else:
+            dropped += 1
+    if not energies:
+        return None
+    order = sorted(energies, key=energies.get)
+    order = [c for c in order if energies[c] <= energies[order[0]] + a["window"]]
+    kept = G.diverse(m, order, a["conformers"], a["prune"])
+    coords = np.stack([m.GetConformer(c).GetPositions() for c in kept])
+    coords -= coords.mean(axis=1, keepdims=True)
+    info = {"embedded": len(ids), "dropped": dropped, "in_window": len(order), "seconds": time.perf_counter() - start}
+    return name, binary, coords, np.array([energies[c] for c in kept]), info
+
+
+def cache_path(run: Path, a) -> Path:
+    key = json.dumps({k: a[k] for k in ("embeddings", "gtol", "max_iter", "window", "prune", "conformers")}, sort_keys=True)
+    return run / "cache" / f"xtb-test-references-{hashlib.sha256(key.encode()).hexdigest()[:12]}.sdf"
+
+
+def build(args) -> None:
+    from diffcore.platform import runs
+    from diffcore_molecule import druglike as G
+
+    a = vars(args)
+    domain = runs.load_run(args.run).domain
+    graphs = domain.held_out_graphs()  # the test ligands, heavy atoms first, as the run samples them
+    a["conformers"] = domain.options.conformers
+    path = cache_path(args.run, a)
+    jobs = [(g.name, g.mol.ToBinary(), i, a) for i, g in enumerate(graphs)]
+    start, rows, infos = time.perf_counter(), [], {}
+    with Pool(args.processes) as pool:
+        for k, got in enumerate(pool.imap(references, jobs)):
+            if got is None:
+                print(f"{jobs[k][0]}: no xTB reference kept", file=sys.stderr, flush=True)
+                continue
+            name, binary, coords, energies, info = got
+            from rdkit import Chem
+
+            rows.append((name, Chem.Mol(binary), coords, energies))
+            infos[name] = info
+            print(f"[{k + 1}/{len(jobs)}] {name}: {len(coords)} references ({info}) {time.perf_counter() - start:.0f} s",
+                  file=sys.stderr, flush=True)
+    G.write_ensembles(path, rows)
+    path.with_suffix(".json").write_text(json.dumps(infos, indent=1))
+    print(f"wrote {path}: {len(rows)} molecules, {sum(len(r[2]) for r in rows)} references, "
+          f"{time.perf_counter() - start:.0f} s", file=sys.stderr)
+
+
+def score(args) -> None:
+    import torch
+
+    from diffcore.platform import config as cfgmod
+    from diffcore.platform import generation, runs
+    from diffcore_molecule import druglike as G
+    from diffcore_molecule.metrics import evaluate_model
+
+    torch.set_num_threads(args.threads)
+    a = vars(args)
+    run = runs.load_run(args.run, sets=args.set)
+    a["conformers"] = run.domain.options.conformers
+    path = cache_path(args.run, a)
+    found = {name: (coords, energies) for name, _, coords, energies in G.read_ensembles(path)}
+    if not found:
+        raise SystemExit(f"no xTB references at {path}: run `build` first with the same settings")
+    graphs = []
+    for g in run.domain.held_out_graphs():
+        if g.name in found:
+            coords, energies = found[g.name]
+            graphs.append(dataclasses.replace(g, coords=torch.as_tensor(coords, dtype=torch.float32),
+                                              energies=torch.as_tensor(energies, dtype=torch.float32)))
+    plan = cfgmod.sampling_plan(run.config, key="cli")
+    per_seed = []
+    for seed in args.seeds:
+        torch.manual_seed(seed)  # as diffcore evaluate --seed
+        start = time.perf_counter()
+        with tempfile.TemporaryDirectory() as out:
+            fn = generation._evaluation_fn(run, plan, seed, generation.World())
+            metrics = evaluate_model(run.domain, graphs, fn, Path(out), run.config.sampling.batch_size)
+        per_seed.append(metrics)
+        print(f"seed {seed}: {len(graphs)} molecules, {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
+    refs = sum(len(g.coords) for g in graphs)
+    settings = ", ".join(args.set) or "the run's sampling settings"
+    print(f"| GFN2-xTB references: {len(graphs)} test ligands, {refs} references; {settings}; seeds "
+          f"{' '.join(map(str, args.seeds))} | " + " | ".join(KEYS) + " |")
+    print("|---|" + "---:|" * len(KEYS))
+    for label, prefix in ROWS:
+        cells = []
+        for k in KEYS:
+            v = [m[prefix + k] for m in per_seed if prefix + k in m]
+            cells.append("" if not v else f"{statistics.mean(v):.3f} ± {statistics.stdev(v):.3f}" if len(v) > 1 else f"{v[0]:.3f}")
+        print(f"| {label} | " + " | ".join(cells) + " |")
+    if args.json:
+        args.json.write_text(json.dumps(per_seed, indent=1))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("step", choices=("build", "score"))
+    p.add_argument("--run", type=Path, required=True)
+    p.add_argument("--embeddings", type=int, default=15, help="ETKDG v3 embeddings per molecule, each optimised with xTB")
+    p.add_argument("--gtol", type=float, default=5e-4, help="L-BFGS gradient tolerance, Eh/bohr")
+    p.add_argument("--max-iter", type=int, default=1000)
+    p.add_argument("--window", type=float, default=10.0, help="energy window, kcal/mol (xTB)")
+    p.add_argument("--prune", type=float, default=0.5, help="heavy-atom RMSD pruning, Angstrom")
+    p.add_argument("--processes", type=int, default=2)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--set", action="append", default=[], help="score: a sampling setting, data.KEY=VALUE (repeatable)")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--json", type=Path, help="score: write each seed's metrics here")
+    args = p.parse_args()
+    (build if args.step == "build" else score)(args)
+
+
+if __name__ == "__main__":
+    main()
