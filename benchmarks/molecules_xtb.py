@@ -6,8 +6,8 @@ MMFF94 energy window, 0.5 Å pruning. ETKDG + MMFF94 is close to an oracle there
 ranked by MMFF94 energy may win partly by echoing how the references were made. Here the same
 40 test ligands get references that no part of the pipeline computes: ``--embeddings`` ETKDG v3
 embeddings (a seed of their own) each optimised with GFN2-xTB (tblite, ALPB water, L-BFGS to a
-gradient of ``--gtol`` Eh/bohr) from the raw embedding, conformers whose bonds or specified
-stereo changed dropped, those more than ``--window`` kcal/mol (xTB) above the lowest dropped,
+gradient of ``--gtol`` Eh/bohr, at most ``--max-iter`` iterations) from the raw embedding,
+conformers whose bonds or specified stereo changed (or whose xTB calculation failed) dropped, those more than ``--window`` kcal/mol (xTB) above the lowest dropped,
 then pruned at 0.5 Å heavy-atom RMSD in xTB energy order, at most ``data.conformers`` (5) kept.
 The run is then scored on them as ``diffcore evaluate`` scores (K = ``eval_factor`` x the
 references, delta, COV/AMR, the paired start row, ETKDG v3 and ETKDG v3 + MMFF94 with the same
@@ -45,8 +45,9 @@ ROWS = (("model", ""), ("its starts (paired)", "start_"), ("ETKDG v3, same K", "
 KEYS = ("cov_r", "amr_r", "cov_p", "amr_p")
 
 
-def optimise(z: np.ndarray, pos: np.ndarray, charge: int, gtol: float, max_iter: int) -> tuple[np.ndarray, float]:
-    """``pos`` (Angstrom) at a GFN2-xTB minimum in ALPB water, and its energy (kcal/mol)."""
+def optimise(z: np.ndarray, pos: np.ndarray, charge: int, gtol: float, max_iter: int) -> tuple[np.ndarray, float, bool]:
+    """``pos`` (Angstrom) at a GFN2-xTB minimum in ALPB water, its energy (kcal/mol), and
+    whether L-BFGS converged within ``max_iter`` iterations."""
     from scipy.optimize import minimize
     from tblite.interface import Calculator
 
@@ -60,7 +61,7 @@ def optimise(z: np.ndarray, pos: np.ndarray, charge: int, gtol: float, max_iter:
         return res.get("energy"), res.get("gradient").ravel()
 
     out = minimize(f, (pos / BOHR).ravel(), jac=True, method="L-BFGS-B", options={"maxiter": max_iter, "gtol": gtol})
-    return out.x.reshape(-1, 3) * BOHR, float(out.fun) * HARTREE_KCAL
+    return out.x.reshape(-1, 3) * BOHR, float(out.fun) * HARTREE_KCAL, bool(out.success)
 
 
 def references(job) -> tuple[str, bytes, np.ndarray, np.ndarray, dict] | None:
@@ -79,9 +80,15 @@ def references(job) -> tuple[str, bytes, np.ndarray, np.ndarray, dict] | None:
     ids = G.embed_conformers(m, a["embeddings"], SEED + index, what=name)
     z = np.array([atom.GetAtomicNum() for atom in m.GetAtoms()])
     charge = Chem.GetFormalCharge(m)
-    energies, dropped = {}, 0
+    energies, dropped, failed, unconverged = {}, 0, 0, 0
     for cid in ids:
-        pos, energy = optimise(z, m.GetConformer(cid).GetPositions(), charge, a["gtol"], a["max_iter"])
+        try:
+            pos, energy, converged = optimise(z, m.GetConformer(cid).GetPositions(), charge, a["gtol"], a["max_iter"])
+        except Exception as e:  # noqa: BLE001 -- tblite raises on an SCF that does not converge; that conformer only
+            print(f"{name}: conformer {cid}: xTB failed ({e}); left out", file=sys.stderr, flush=True)
+            failed += 1
+            continue
+        unconverged += not converged  # kept: at the iteration limit, close to its minimum
         conf = m.GetConformer(cid)
         for i, p in enumerate(pos):
             conf.SetAtomPosition(i, p.tolist())
@@ -96,7 +103,8 @@ def references(job) -> tuple[str, bytes, np.ndarray, np.ndarray, dict] | None:
     kept = G.diverse(m, order, a["conformers"], a["prune"])
     coords = np.stack([m.GetConformer(c).GetPositions() for c in kept])
     coords -= coords.mean(axis=1, keepdims=True)
-    info = {"embedded": len(ids), "dropped": dropped, "in_window": len(order), "seconds": time.perf_counter() - start}
+    info = {"embedded": len(ids), "dropped": dropped, "failed": failed, "unconverged": unconverged, "in_window": len(order),
+            "seconds": time.perf_counter() - start}
     return name, binary, coords, np.array([energies[c] for c in kept]), info
 
 
@@ -113,6 +121,8 @@ def build(args) -> None:
     domain = runs.load_run(args.run).domain
     graphs = domain.held_out_graphs()  # the test ligands, heavy atoms first, as the run samples them
     a["conformers"] = domain.options.conformers
+    if not domain.options.hydrogens:
+        raise SystemExit(f"{args.run} was trained without hydrogens (data.hydrogens: false); xTB needs every atom")
     path = cache_path(args.run, a)
     jobs = [(g.name, g.mol.ToBinary(), i, a) for i, g in enumerate(graphs)]
     start, rows, infos = time.perf_counter(), [], {}

@@ -332,6 +332,8 @@ def evaluate(
     from diffcore.platform import generation, records, runs
 
     if list_:
+        if set_:
+            fail("--list prints the recorded evaluations and takes no --set; drop one of them")
         if not Path(run).is_dir():
             fail(f"--run {run}: no such run directory")
         try:

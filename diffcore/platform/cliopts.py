@@ -5,6 +5,8 @@ folders."""
 from __future__ import annotations
 
 import functools
+import os
+import shlex
 import time
 from pathlib import Path
 from typing import Any
@@ -115,9 +117,9 @@ def out_path(value) -> Path:
     if not str(value).strip():
         fail("--out is empty; give a folder, e.g. --out runs/my-run (or omit --out for the default folder)")
     path = Path(value)
-    if path.suffix.lower() in FILE_SUFFIXES and not path.is_dir():
+    if path.suffix.lower() in FILE_SUFFIXES and not path.is_dir() and not str(value).endswith(("/", os.sep)):
         fail(f"--out {value}: --out is a folder (the command writes its files and their record in it), and "
-             f"{path.name!r} looks like a file name; give a folder, e.g. --out {path.with_suffix('')}")
+             f"{path.name!r} looks like a file name; give a folder, e.g. --out {shlex.quote(str(path.with_suffix('')))}")
     return path
 
 

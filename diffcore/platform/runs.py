@@ -292,7 +292,12 @@ def load_run(run_dir: str | Path, checkpoint: str | Path | None = None, *, devic
         resolved = resolve(base=base)
     except UserError as e:
         raise UserError(f"{run_dir / CONFIG}: {e}") from None
-    keys = [item.partition("=")[0].strip() for item in sets]
+    keys = []
+    for item in sets:
+        key, sep, _ = item.partition("=")
+        keys.append(key.strip())
+        if not sep:
+            raise UserError(f"--set {item!r}: expected data.KEY=VALUE, e.g. --set data.sampling_pool=5 (`--domain-help` lists the keys)")
     for key in keys:
         if not key.startswith("data.") or key.count(".") != 1:
             raise UserError(f"--set {key}: only the run's sampling settings can be changed here (data.KEY=VALUE; "
@@ -308,10 +313,10 @@ def load_run(run_dir: str | Path, checkpoint: str | Path | None = None, *, devic
                 listed = ", ".join(f"data.{k}" for k in allowed) or "none"
                 raise UserError(f"--set {key}: not a sampling setting of this run's {domain.name!r} domain (those are: {listed}); "
                                 "the rest of RUN/config.yaml is fixed by training")
-        try:
-            resolved = resolve(base=base, sets=list(sets))
+        try:  # over the config as resolved: what reading the saved one said (e.g. options added since) is not said again
+            resolved = resolve(base=resolved.config.model_dump(mode="json"), sets=list(sets))
         except UserError as e:
-            raise UserError(f"--set: {e}") from None
+            raise UserError(str(e) if str(e).startswith("--set") else f"--set: {e}") from None
         domain, net = build_model(resolved, run_dir, state=state)  # the same weights' shapes: only sampling settings changed
     weights = Path(checkpoint) if checkpoint is not None else run_dir / EMA_WEIGHTS
     if checkpoint is None and not weights.is_file():

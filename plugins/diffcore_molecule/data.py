@@ -179,14 +179,18 @@ def from_smiles(smiles: str, rules: Rules, what: str | None = None) -> Chem.Mol:
     return _check(mol, rules, what)
 
 
-def unspecified_stereo(mol: Chem.Mol) -> str:
-    """What stereo ``mol`` leaves open, in words (``"2 stereocentres and 1 double bond"``), or
-    ``""`` when every stereocentre and stereo double bond is specified."""
-    found = [si.type for si in Chem.FindPotentialStereo(Chem.Mol(mol)) if si.specified == Chem.StereoSpecified.Unspecified]
-    atoms = sum(t == Chem.StereoType.Atom_Tetrahedral for t in found)
-    bonds = sum(t == Chem.StereoType.Bond_Double for t in found)
-    parts = [f"{n} {word}{'s' if n > 1 else ''}" for n, word in ((atoms, "stereocentre"), (bonds, "double bond")) if n]
-    return " and ".join(parts)
+def unspecified_stereo(mol: Chem.Mol) -> tuple[int, int]:
+    """How many stereocentres and stereo double bonds ``mol`` leaves unspecified (``(0, 0)``:
+    all specified). A protonated amine's N is not counted: its proton exchanges, so it has no
+    fixed configuration."""
+    m = Chem.Mol(mol)
+    found = [si for si in Chem.FindPotentialStereo(m) if si.specified == Chem.StereoSpecified.Unspecified]
+    atoms = sum(si.type == Chem.StereoType.Atom_Tetrahedral and not _exchanging(m.GetAtomWithIdx(si.centeredOn)) for si in found)
+    return atoms, sum(si.type == Chem.StereoType.Bond_Double for si in found)
+
+
+def _exchanging(atom: Chem.Atom) -> bool:
+    return atom.GetSymbol() == "N" and atom.GetFormalCharge() > 0 and atom.GetTotalNumHs(includeNeighbors=True) > 0
 
 
 def _canonical(mol: Chem.Mol) -> str:

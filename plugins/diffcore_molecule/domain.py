@@ -142,6 +142,17 @@ def zero_com_noise(like: torch.Tensor, mask: torch.Tensor | None, generator: tor
     return (eps - eps.sum(dim=-2, keepdim=True) / count) * m
 
 
+def _warn_open_stereo(name: str, mol) -> None:
+    """One warning when the input leaves stereo open: each conformer then gets whatever ETKDG draws."""
+    atoms, bonds = D.unspecified_stereo(mol)
+    parts = [f"{n} {word}{'s' if n > 1 else ''}" for n, word in ((atoms, "stereocentre"), (bonds, "double bond")) if n]
+    if parts:
+        kinds = "; ".join(k for n, k in ((atoms, "R in some, S in others"), (bonds, "E in some, Z in others")) if n)
+        how = " and ".join(k for n, k in ((atoms, "@/@@"), (bonds, "/ and \\")) if n)
+        log.warning("%s: %s unspecified: each conformer gets whichever ETKDG draws (%s); specify %s in the SMILES (%s) "
+                    "to fix it", name, " and ".join(parts), kinds, "them" if atoms + bonds > 1 else "it", how)
+
+
 class MoleculeDomain(Domain):
     """Molecules as padded 3D coordinates conditioned on their graph (see the module doc)."""
 
@@ -258,6 +269,8 @@ class MoleculeDomain(Domain):
             mols.append((name, D.from_smiles(parts[0] if parts else s, self.rules, f"--smiles {s!r}")))
         if o.smiles_file is not None:
             mols += D.read_smiles_file(o.smiles_file, self.rules)
+        for name, mol in mols:  # the user's own molecules: what they can specify
+            _warn_open_stereo(name, mol)
         if not mols:
             if not self.held_out_smiles:
                 self.setup()
@@ -273,10 +286,6 @@ class MoleculeDomain(Domain):
                 log.warning("%s: %d heavy atoms, more than the training molecules' %d (data.max_heavy): its conformers "
                             "are an extrapolation; check them (e.g. clashes in diffcore evaluate) or train with a larger "
                             "data.max_heavy", name, heavy, most)
-            free = D.unspecified_stereo(mol)
-            if free:
-                log.warning("%s: %s unspecified: each conformer gets whichever ETKDG draws (e.g. R in some, S in others); "
-                            "specify it in the SMILES (@/@@, / and \\) to fix it", name, free)
         return [D.to_graph(name, mol, self.rules) for name, mol in mols]
 
     def graph_batches(self, graphs: list[D.MolGraph], num: int | Sequence[int], batch_size: int) -> Iterable[Batch]:

@@ -93,6 +93,7 @@ def test_non_finite_in_a_config_file(toy, tmp_path):
     (["--out", "a/B.PNG"], "--out a/B.PNG: --out is a folder"),
     (["--set", "data.num=3"], "--set data.num: not a sampling setting of this run's 'toy2d' domain (those are: none)"),
     (["--set", "sampling.steps=3"], "--set sampling.steps: only the run's sampling settings can be changed here (data.KEY=VALUE"),
+    (["--set", "data.num"], "--set 'data.num': expected data.KEY=VALUE, e.g. --set data.sampling_pool=5"),
 ])
 def test_sample_refusals(run, tmp_path, monkeypatch, args, start):
     monkeypatch.chdir(tmp_path)
@@ -135,6 +136,11 @@ def test_out_named_like_a_file_is_refused_unless_it_is_a_folder_already(toy, tmp
     res = invoke("train", "--plugin", "toy", "--out", "exp.json", "--max-steps", "1")
     assert "looks like a file name" not in res.output
     assert (tmp_path / "exp.json" / "config.yaml").is_file(), res.output
+    res = invoke("train", "--plugin", "toy", "--out", "exp2.json/", "--max-steps", "1")  # a trailing slash: a folder
+    assert (tmp_path / "exp2.json" / "config.yaml").is_file(), res.output
+    refused(invoke("sample", "--run", "exp.json", "--out", "my samples.npz"), "--out my samples.npz: --out is a folder")
+    assert "e.g. --out 'my samples'" in invoke("sample", "--run", "exp.json", "--out", "my samples.npz").stderr
+    refused(invoke("evaluate", "--run", "exp.json", "--list", "--set", "data.x=1"), "--list prints the recorded evaluations and takes no --set")
 
 
 @pytest.mark.parametrize("cuda, args, start, fix", [

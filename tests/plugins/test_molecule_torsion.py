@@ -171,13 +171,23 @@ def test_a_molecule_above_the_default_training_size_is_warned(caplog, tmp_path):
 def test_unspecified_stereo_is_warned_once_per_molecule_with_what_is_open(caplog):
     from diffcore_molecule.domain import MoleculeSampleOptions
 
-    ask = MoleculeSampleOptions(smiles=["CC(C)Cc1ccc(C(C)C(=O)O)cc1 ibuprofen", "CC(N)C(O)CC=CC open",
-                                        "C[C@H](N)[C@@H](O)C/C=C/C closed", "CCCCO"])
+    ask = MoleculeSampleOptions(smiles=["CC(C)Cc1ccc(C(C)C(=O)O)cc1 ibuprofen", "CC(N)C(O)CC=CC open", "CCC=CC bond",
+                                        "C[C@H](N)[C@@H](O)C/C=C/C closed", "CCCCO", "C[NH+](CC)CCC amine"])
     TorsionDomain(TorsionOptions()).requested(ask)
     warned = [r.getMessage() for r in caplog.records if "unspecified" in r.getMessage()]
-    assert len(warned) == 2, warned
-    assert warned[0].startswith("ibuprofen: 1 stereocentre unspecified: each conformer gets whichever ETKDG draws")
-    assert warned[1].startswith("open: 2 stereocentres and 1 double bond unspecified")
+    assert warned == [
+        "ibuprofen: 1 stereocentre unspecified: each conformer gets whichever ETKDG draws (R in some, S in others); "
+        "specify it in the SMILES (@/@@) to fix it",
+        "open: 2 stereocentres and 1 double bond unspecified: each conformer gets whichever ETKDG draws (R in some, S in "
+        "others; E in some, Z in others); specify them in the SMILES (@/@@ and / and \\) to fix it",
+        "bond: 1 double bond unspecified: each conformer gets whichever ETKDG draws (E in some, Z in others); specify it "
+        "in the SMILES (/ and \\) to fix it",
+    ]  # a protonated amine's N (its proton exchanges) is no stereocentre
+    caplog.clear()
+    domain = TorsionDomain(TorsionOptions())
+    domain.held_out_smiles = [("test-ligand", "CC(N)C(O)CC=CC")]  # as a sampled run restores them
+    assert len(domain.requested(MoleculeSampleOptions(held_out=1))) == 1  # held out: not the user's to specify
+    assert not [r for r in caplog.records if "unspecified" in r.getMessage()]
 
 
 def test_cli_smiles_file_gives_each_bad_line_its_message_and_samples_the_rest(run, tmp_path, caplog):
@@ -484,6 +494,22 @@ def test_a_run_saved_before_sampling_local_structure_keeps_raw_etkdg_with_a_warn
     assert TorsionOptions.model_validate(saved).sampling_local_structure == "etkdg"
     assert any("saved before it existed" in r.getMessage() for r in caplog.records)
     assert TorsionOptions.model_validate({}).sampling_local_structure == "mmff-conformer"  # a new run: the default
+
+
+def test_set_on_an_older_run_says_what_its_config_lacks_once(run, tmp_path, caplog):
+    """--set re-resolves the config as resolved, so the warnings of the saved one (options added
+    since it was written) are said once, and the setting asked for wins over the old default."""
+    import shutil
+
+    own = tmp_path / "run"
+    shutil.copytree(run, own)
+    config = own / "config.yaml"
+    config.write_text("\n".join(line for line in config.read_text().splitlines() if "sampling_pool" not in line))
+    res = CliRunner().invoke(app, ["sample", "--run", str(own), "--domain-help", "--set", "data.relax_steps=50"])
+    assert res.exit_code == 0, res.output
+    said = [r.getMessage() for r in caplog.records if "sampling_pool" in r.getMessage()]
+    assert len(said) == 1 and "saved before it existed" in said[0], said
+    assert "sampling_pool = 1" in res.output and "relax_steps = 50" in res.output
 
 
 def test_evaluate_scores_the_models_own_start_conformers_as_a_paired_row(run):
