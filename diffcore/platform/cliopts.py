@@ -106,7 +106,7 @@ def count_value(value) -> int:
         fail(str(e))
 
 
-# what --out gets when a file was meant: the files diffcore writes or reads (a new folder is refused)
+# what --out gets when a file was meant: the files diffcore writes or reads (refused unless such a folder exists)
 FILE_SUFFIXES = frozenset(".sdf .mol .mol2 .xyz .pdb .smi .png .jpg .jpeg .gif .wav .flac .mp3 .ogg .npy .npz .pt .pth "
                           ".ckpt .safetensors .json .yaml .yml .csv .txt".split())
 
