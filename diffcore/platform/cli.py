@@ -19,8 +19,10 @@ from typing import Any, Optional
 import typer
 
 from diffcore.platform.cliopts import (  # noqa: F401  (EXIT_USER_ERROR, fail: part of the CLI's API)
-    EXIT_USER_ERROR, _SET_SAMPLING, _describe_options, _notes, describe_settings, _sampler_options, _times, fail, friendly, output_dir,
-    parse_extra_options,
+    EXIT_USER_ERROR, _describe_options, _notes, describe_settings, _sampler_options, _times, fail, friendly, output_dir, parse_extra_options,
+)
+from diffcore.platform.cliopts import (  # the options sample and evaluate share
+    _ACCELERATOR, _DEVICES, _GUIDANCE_OPTION, _GUIDANCE_VARIANT, _NUM_NODES, _SET_SAMPLING, _SPACING, _TIMES,
 )
 from diffcore.platform.cliopts import LazyHelp, count_value, later, out_path, seed_value
 
@@ -195,17 +197,6 @@ def _builtin_samplers() -> list[str]:
     from diffcore.math import sampling
 
     return [spec.name for spec in sampling.specs() if spec.owner is None]
-
-
-_SPACING = typer.Option(None, "--spacing", help="Where the steps go: linspace, trailing, leading, leading-multistep, logsnr, karras, shifted [default: sampling.spacing, else the sampler's own].")
-_TIMES = typer.Option(None, "--times", help="The model times themselves, comma-separated and decreasing, e.g. 0.999,0.8,0.5,0.2,0.02 (instead of --steps/--spacing).")
-
-# Sampling over several processes (diffcore.platform.generation): the same files whatever their number.
-_ACCELERATOR = typer.Option("auto", "--accelerator", help="Where the processes run: cpu, gpu, auto (Lightning's names).")
-_DEVICES = typer.Option(1, "--devices", min=1, help="Processes per node sharing the samples (GPUs, or CPU processes); the files are the same whatever the number.")
-_NUM_NODES = typer.Option(1, "--num-nodes", min=1, help="Nodes sharing the samples (set MASTER_ADDR, MASTER_PORT and NODE_RANK on each, or use torchrun/srun: docs/scaling.md).")
-_GUIDANCE_VARIANT = typer.Option(None, "--guidance-variant", help="How --guidance is applied: cfg, interval, rescaled, apg, cfg++ (docs/samplers.md, Guidance) [default: sampling.guidance_variant].")
-_GUIDANCE_OPTION = typer.Option([], "--guidance-option", help="An option of the guidance variant, KEY=VALUE (repeatable), e.g. --guidance-option lo=0.3 for interval, eta=0 for apg [default: sampling.guidance_options].")
 
 
 def _load_device(accelerator: str, devices: int, num_nodes: int) -> str | None:

@@ -219,6 +219,15 @@ def _describe_options(model: type[BaseModel] | None) -> str:
     return "\n".join(lines)
 
 
+# the options sample and evaluate share
+_SPACING = typer.Option(None, "--spacing", help="Where the steps go: linspace, trailing, leading, leading-multistep, logsnr, karras, shifted [default: sampling.spacing, else the sampler's own].")
+_TIMES = typer.Option(None, "--times", help="The model times themselves, comma-separated and decreasing, e.g. 0.999,0.8,0.5,0.2,0.02 (instead of --steps/--spacing).")
+_GUIDANCE_VARIANT = typer.Option(None, "--guidance-variant", help="How --guidance is applied: cfg, interval, rescaled, apg, cfg++ (docs/samplers.md, Guidance) [default: sampling.guidance_variant].")
+_GUIDANCE_OPTION = typer.Option([], "--guidance-option", help="An option of the guidance variant, KEY=VALUE (repeatable), e.g. --guidance-option lo=0.3 for interval, eta=0 for apg [default: sampling.guidance_options].")
+# sampling over several processes (diffcore.platform.generation): the same files whatever their number
+_ACCELERATOR = typer.Option("auto", "--accelerator", help="Where the processes run: cpu, gpu, auto (Lightning's names).")
+_DEVICES = typer.Option(1, "--devices", min=1, help="Processes per node sharing the samples (GPUs, or CPU processes); the files are the same whatever the number.")
+_NUM_NODES = typer.Option(1, "--num-nodes", min=1, help="Nodes sharing the samples (set MASTER_ADDR, MASTER_PORT and NODE_RANK on each, or use torchrun/srun: docs/scaling.md).")
 _SET_SAMPLING = typer.Option([], "--set", "-s", metavar="data.KEY=VALUE", help="Change one of the run's sampling settings for this command only, e.g. --set data.sampling_pool=5 (value parsed as YAML; repeatable; `--domain-help` lists them); RUN/config.yaml is left as it is.")
 
 

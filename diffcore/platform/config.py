@@ -390,3 +390,29 @@ def to_yaml(cfg: RunConfig) -> str:
 def write_yaml(cfg: RunConfig, path: str | Path) -> None:
     Path(path).write_text(to_yaml(cfg), encoding="utf-8")
 
+
+def sampling_sets(sets: list[str] | tuple[str, ...], resolved: Resolved | None = None, domain=None) -> Resolved | None:
+    """``--set data.KEY=VALUE`` of sample/evaluate: checks their form (without ``resolved``), or
+    ``resolved`` with them applied, once every KEY is one of ``domain.sampling_settings()``
+    (over the config as resolved, so what reading the saved one said is not said again)."""
+    keys = []
+    for item in sets:
+        key, sep, _ = item.partition("=")
+        keys.append(key.strip())
+        if not sep:
+            raise UserError(f"--set {item!r}: expected data.KEY=VALUE, e.g. --set data.sampling_pool=5 (`--domain-help` lists the keys)")
+        if not keys[-1].startswith("data.") or keys[-1].count(".") != 1:
+            raise UserError(f"--set {keys[-1]}: only the run's sampling settings can be changed here (data.KEY=VALUE; "
+                            "`--domain-help` lists them); the rest of RUN/config.yaml is fixed by training")
+    if resolved is None:
+        return None
+    allowed = domain.sampling_settings()
+    for key in keys:
+        if key[len("data."):] not in allowed:
+            listed = ", ".join(f"data.{k}" for k in allowed) or "none"
+            raise UserError(f"--set {key}: not a sampling setting of this run's {domain.name!r} domain (those are: {listed}); "
+                            "the rest of RUN/config.yaml is fixed by training")
+    try:
+        return resolve(base=resolved.config.model_dump(mode="json"), sets=list(sets))
+    except UserError as e:
+        raise UserError(str(e) if str(e).startswith("--set") else f"--set: {e}") from None

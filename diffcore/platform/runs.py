@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .config import Resolved, load_yaml, resolve
+from .config import Resolved, load_yaml, resolve, sampling_sets
 from ..contract.domain import Batch, Domain
 from ..contract.errors import UserError
 from ..math.sampling import SamplingPlan
@@ -292,31 +292,13 @@ def load_run(run_dir: str | Path, checkpoint: str | Path | None = None, *, devic
         resolved = resolve(base=base)
     except UserError as e:
         raise UserError(f"{run_dir / CONFIG}: {e}") from None
-    keys = []
-    for item in sets:
-        key, sep, _ = item.partition("=")
-        keys.append(key.strip())
-        if not sep:
-            raise UserError(f"--set {item!r}: expected data.KEY=VALUE, e.g. --set data.sampling_pool=5 (`--domain-help` lists the keys)")
-    for key in keys:
-        if not key.startswith("data.") or key.count(".") != 1:
-            raise UserError(f"--set {key}: only the run's sampling settings can be changed here (data.KEY=VALUE; "
-                            "`--domain-help` lists them); the rest of RUN/config.yaml is fixed by training")
+    sampling_sets(sets)  # before any work: their form
     from . import latent
 
     state = latent.saved_state(run_dir, required=resolved.config.latent.autoencoder is not None)  # a JSON object, or None
     domain, net = build_model(resolved, run_dir, state=state)
     if sets:
-        allowed = domain.sampling_settings()
-        for key in keys:
-            if key[len("data."):] not in allowed:
-                listed = ", ".join(f"data.{k}" for k in allowed) or "none"
-                raise UserError(f"--set {key}: not a sampling setting of this run's {domain.name!r} domain (those are: {listed}); "
-                                "the rest of RUN/config.yaml is fixed by training")
-        try:  # over the config as resolved: what reading the saved one said (e.g. options added since) is not said again
-            resolved = resolve(base=resolved.config.model_dump(mode="json"), sets=list(sets))
-        except UserError as e:
-            raise UserError(str(e) if str(e).startswith("--set") else f"--set: {e}") from None
+        resolved = sampling_sets(sets, resolved, domain)
         domain, net = build_model(resolved, run_dir, state=state)  # the same weights' shapes: only sampling settings changed
     weights = Path(checkpoint) if checkpoint is not None else run_dir / EMA_WEIGHTS
     if checkpoint is None and not weights.is_file():
