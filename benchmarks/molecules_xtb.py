@@ -18,7 +18,9 @@ K), without touching ``RUN/metrics.json``.
     OMP_NUM_THREADS=1 python benchmarks/molecules_xtb.py score --run RUN --seeds 0 1 2 [--set data.sampling_pool=1]
 
 ``build`` caches the references in ``RUN/cache/xtb-test-references-*.sdf`` (with the
-defaults: 15 embeddings per molecule, 600 xTB optimisations); ``score`` reads them.
+defaults: 15 embeddings per molecule, 600 xTB optimisations); ``score`` reads them. With
+``--molecules tune`` (both steps), the same for the first ``--count`` tuning molecules of 17 or
+more heavy atoms (never trained on): choose a setting there, report it on the test ligands.
 """
 
 from __future__ import annotations
@@ -110,7 +112,18 @@ def references(job) -> tuple[str, bytes, np.ndarray, np.ndarray, dict] | None:
 
 def cache_path(run: Path, a) -> Path:
     key = json.dumps({k: a[k] for k in ("embeddings", "gtol", "max_iter", "window", "prune", "conformers")}, sort_keys=True)
-    return run / "cache" / f"xtb-test-references-{hashlib.sha256(key.encode()).hexdigest()[:12]}.sdf"
+    stem = "test" if a["molecules"] == "test" else f"tune{a['count']}"
+    return run / "cache" / f"xtb-{stem}-references-{hashlib.sha256(key.encode()).hexdigest()[:12]}.sdf"
+
+
+def molecules(domain, a) -> list:
+    """``test``: the 40 test ligands, heavy atoms first, as the run samples them; ``tune``: the
+    first ``--count`` tuning molecules (the split of the training source, never trained on) with
+    at least 17 heavy atoms, as ``benchmarks/molecule_pool.py`` takes them: for choosing."""
+    if a["molecules"] == "test":
+        return domain.held_out_graphs()
+    domain.setup()
+    return [g for g in (domain.graphs[i] for i in (domain.tune_idx or domain.val_idx)) if g.mol.GetNumHeavyAtoms() >= 17][: a["count"]]
 
 
 def build(args) -> None:
@@ -119,7 +132,7 @@ def build(args) -> None:
 
     a = vars(args)
     domain = runs.load_run(args.run).domain
-    graphs = domain.held_out_graphs()  # the test ligands, heavy atoms first, as the run samples them
+    graphs = molecules(domain, a)
     a["conformers"] = domain.options.conformers
     if not domain.options.hydrogens:
         raise SystemExit(f"{args.run} was trained without hydrogens (data.hydrogens: false); xTB needs every atom")
@@ -161,7 +174,7 @@ def score(args) -> None:
     if not found:
         raise SystemExit(f"no xTB references at {path}: run `build` first with the same settings")
     graphs = []
-    for g in run.domain.held_out_graphs():
+    for g in molecules(run.domain, a):
         if g.name in found:
             coords, energies = found[g.name]
             graphs.append(dataclasses.replace(g, coords=torch.as_tensor(coords, dtype=torch.float32),
@@ -178,7 +191,7 @@ def score(args) -> None:
         print(f"seed {seed}: {len(graphs)} molecules, {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
     refs = sum(len(g.coords) for g in graphs)
     settings = ", ".join(args.set) or "the run's sampling settings"
-    print(f"| GFN2-xTB references: {len(graphs)} test ligands, {refs} references; {settings}; seeds "
+    print(f"| GFN2-xTB references: {len(graphs)} {args.molecules} molecules, {refs} references; {settings}; seeds "
           f"{' '.join(map(str, args.seeds))} | " + " | ".join(KEYS) + " |")
     print("|---|" + "---:|" * len(KEYS))
     for label, prefix in ROWS:
@@ -195,6 +208,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("step", choices=("build", "score"))
     p.add_argument("--run", type=Path, required=True)
+    p.add_argument("--molecules", choices=("test", "tune"), default="test", help="the test ligands (to report) or tuning molecules (to choose)")
+    p.add_argument("--count", type=int, default=30, help="--molecules tune: this many")
     p.add_argument("--embeddings", type=int, default=15, help="ETKDG v3 embeddings per molecule, each optimised with xTB")
     p.add_argument("--gtol", type=float, default=5e-4, help="L-BFGS gradient tolerance, Eh/bohr")
     p.add_argument("--max-iter", type=int, default=1000)
