@@ -356,9 +356,9 @@ BUILTINS = {
                                      "griffin_lim_iters": 2, "inverse_mel_iters": 2}},
                           {"spec-unet1d": {"base_channels": 8, "channel_mult": [1, 2], "num_res_blocks": 1, "attention_levels": []}}),
     "molecule-coords": ("diffcore_molecule.plugin",
-                        {"molecule": {"max_molecules": 4, "conformers": 1, "mmff": False, "val_fraction": 0.25},
+                        {"molecule": {"max_molecules": 4, "conformers": 1, "mmff": False, "val_fraction": 0.25, "test_set": False},
                          "molecule-torsion": {"max_molecules": 4, "conformers": 1, "mmff": False, "val_fraction": 0.25,
-                                              "sampling_pool": 1}},  # the pool: tests/plugins/test_molecule_torsion.py
+                                              "test_set": False, "sampling_pool": 1}},  # the pool and the test set: test_molecule_*.py
                         {"egnn": {"hidden": 16, "layers": 2}, "torsion-net": {"hidden": 16, "layers": 1}}),
 }
 
