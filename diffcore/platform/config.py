@@ -391,10 +391,10 @@ def write_yaml(cfg: RunConfig, path: str | Path) -> None:
     Path(path).write_text(to_yaml(cfg), encoding="utf-8")
 
 
-def sampling_sets(sets: list[str] | tuple[str, ...], resolved: Resolved | None = None, domain=None) -> Resolved | None:
-    """``--set data.KEY=VALUE`` of sample/evaluate: checks their form (without ``resolved``), or
-    ``resolved`` with them applied, once every KEY is one of ``domain.sampling_settings()``
-    (over the config as resolved, so what reading the saved one said is not said again)."""
+def sampling_sets(sets: list[str] | tuple[str, ...], resolved: Resolved, domain) -> Resolved:
+    """``resolved`` with sample/evaluate's ``--set data.KEY=VALUE`` items applied, once each is of
+    that form and KEY is one of ``domain.sampling_settings()`` (over the config as resolved, so
+    what reading the saved one said is not said again)."""
     keys = []
     for item in sets:
         key, sep, _ = item.partition("=")
@@ -404,8 +404,6 @@ def sampling_sets(sets: list[str] | tuple[str, ...], resolved: Resolved | None =
         if not keys[-1].startswith("data.") or keys[-1].count(".") != 1:
             raise UserError(f"--set {keys[-1]}: only the run's sampling settings can be changed here (data.KEY=VALUE; "
                             "`--domain-help` lists them); the rest of RUN/config.yaml is fixed by training")
-    if resolved is None:
-        return None
     allowed = domain.sampling_settings()
     for key in keys:
         if key[len("data."):] not in allowed:

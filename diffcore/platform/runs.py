@@ -292,7 +292,6 @@ def load_run(run_dir: str | Path, checkpoint: str | Path | None = None, *, devic
         resolved = resolve(base=base)
     except UserError as e:
         raise UserError(f"{run_dir / CONFIG}: {e}") from None
-    sampling_sets(sets)  # before any work: their form
     from . import latent
 
     state = latent.saved_state(run_dir, required=resolved.config.latent.autoencoder is not None)  # a JSON object, or None
