@@ -242,11 +242,22 @@ def _stereo(mol: Chem.Mol, conf_id: int | None = None) -> dict:
     return out
 
 
-def _optimise(m: Chem.Mol, threads: int, max_iters: int, what: str) -> list[float] | None:
+#: MMFF94's dielectric models, as rdkit numbers them (``MMFFMolProperties.SetMMFFDielectricModel``)
+DIELECTRIC_MODELS = {"constant": 1, "distance": 2}
+
+
+def _optimise(m: Chem.Mol, threads: int, max_iters: int, what: str,
+              dielectric: tuple[str, float] = ("constant", 1.0)) -> list[float] | None:
     """Minimise every conformer of ``m`` in place (MMFF94, else UFF) until converged (at most
-    ``max_iters`` x 5 steps); energies in kcal/mol, or ``None`` if neither force field applies."""
+    ``max_iters`` x 5 steps); energies in kcal/mol, or ``None`` if neither force field applies.
+    ``dielectric``: MMFF94's electrostatics, (model, epsilon): ``("constant", 1.0)`` is rdkit's
+    default (vacuum), ``("distance", 4.0)`` the screened epsilon = 4r; UFF has none."""
     if AllChem.MMFFHasAllMoleculeParams(m):
-        run = lambda: AllChem.MMFFOptimizeMoleculeConfs(m, numThreads=threads, maxIters=max_iters)  # noqa: E731
+        props = AllChem.MMFFGetMoleculeProperties(m)
+        props.SetMMFFDielectricModel(DIELECTRIC_MODELS[dielectric[0]])
+        props.SetMMFFDielectricConstant(float(dielectric[1]))
+        field = AllChem.MMFFGetMoleculeForceField(m, props)  # a template: every conformer is optimised with it
+        run = lambda: AllChem.OptimizeMoleculeConfs(m, field, numThreads=threads, maxIters=max_iters)  # noqa: E731
     elif AllChem.UFFHasAllMoleculeParams(m):
         log.debug("%s: MMFF94 has no parameters for this molecule; optimising with UFF", what)
         run = lambda: AllChem.UFFOptimizeMoleculeConfs(m, numThreads=threads, maxIters=max_iters)  # noqa: E731
@@ -267,10 +278,12 @@ def keeps_stereo(mol: Chem.Mol, conf_id: int, want: dict | None = None) -> bool:
     return not want or {key: v for key, v in _stereo(mol, conf_id).items() if key in want} == want
 
 
-def minimise(m: Chem.Mol, threads: int = 1, max_iters: int = 2000) -> list[float] | None:
+def minimise(m: Chem.Mol, threads: int = 1, max_iters: int = 2000,
+             dielectric: tuple[str, float] = ("constant", 1.0)) -> list[float] | None:
     """Every conformer of ``m`` minimised in place, as the reference ensembles are (MMFF94,
-    else UFF, to convergence); their energies (kcal/mol), or ``None`` if no force field applies."""
-    return _optimise(m, threads, max_iters, "molecule")
+    else UFF, to convergence; MMFF94's ``dielectric`` as in :func:`_optimise`); their energies
+    (kcal/mol), or ``None`` if no force field applies."""
+    return _optimise(m, threads, max_iters, "molecule", dielectric)
 
 
 def heavy_rmsd(probe: Chem.Mol, ref: Chem.Mol, prb_id: int = -1, ref_id: int = -1, symmetric: bool = True) -> float:

@@ -181,14 +181,15 @@ def local_structures(mol: Chem.Mol, num: int, seed: int, what: str = "molecule")
     return pos[np.arange(num) % len(ids)]  # too few: reuse (rare)
 
 
-def minimised(mol: Chem.Mol, pos: np.ndarray, energies: bool = False):
+def minimised(mol: Chem.Mol, pos: np.ndarray, energies: bool = False, dielectric: tuple[str, float] = ("constant", 1.0)):
     """The conformers ``pos [K, N, 3]`` of ``mol`` minimised as the training references are
-    (MMFF94, else UFF, to convergence; unchanged if neither force field applies). A conformer
+    (MMFF94, else UFF, to convergence; unchanged if neither force field applies; MMFF94's
+    ``dielectric``: (model, epsilon), :func:`diffcore_molecule.druglike.minimise`). A conformer
     whose specified stereo the minimisation changed is kept as it was (the references drop
     such conformers; none was seen on the 40 test ligands). With ``energies``: also ``[K]``
     their energies (kcal/mol; +inf for one kept as it was; ``None`` without a force field)."""
     m = with_conformers(mol, pos)
-    found = G.minimise(m, threads=1)
+    found = G.minimise(m, threads=1, dielectric=dielectric)
     out = np.stack([c.GetPositions() for c in m.GetConformers()])
     energy = np.array(found, dtype=np.float64) if found is not None else None
     want = G._stereo(m)
@@ -233,6 +234,8 @@ class TorsionOptions(MoleculeOptions):
     sampling_pool: int = Field(3, ge=1, le=20, description="Sampling: embed and minimise this many times the conformers asked for, and start from the lowest-energy ones that differ by at least sampling_prune (the recipe of the reference ensembles; 1: no pool, each conformer starts from its own embedding; 3: chosen on the tuning molecules). Needs a minimised start: with sampling_local_structure: etkdg the pool is 1, and asking for more is an error.")
     sampling_prune: float = Field(0.5, gt=0, le=5, description="With sampling_pool > 1: two start conformers closer than this heavy-atom RMSD (Angstrom, symmetry-aware) count as one (0.5: the references' threshold).")
     sampling_minimise: bool = Field(True, description="After sampling (and relax_steps), minimise each conformer with MMFF94 to convergence, as the references and the ETKDG + MMFF94 baseline are (a conformer whose stereo that changed is kept as sampled; on: chosen on the tuning molecules, docs/domains/molecules.md).")
+    sampling_dielectric_model: Literal["constant", "distance"] = Field("constant", description="MMFF94's electrostatics wherever sampling minimises (the pool and sampling_minimise): a constant dielectric, as the references are made, or a distance-dependent one, epsilon x r, a common stand-in for a solvent's screening (distance with sampling_dielectric: 4 is the screened recipe of docs/domains/molecules.md: ahead against GFN2-xTB-in-water references, behind against MMFF94 ones).")
+    sampling_dielectric: float = Field(1.0, ge=1, le=100, description="MMFF94's dielectric constant epsilon wherever sampling minimises (1: vacuum, rdkit's default and the references'; 4 with sampling_dielectric_model: distance gives epsilon = 4r).")
 
     @model_validator(mode="before")
     @classmethod
@@ -271,7 +274,7 @@ class TorsionDomain(MoleculeDomain):
     EditOptions = None
     #: the data options that change how conformers are sampled (:meth:`sampling_settings`)
     SAMPLING_SETTINGS = ("init_strength", "sampling_local_structure", "relax_steps", "sampling_minimise", "sampling_pool",
-                         "sampling_prune")
+                         "sampling_prune", "sampling_dielectric_model", "sampling_dielectric")
 
     def __init__(self, options=None, *, workdir=None):
         super().__init__(options, workdir=workdir)
@@ -355,6 +358,7 @@ class TorsionDomain(MoleculeDomain):
         radii = [clash_radii(g.mol) for g in graphs]
         jobs, local, first = [], {}, {}
         mode = self.options.sampling_local_structure
+        dielectric = (self.options.sampling_dielectric_model, self.options.sampling_dielectric)
         for g, mg in enumerate(graphs):
             if counts[g] <= 0:
                 continue
@@ -365,7 +369,7 @@ class TorsionDomain(MoleculeDomain):
                 log.warning("skipped %s (%s): rdkit cannot embed this molecule (impossible stereo or geometry); no conformers",
                             where, mg.smiles)
                 continue
-            pos, energy = (raw, None) if mode == "etkdg" else minimised(mg.mol, raw, energies=True)
+            pos, energy = (raw, None) if mode == "etkdg" else minimised(mg.mol, raw, energies=True, dielectric=dielectric)
             if pool > 1:
                 pick = pool_choice(mg.mol, pos, energy, counts[g], self.options.sampling_prune)
                 raw, pos = raw[pick], pos[pick]
@@ -377,6 +381,7 @@ class TorsionDomain(MoleculeDomain):
             batch = collate_torsions([{"cond": _sampling_cond(graphs[g], tors[g], local[g][k], radii[g])} for g, k in chunk])
             batch["relax_steps"] = self.options.relax_steps
             batch["minimise"] = self.options.sampling_minimise
+            batch["dielectric"] = dielectric
             batch["shape"] = tuple(batch["mask"].shape)
             if self.options.init_strength < 1.0:  # start from the start conformer's torsions (SDEdit)
                 c = batch["cond"]

@@ -87,7 +87,8 @@ def decode(x: torch.Tensor, batch: dict) -> list[tuple[MolGraph, np.ndarray, boo
         for i, g in enumerate(batch["mol"]):
             rows.setdefault(g, []).append(i)
         for g, idx in rows.items():
-            for i, c in zip(idx, minimised(graphs[g].mol, np.stack([out[i][1] for i in idx]))):
+            for i, c in zip(idx, minimised(graphs[g].mol, np.stack([out[i][1] for i in idx]),
+                                           dielectric=batch.get("dielectric", ("constant", 1.0)))):
                 out[i] = (out[i][0], c, out[i][2])
     return out
 

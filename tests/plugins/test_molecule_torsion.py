@@ -17,6 +17,7 @@ from typer.testing import CliRunner  # noqa: E402
 
 from diffcore.cli import app  # noqa: E402
 from diffcore_molecule import data as D  # noqa: E402
+from diffcore_molecule import druglike as G  # noqa: E402
 from diffcore_molecule.torsion_domain import TorsionDomain, TorsionOptions, collate_torsions, heavy_first, torsions_of  # noqa: E402
 from diffcore_molecule.backbone import TorsionNet, TorsionNetOptions  # noqa: E402
 from diffcore_molecule.torsions import dihedrals, rotatable_torsions, set_torsions  # noqa: E402
@@ -484,6 +485,46 @@ def test_sampling_minimise_lands_every_sample_on_a_force_field_minimum():
     saved = TorsionOptions().model_dump()
     del saved["sampling_minimise"]
     assert TorsionOptions.model_validate(saved).sampling_minimise is False  # a run saved before the option: as it sampled
+
+
+def test_sampling_dielectric_minimises_on_the_screened_surface():
+    """data.sampling_dielectric_model / sampling_dielectric: the pool and the samples are minima of
+    MMFF94 with epsilon = 4r (gradient ~0 there, not in vacuum, for a zwitterion whose charges
+    feel the difference), and the pool is chosen by that surface's energy."""
+    from diffcore_molecule.torsion_domain import local_structures, minimised
+
+    smiles = "[NH3+]CC[C@H](O)c1ccc(CCC(=O)[O-])cc1"
+    rules = D.Rules(("H", "C", "N", "O"), 200, True)
+    graph = heavy_first(D.to_graph("m", D.from_smiles(smiles, rules), rules))
+    mol = graph.mol
+
+    def grad(c, model, eps):
+        props = AllChem.MMFFGetMoleculeProperties(mol)
+        props.SetMMFFDielectricModel(G.DIELECTRIC_MODELS[model])
+        props.SetMMFFDielectricConstant(eps)
+        m = Chem.Mol(mol)
+        m.RemoveAllConformers()
+        conf = Chem.Conformer(m.GetNumAtoms())
+        for i, q in enumerate(np.asarray(c).tolist()):
+            conf.SetAtomPosition(i, q)
+        m.AddConformer(conf, assignId=True)
+        field = AllChem.MMFFGetMoleculeForceField(m, props)
+        return np.linalg.norm(field.CalcGrad()), field.CalcEnergy()
+
+    domain = TorsionDomain(TorsionOptions(sampling_dielectric_model="distance", sampling_dielectric=4.0, init_strength=0.5,
+                                          sampling_local_structure="mmff-conformer", sampling_pool=3, sampling_minimise=True))
+    torch.manual_seed(3)
+    (batch,) = list(domain.graph_batches([graph], 3, 8))
+    assert batch["dielectric"] == ("distance", 4.0)
+    starts = batch["cond"]["pos0"][:, : mol.GetNumAtoms()].double().numpy()
+    batch["coord_scale"] = 1.0
+    for c in [*starts, *(c for _, c, _ in decode(batch["init"], batch))]:
+        assert grad(c, "distance", 4.0)[0] < 0.05 and grad(c, "constant", 1.0)[0] > 1.0
+    raw = local_structures(mol, 9, 11)
+    pos, energy = minimised(mol, raw, energies=True, dielectric=("distance", 4.0))
+    assert np.allclose(energy, [grad(c, "distance", 4.0)[1] for c in pos], atol=1e-4)  # the energies the pool ranks by
+    with pytest.raises(ValueError):
+        TorsionOptions(sampling_dielectric=0.5)
 
 
 def test_a_run_saved_before_sampling_local_structure_keeps_raw_etkdg_with_a_warning(caplog):
