@@ -244,10 +244,11 @@ def _stereo(mol: Chem.Mol, conf_id: int | None = None) -> dict:
 
 #: MMFF94's dielectric models, as rdkit numbers them (``MMFFMolProperties.SetMMFFDielectricModel``)
 DIELECTRIC_MODELS = {"constant": 1, "distance": 2}
+VACUUM = ("constant", 1.0)  #: rdkit's default electrostatics, (model, epsilon): those of the reference ensembles
 
 
 def _optimise(m: Chem.Mol, threads: int, max_iters: int, what: str,
-              dielectric: tuple[str, float] = ("constant", 1.0)) -> list[float] | None:
+              dielectric: tuple[str, float] = VACUUM) -> list[float] | None:
     """Minimise every conformer of ``m`` in place (MMFF94, else UFF) until converged (at most
     ``max_iters`` x 5 steps); energies in kcal/mol, or ``None`` if neither force field applies.
     ``dielectric``: MMFF94's electrostatics, (model, epsilon): ``("constant", 1.0)`` is rdkit's
@@ -279,7 +280,7 @@ def keeps_stereo(mol: Chem.Mol, conf_id: int, want: dict | None = None) -> bool:
 
 
 def minimise(m: Chem.Mol, threads: int = 1, max_iters: int = 2000,
-             dielectric: tuple[str, float] = ("constant", 1.0)) -> list[float] | None:
+             dielectric: tuple[str, float] = VACUUM) -> list[float] | None:
     """Every conformer of ``m`` minimised in place, as the reference ensembles are (MMFF94,
     else UFF, to convergence; MMFF94's ``dielectric`` as in :func:`_optimise`); their energies
     (kcal/mol), or ``None`` if no force field applies."""

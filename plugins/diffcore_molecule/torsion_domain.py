@@ -181,7 +181,7 @@ def local_structures(mol: Chem.Mol, num: int, seed: int, what: str = "molecule")
     return pos[np.arange(num) % len(ids)]  # too few: reuse (rare)
 
 
-def minimised(mol: Chem.Mol, pos: np.ndarray, energies: bool = False, dielectric: tuple[str, float] = ("constant", 1.0)):
+def minimised(mol: Chem.Mol, pos: np.ndarray, energies: bool = False, dielectric: tuple[str, float] = G.VACUUM):
     """The conformers ``pos [K, N, 3]`` of ``mol`` minimised as the training references are
     (MMFF94, else UFF, to convergence; unchanged if neither force field applies; MMFF94's
     ``dielectric``: (model, epsilon), :func:`diffcore_molecule.druglike.minimise`). A conformer
@@ -234,7 +234,7 @@ class TorsionOptions(MoleculeOptions):
     sampling_pool: int = Field(3, ge=1, le=20, description="Sampling: embed and minimise this many times the conformers asked for, and start from the lowest-energy ones that differ by at least sampling_prune (the recipe of the reference ensembles; 1: no pool, each conformer starts from its own embedding; 3: chosen on the tuning molecules). Needs a minimised start: with sampling_local_structure: etkdg the pool is 1, and asking for more is an error.")
     sampling_prune: float = Field(0.5, gt=0, le=5, description="With sampling_pool > 1: two start conformers closer than this heavy-atom RMSD (Angstrom, symmetry-aware) count as one (0.5: the references' threshold).")
     sampling_minimise: bool = Field(True, description="After sampling (and relax_steps), minimise each conformer with MMFF94 to convergence, as the references and the ETKDG + MMFF94 baseline are (a conformer whose stereo that changed is kept as sampled; on: chosen on the tuning molecules, docs/domains/molecules.md).")
-    sampling_dielectric_model: Literal["constant", "distance"] = Field("constant", description="MMFF94's electrostatics wherever sampling minimises (the pool and sampling_minimise): a constant dielectric, as the references are made, or a distance-dependent one, epsilon x r, a common stand-in for a solvent's screening (distance with sampling_dielectric: 4 is the screened recipe of docs/domains/molecules.md: ahead against GFN2-xTB-in-water references, behind against MMFF94 ones).")
+    sampling_dielectric_model: Literal["constant", "distance"] = Field("constant", description="MMFF94's electrostatics wherever sampling minimises (the pool and sampling_minimise; UFF, the fallback, has none): a constant dielectric, as the references are made, or a distance-dependent one, epsilon x r, a crude, common stand-in for a solvent's screening of charges (distance with sampling_dielectric 4: the screened recipe, measured in docs/domains/molecules.md).")
     sampling_dielectric: float = Field(1.0, ge=1, le=100, description="MMFF94's dielectric constant epsilon wherever sampling minimises (1: vacuum, rdkit's default and the references'; 4 with sampling_dielectric_model: distance gives epsilon = 4r).")
 
     @model_validator(mode="before")
@@ -262,6 +262,11 @@ class TorsionOptions(MoleculeOptions):
                                  "sampling_local_structure: etkdg does not compute; set sampling_local_structure to "
                                  "mmff-conformer (or mmff), or sampling_pool: 1")
             self.sampling_pool = 1
+        screened = (self.sampling_dielectric_model, self.sampling_dielectric) != G.VACUUM
+        if screened and self.sampling_local_structure == "etkdg" and not self.sampling_minimise:
+            raise ValueError("data.sampling_dielectric_model / sampling_dielectric set the force field of sampling's "
+                             "minimisations, and with sampling_local_structure: etkdg and sampling_minimise: false there "
+                             "are none; set sampling_minimise: true (or another sampling_local_structure), or leave them out")
         return self
 
 

@@ -81,6 +81,7 @@ def decode(x: torch.Tensor, batch: dict) -> list[tuple[MolGraph, np.ndarray, boo
         c, ok = fix_chirality(mg.mol, c)
         out.append((mg, c, ok))
     if batch.get("minimise"):  # data.sampling_minimise: onto the force field's nearest minima, one call per molecule
+        from .druglike import VACUUM
         from .torsion_domain import minimised
 
         rows: dict[int, list[int]] = {}
@@ -88,7 +89,7 @@ def decode(x: torch.Tensor, batch: dict) -> list[tuple[MolGraph, np.ndarray, boo
             rows.setdefault(g, []).append(i)
         for g, idx in rows.items():
             for i, c in zip(idx, minimised(graphs[g].mol, np.stack([out[i][1] for i in idx]),
-                                           dielectric=batch.get("dielectric", ("constant", 1.0)))):
+                                           dielectric=batch.get("dielectric", VACUUM))):
                 out[i] = (out[i][0], c, out[i][2])
     return out
 

@@ -525,6 +525,22 @@ def test_sampling_dielectric_minimises_on_the_screened_surface():
     assert np.allclose(energy, [grad(c, "distance", 4.0)[1] for c in pos], atol=1e-4)  # the energies the pool ranks by
     with pytest.raises(ValueError):
         TorsionOptions(sampling_dielectric=0.5)
+    with pytest.raises(ValueError, match="there are none"):  # nothing minimised: the setting would do nothing
+        TorsionOptions(sampling_local_structure="etkdg", sampling_minimise=False, sampling_dielectric_model="distance")
+    saved = TorsionOptions().model_dump()
+    del saved["sampling_dielectric_model"], saved["sampling_dielectric"]
+    assert (TorsionOptions.model_validate(saved).sampling_dielectric_model, TorsionOptions.model_validate(saved).sampling_dielectric) == G.VACUUM
+    # the default is rdkit's own MMFF94 optimisation, to the last digit (what runs saved before the option did)
+    a, b = (Chem.Mol(mol) for _ in range(2))
+    for m in (a, b):
+        m.RemoveAllConformers()
+        for c in raw[:3]:
+            conf = Chem.Conformer(m.GetNumAtoms())
+            for i, q in enumerate(c.tolist()):
+                conf.SetAtomPosition(i, q)
+            m.AddConformer(conf, assignId=True)
+    assert G.minimise(a) == [e for _, e in AllChem.MMFFOptimizeMoleculeConfs(b, maxIters=2000)]
+    assert all(np.array_equal(x.GetPositions(), y.GetPositions()) for x, y in zip(a.GetConformers(), b.GetConformers()))
 
 
 def test_a_run_saved_before_sampling_local_structure_keeps_raw_etkdg_with_a_warning(caplog):
