@@ -11,7 +11,8 @@ conformers whose bonds or specified stereo changed (or whose xTB calculation fai
 then pruned at 0.5 Å heavy-atom RMSD in xTB energy order, at most ``data.conformers`` (5) kept.
 The run is then scored on them as ``diffcore evaluate`` scores (K = ``eval_factor`` x the
 references, delta, COV/AMR, the paired start row, ETKDG v3 and ETKDG v3 + MMFF94 with the same
-K), without touching ``RUN/metrics.json``.
+K), without touching ``RUN/metrics.json``; then the same rows over the molecules that carry a
+formal charge and over the others.
 
     pip install tblite                                   # GFN2-xTB; not a diffcore dependency
     OMP_NUM_THREADS=1 python benchmarks/molecules_xtb.py build --run RUN --processes 2
@@ -157,6 +158,24 @@ def build(args) -> None:
           f"{time.perf_counter() - start:.0f} s", file=sys.stderr)
 
 
+def by_charge(table: Path, charged: set[str]) -> dict[str, float]:
+    """The mean of each row's COV/AMR over the molecules with a formal charge (``charged_*``) and
+    over the others (``neutral_*``), from ``evaluate``'s per-molecule table (``nan`` cells left out)."""
+    import csv
+
+    with open(table, newline="") as f:
+        rows = list(csv.DictReader(f))
+    out = {}
+    for group, members in (("charged", [r for r in rows if r["name"] in charged]),
+                           ("neutral", [r for r in rows if r["name"] not in charged])):
+        for _, prefix in ROWS:
+            for k in KEYS:
+                v = [float(r[prefix + k]) for r in members if r.get(prefix + k) not in (None, "", "nan")]
+                if v:
+                    out[f"{group}_{prefix}{k}"] = statistics.mean(v)
+    return out
+
+
 def score(args) -> None:
     import torch
 
@@ -180,6 +199,7 @@ def score(args) -> None:
             graphs.append(dataclasses.replace(g, coords=torch.as_tensor(coords, dtype=torch.float32),
                                               energies=torch.as_tensor(energies, dtype=torch.float32)))
     plan = cfgmod.sampling_plan(run.config, key="cli")
+    charged = {g.name for g in graphs if any(at.GetFormalCharge() for at in g.mol.GetAtoms())}
     per_seed = []
     for seed in args.seeds:
         torch.manual_seed(seed)  # as diffcore evaluate --seed
@@ -187,6 +207,7 @@ def score(args) -> None:
         with tempfile.TemporaryDirectory() as out:
             fn = generation._evaluation_fn(run, plan, seed, generation.World())
             metrics = evaluate_model(run.domain, graphs, fn, Path(out), run.config.sampling.batch_size)
+            metrics.update(by_charge(Path(out) / "molecule_metrics.csv", charged))
         per_seed.append(metrics)
         print(f"seed {seed}: {len(graphs)} molecules, {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
     refs = sum(len(g.coords) for g in graphs)
@@ -194,7 +215,10 @@ def score(args) -> None:
     print(f"| GFN2-xTB references: {len(graphs)} {args.molecules} molecules, {refs} references; {settings}; seeds "
           f"{' '.join(map(str, args.seeds))} | " + " | ".join(KEYS) + " |")
     print("|---|" + "---:|" * len(KEYS))
-    for label, prefix in ROWS:
+    rows = [(label, prefix) for label, prefix in ROWS]
+    for group, size in (("charged", len(charged)), ("neutral", len(graphs) - len(charged))):
+        rows += [(f"{label}: the {size} {group} molecules", f"{group}_{prefix}") for label, prefix in ROWS if prefix != "start_"]
+    for label, prefix in rows:
         cells = []
         for k in KEYS:
             v = [m[prefix + k] for m in per_seed if prefix + k in m]

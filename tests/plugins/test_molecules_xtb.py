@@ -48,3 +48,18 @@ def test_xtb_references_are_pruned_minima_in_energy_order_with_the_graphs_stereo
     for i in range(len(coords)):
         for j in range(i):
             assert G.heavy_rmsd(heavy, heavy, i, j) >= 0.5  # pruned as the MMFF94 references are
+
+
+def test_score_splits_the_rows_by_formal_charge(xtb, tmp_path):
+    """The charged / neutral means come from evaluate's per-molecule table, each row's own
+    columns, and a molecule without a value (nan) is left out of that mean only."""
+    from diffcore_molecule.metrics import write_table
+
+    rows = [{"name": "a", "cov_r": 1.0, "amr_r": 0.5, "etkdg_cov_r": 0.0},
+            {"name": "b", "cov_r": 0.5, "amr_r": 0.7, "etkdg_cov_r": float("nan")},
+            {"name": "c", "cov_r": 0.0, "amr_r": 1.3, "etkdg_cov_r": 1.0}]
+    write_table(rows, tmp_path / "molecule_metrics.csv")
+    got = xtb.by_charge(tmp_path / "molecule_metrics.csv", {"c"})
+    assert got["charged_cov_r"] == 0.0 and got["charged_amr_r"] == 1.3 and got["charged_etkdg_cov_r"] == 1.0
+    assert got["neutral_cov_r"] == 0.75 and abs(got["neutral_amr_r"] - 0.6) < 1e-12 and got["neutral_etkdg_cov_r"] == 0.0
+    assert "neutral_start_cov_r" not in got  # no such column: no entry
