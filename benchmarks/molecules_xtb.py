@@ -113,16 +113,59 @@ def references(job) -> tuple[str, bytes, np.ndarray, np.ndarray, dict] | None:
 
 def cache_path(run: Path, a) -> Path:
     key = json.dumps({k: a[k] for k in ("embeddings", "gtol", "max_iter", "window", "prune", "conformers")}, sort_keys=True)
-    stem = "test" if a["molecules"] == "test" else f"tune{a['count']}"
+    stem = "test" if a["molecules"] == "test" else f"{a['molecules']}{a['count']}"
     return run / "cache" / f"xtb-{stem}-references-{hashlib.sha256(key.encode()).hexdigest()[:12]}.sdf"
+
+
+#: a basic aliphatic amine (not an amide, aniline, sulfonamide, enamine, amidine, nitrile or N-heteroatom)
+AMINE = "[NX3;H0,H1,H2;+0;!$(N[a]);!$(N[!#6;!#1]);!$(NC=[!#6]);!$(NC=C);!$(NC#*)]"
+ACID = "[CX3](=O)[OX2H1]"  #: a carboxylic acid
+
+
+def charged(domain, count: int) -> list:
+    """``charged``: the first ``count`` molecules of the training source (17 to data.max_heavy
+    heavy atoms, in its order) that the run never saw (neither trained nor tuned on) and that
+    have a basic aliphatic amine or a carboxylic acid, charged as at pH 7 (the first such amine
+    protonated, the first acid deprotonated), as ZINC and ChEMBL give the charged test ligands:
+    a tuning set of charged molecules, which the tuning split hardly has."""
+    from rdkit import Chem
+
+    from diffcore_molecule import data as D
+    from diffcore_molecule import druglike as G
+    from diffcore_molecule.torsion_domain import heavy_first
+
+    domain.setup()
+    seen = {g.smiles for g in domain.graphs}
+    amine, acid = Chem.MolFromSmarts(AMINE), Chem.MolFromSmarts(ACID)
+    out = []
+    for name, mol in G.training_molecules(domain.options.max_heavy, 17):
+        if len(out) == count:
+            break
+        m = Chem.RWMol(Chem.RemoveHs(mol))
+        hits = [(h[0], +1) for h in m.GetSubstructMatches(amine)][:1] + [(h[2], -1) for h in m.GetSubstructMatches(acid)][:1]
+        if not hits or D._canonical(mol) in seen:
+            continue
+        for idx, q in hits:
+            atom = m.GetAtomWithIdx(idx)
+            atom.SetFormalCharge(q)
+            atom.SetNumExplicitHs(0)
+            atom.SetNoImplicit(False)
+        try:
+            out.append(heavy_first(D.to_graph(name, D.from_smiles(Chem.MolToSmiles(m), domain.rules, name), domain.rules)))
+        except D.MoleculeError:  # e.g. more atoms than data.max_atoms once charged: left out
+            continue
+    return out
 
 
 def molecules(domain, a) -> list:
     """``test``: the 40 test ligands, heavy atoms first, as the run samples them; ``tune``: the
     first ``--count`` tuning molecules (the split of the training source, never trained on) with
-    at least 17 heavy atoms, as ``benchmarks/molecule_pool.py`` takes them: for choosing."""
+    at least 17 heavy atoms, as ``benchmarks/molecule_pool.py`` takes them: for choosing;
+    ``charged``: :func:`charged`, for choosing too."""
     if a["molecules"] == "test":
         return domain.held_out_graphs()
+    if a["molecules"] == "charged":
+        return charged(domain, a["count"])
     domain.setup()
     return [g for g in (domain.graphs[i] for i in (domain.tune_idx or domain.val_idx)) if g.mol.GetNumHeavyAtoms() >= 17][: a["count"]]
 
@@ -215,7 +258,7 @@ def score(args) -> None:
     print(f"| GFN2-xTB references: {len(graphs)} {args.molecules} molecules, {refs} references; {settings}; seeds "
           f"{' '.join(map(str, args.seeds))} | " + " | ".join(KEYS) + " |")
     print("|---|" + "---:|" * len(KEYS))
-    rows = [(label, prefix) for label, prefix in ROWS]
+    rows = list(ROWS)
     for group, size in (("charged", len(charged)), ("neutral", len(graphs) - len(charged))):
         rows += [(f"{label}: the {size} {group} molecules", f"{group}_{prefix}") for label, prefix in ROWS if prefix != "start_"]
     for label, prefix in rows:
@@ -232,7 +275,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("step", choices=("build", "score"))
     p.add_argument("--run", type=Path, required=True)
-    p.add_argument("--molecules", choices=("test", "tune"), default="test", help="the test ligands (to report) or tuning molecules (to choose)")
+    p.add_argument("--molecules", choices=("test", "tune", "charged"), default="test", help="the test ligands (to report), or tuning molecules (to choose): the tuning split, or charged molecules the run never saw")
     p.add_argument("--count", type=int, default=30, help="--molecules tune: this many")
     p.add_argument("--embeddings", type=int, default=15, help="ETKDG v3 embeddings per molecule, each optimised with xTB")
     p.add_argument("--gtol", type=float, default=5e-4, help="L-BFGS gradient tolerance, Eh/bohr")

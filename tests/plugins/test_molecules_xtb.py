@@ -63,3 +63,31 @@ def test_score_splits_the_rows_by_formal_charge(xtb, tmp_path):
     assert got["charged_cov_r"] == 0.0 and got["charged_amr_r"] == 1.3 and got["charged_etkdg_cov_r"] == 1.0
     assert got["neutral_cov_r"] == 0.75 and abs(got["neutral_amr_r"] - 0.6) < 1e-12 and got["neutral_etkdg_cov_r"] == 0.0
     assert "neutral_start_cov_r" not in got  # no such column: no entry
+
+
+def test_the_charged_tuning_molecules_are_unseen_and_charged_as_at_ph_7(xtb, tmp_path):
+    """``--molecules charged``: molecules of the training source the run never saw (not among
+    its graphs, not a test ligand), 17+ heavy atoms, each with a protonated aliphatic amine or a
+    carboxylate where the neutral source molecule had the amine or the acid."""
+    from diffcore_molecule import data as D
+    from diffcore_molecule.torsion_domain import TorsionDomain, TorsionOptions
+
+    domain = TorsionDomain(TorsionOptions(max_molecules=4, test_set=False, conformers=1, oversample=1), workdir=tmp_path)
+    got = xtb.charged(domain, 3)
+    assert len(got) == 3
+    seen = {g.smiles for g in domain.graphs}
+    from diffcore_molecule import druglike as G
+
+    for g in got:
+        heavy = Chem.RemoveHs(g.mol)
+        assert heavy.GetNumHeavyAtoms() >= 17 and g.smiles not in seen and not ({g.smiles} & G.test_keys())
+        sites = [a for a in heavy.GetAtoms() if a.GetFormalCharge()]
+        assert sites and all((a.GetSymbol(), a.GetFormalCharge()) in (("N", 1), ("O", -1)) for a in sites)
+        neutral = Chem.MolFromSmiles(g.smiles)
+        for a in sites:
+            neutral.GetAtomWithIdx(a.GetIdx()).SetFormalCharge(0)
+            neutral.GetAtomWithIdx(a.GetIdx()).SetNoImplicit(False)
+            neutral.GetAtomWithIdx(a.GetIdx()).SetNumExplicitHs(0)
+        Chem.SanitizeMol(neutral)
+        assert neutral.HasSubstructMatch(Chem.MolFromSmarts(xtb.AMINE)) or neutral.HasSubstructMatch(Chem.MolFromSmarts(xtb.ACID))
+        assert D._canonical(neutral) not in seen  # the source molecule itself was not trained on either
