@@ -260,7 +260,7 @@ def score(args) -> None:
     print("|---|" + "---:|" * len(KEYS))
     rows = list(ROWS)
     for group, size in (("charged", len(charged)), ("neutral", len(graphs) - len(charged))):
-        rows += [(f"{label}: the {size} {group} molecules", f"{group}_{prefix}") for label, prefix in ROWS if prefix != "start_"]
+        rows += [(f"{label}: the {size} {group} molecules", f"{group}_{prefix}") for label, prefix in ROWS if prefix != "start_" and size]
     for label, prefix in rows:
         cells = []
         for k in KEYS:
