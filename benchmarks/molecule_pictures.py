@@ -8,12 +8,14 @@ on the right a 3D overlay of up to ``--max-conformers`` conformers (heavy atoms 
 aligned onto the first on its heavy atoms (``rdMolAlign.AlignMolConformers``), one colour per
 conformer, the first one's atoms dotted by element (C grey, N blue, O red, S yellow, Cl green,
 F/Br/I and others purple). Printed per file: conformers, heavy atoms, and the heavy-atom RMSD
-of each conformer to the first after alignment. With ``--reference-sdf`` (one file per input,
+of each conformer to the first after alignment, and per saturated six-membered ring whether each
+conformer has it as a chair. With ``--reference-sdf`` (one file per input,
 same order, e.g. rdkit ETKDG conformers of the same molecule) it also prints, per conformer,
 the smallest symmetry-aware heavy-atom RMSD to any reference conformer (nothing is drawn)::
 
     OMP_NUM_THREADS=1 python benchmarks/molecule_pictures.py --sdf A.sdf B.sdf C.sdf \\
-        --out docs/domains/molecule-conformers.png [--max-conformers 6] [--reference-sdf RA.sdf RB.sdf RC.sdf]
+        --out docs/domains/molecule-conformers.png [--max-conformers 6] [--reference-sdf RA.sdf RB.sdf RC.sdf] \\
+        [--titles "title A" "title B" "title C"]
 """
 
 from __future__ import annotations
@@ -27,18 +29,21 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from rdkit import Chem  # noqa: E402
-from rdkit.Chem import AllChem, Draw, rdMolAlign  # noqa: E402
+from rdkit.Chem import AllChem, Draw, rdMolAlign, rdMolTransforms  # noqa: E402
 
 ELEMENT_COLOURS = {"C": "#606060", "N": "#1f4fd8", "O": "#d62020", "S": "#d8c200", "Cl": "#2ca02c"}
 OTHER_ELEMENT = "#9b30c0"  # F, Br, I, P, ...
 CONFORMER_COLOURS = plt.get_cmap("tab10").colors
 
 
-def read_conformers(path: str) -> tuple[Chem.Mol, str]:
-    """All records of ``path`` as conformers of one heavy-atom molecule, and its title."""
+def read_conformers(path: str, name: str | None = None) -> tuple[Chem.Mol, str]:
+    """All records of ``path`` (with ``name``: those whose ``_Name`` it is, e.g. one molecule of
+    a reference cache, ``RUN/cache/*.sdf``) as conformers of one heavy-atom molecule, and its title."""
     recs = [m for m in Chem.SDMolSupplier(path, removeHs=False, sanitize=True) if m is not None]
+    if name is not None:
+        recs = [m for m in recs if m.HasProp("_Name") and m.GetProp("_Name") == name]
     if not recs:
-        raise SystemExit(f"{path}: no readable molecule")
+        raise SystemExit(f"{path}: no readable molecule" + (f" named {name!r}" if name is not None else ""))
     mol = Chem.Mol(recs[0])
     mol.RemoveAllConformers()
     for r in recs:
@@ -48,6 +53,23 @@ def read_conformers(path: str) -> tuple[Chem.Mol, str]:
     title = recs[0].GetProp("smiles") if recs[0].HasProp("smiles") else ""
     title = title or (recs[0].GetProp("_Name") if recs[0].HasProp("_Name") else "") or path
     return Chem.RemoveHs(mol), title
+
+
+def ring_shapes(mol: Chem.Mol) -> list[tuple[tuple[int, ...], str]]:
+    """Per saturated six-membered ring of ``mol`` (no double bond in it): its atoms and, per
+    conformer, ``c`` for a chair (ring torsions alternate in sign) or ``b`` for anything else
+    (a boat or twist-boat)."""
+    out = []
+    for ring in mol.GetRingInfo().AtomRings():
+        if len(ring) != 6 or any(mol.GetBondBetweenAtoms(ring[i], ring[(i + 1) % 6]).GetBondType() != Chem.BondType.SINGLE
+                                 for i in range(6)):
+            continue
+        shape = ""
+        for c in mol.GetConformers():
+            t = [rdMolTransforms.GetDihedralDeg(c, *(ring[(i + j) % 6] for j in range(4))) for i in range(6)]
+            shape += "c" if all((t[i] > 0) != (t[(i + 1) % 6] > 0) for i in range(6)) else "b"
+        out.append((ring, shape))
+    return out
 
 
 def align(mol: Chem.Mol, k: int) -> tuple[Chem.Mol, list[float]]:
@@ -114,18 +136,25 @@ def main() -> None:
     ap.add_argument("--max-conformers", type=int, default=6)
     ap.add_argument("--reference-sdf", nargs="+", default=None, help="optional: one reference SDF per --sdf file")
     ap.add_argument("--dpi", type=int, default=110)
+    ap.add_argument("--titles", nargs="+", default=None, help="optional: one title per --sdf file (default: its SMILES)")
+    ap.add_argument("--name", default=None, help="optional: take only the records of this molecule name (_Name) from each file")
     args = ap.parse_args()
     if args.reference_sdf and len(args.reference_sdf) != len(args.sdf):
         ap.error("--reference-sdf needs one file per --sdf file")
+    if args.titles and len(args.titles) != len(args.sdf):
+        ap.error("--titles needs one title per --sdf file")
 
     n = len(args.sdf)
     fig = plt.figure(figsize=(9, 3.5 * n))
     for i, path in enumerate(args.sdf):
-        mol, title = read_conformers(path)
+        mol, title = read_conformers(path, args.name)
+        title = args.titles[i] if args.titles else title
         total = mol.GetNumConformers()
         mol, rms = align(mol, args.max_conformers)
         print(f"{path}: {title}\n  conformers {total} (drawn {mol.GetNumConformers()}), heavy atoms {mol.GetNumAtoms()}")
         print("  heavy-atom RMSD to conformer 1 after alignment (Å): " + " ".join(f"{r:.3f}" for r in rms))
+        for ring, shape in ring_shapes(mol):
+            print(f"  saturated 6-ring {ring}: per conformer c = chair, b = boat / twist-boat: {shape}")
         if args.reference_sdf:
             best = best_rms_to_refs(mol, args.reference_sdf[i])
             print(f"  best RMSD to {args.reference_sdf[i]} (Å): " + " ".join(f"{r:.3f}" for r in best))
