@@ -11,8 +11,8 @@ conformers whose bonds or specified stereo changed (or whose xTB calculation fai
 then pruned at 0.5 Å heavy-atom RMSD in xTB energy order, at most ``data.conformers`` (5) kept.
 The run is then scored on them as ``diffcore evaluate`` scores (K = ``eval_factor`` x the
 references, delta, COV/AMR, the paired start row, ETKDG v3 and ETKDG v3 + MMFF94 with the same
-K), without touching ``RUN/metrics.json``; then the same rows over the molecules that carry a
-formal charge and over the others.
+K), without touching ``RUN/metrics.json``; then the same rows over the ionised molecules
+(:func:`ionised`) and over the others.
 
     pip install tblite                                   # GFN2-xTB; not a diffcore dependency
     OMP_NUM_THREADS=1 python benchmarks/molecules_xtb.py build --run RUN --processes 2
@@ -124,10 +124,10 @@ ACID = "[CX3](=O)[OX2H1]"  #: a carboxylic acid
 
 def charged(domain, count: int) -> list:
     """``charged``: the first ``count`` molecules of the training source (17 to data.max_heavy
-    heavy atoms, in its order) that the run never saw (neither trained nor tuned on) and that
-    have a basic aliphatic amine or a carboxylic acid, charged as at pH 7 (the first such amine
-    protonated, the first acid deprotonated), as ZINC and ChEMBL give the charged test ligands:
-    a tuning set of charged molecules, which the tuning split hardly has."""
+    heavy atoms, in its order) that the run never saw (neither trained nor tuned on), carry no
+    formal charge there, and have a basic aliphatic amine or a carboxylic acid, ionised as at
+    pH 7 (the first such amine protonated, the first acid deprotonated), as ZINC and ChEMBL give
+    the ionic test ligands: a tuning set of ions, which the tuning split hardly has."""
     from rdkit import Chem
 
     from diffcore_molecule import data as D
@@ -143,7 +143,7 @@ def charged(domain, count: int) -> list:
             break
         m = Chem.RWMol(Chem.RemoveHs(mol))
         hits = [(h[0], +1) for h in m.GetSubstructMatches(amine)][:1] + [(h[2], -1) for h in m.GetSubstructMatches(acid)][:1]
-        if not hits or D._canonical(mol) in seen:
+        if not hits or any(at.GetFormalCharge() for at in m.GetAtoms()) or D._canonical(mol) in seen:
             continue
         for idx, q in hits:
             atom = m.GetAtomWithIdx(idx)
@@ -201,15 +201,22 @@ def build(args) -> None:
           f"{time.perf_counter() - start:.0f} s", file=sys.stderr)
 
 
+def ionised(mol) -> bool:
+    """Whether ``mol`` has an ionised group: a formally charged atom with no oppositely charged
+    neighbour (an ammonium, a carboxylate, a zwitterion's groups; not a nitro group or N-oxide)."""
+    return any(a.GetFormalCharge() and not any(n.GetFormalCharge() * a.GetFormalCharge() < 0 for n in a.GetNeighbors())
+               for a in mol.GetAtoms())
+
+
 def by_charge(table: Path, charged: set[str]) -> dict[str, float]:
-    """The mean of each row's COV/AMR over the molecules with a formal charge (``charged_*``) and
-    over the others (``neutral_*``), from ``evaluate``'s per-molecule table (``nan`` cells left out)."""
+    """The mean of each row's COV/AMR over the molecules ``charged`` names (``ionised_*``),
+    and over the others (``neutral_*``), from ``evaluate``'s per-molecule table (``nan`` cells left out)."""
     import csv
 
     with open(table, newline="") as f:
         rows = list(csv.DictReader(f))
     out = {}
-    for group, members in (("charged", [r for r in rows if r["name"] in charged]),
+    for group, members in (("ionised", [r for r in rows if r["name"] in charged]),
                            ("neutral", [r for r in rows if r["name"] not in charged])):
         for _, prefix in ROWS:
             for k in KEYS:
@@ -224,6 +231,7 @@ def score(args) -> None:
 
     from diffcore.platform import config as cfgmod
     from diffcore.platform import generation, runs
+    from diffcore_molecule import data as D
     from diffcore_molecule import druglike as G
     from diffcore_molecule.metrics import evaluate_model
 
@@ -232,17 +240,19 @@ def score(args) -> None:
     run = runs.load_run(args.run, sets=args.set)
     a["conformers"] = run.domain.options.conformers
     path = cache_path(args.run, a)
-    found = {name: (coords, energies) for name, _, coords, energies in G.read_ensembles(path)}
+    found = {name: (coords, energies, D._canonical(mol)) for name, mol, coords, energies in G.read_ensembles(path)}
     if not found:
         raise SystemExit(f"no xTB references at {path}: run `build` first with the same settings")
     graphs = []
     for g in molecules(run.domain, a):
         if g.name in found:
-            coords, energies = found[g.name]
+            coords, energies, smiles = found[g.name]
+            if smiles != g.smiles:  # the selection changed since `build`: these references are another molecule's
+                raise SystemExit(f"{path}: {g.name} is {smiles} there, {g.smiles} now; run `build` again")
             graphs.append(dataclasses.replace(g, coords=torch.as_tensor(coords, dtype=torch.float32),
                                               energies=torch.as_tensor(energies, dtype=torch.float32)))
     plan = cfgmod.sampling_plan(run.config, key="cli")
-    charged = {g.name for g in graphs if any(at.GetFormalCharge() for at in g.mol.GetAtoms())}
+    charged = {g.name for g in graphs if ionised(g.mol)}
     per_seed = []
     for seed in args.seeds:
         torch.manual_seed(seed)  # as diffcore evaluate --seed
@@ -259,7 +269,7 @@ def score(args) -> None:
           f"{' '.join(map(str, args.seeds))} | " + " | ".join(KEYS) + " |")
     print("|---|" + "---:|" * len(KEYS))
     rows = list(ROWS)
-    for group, size in (("charged", len(charged)), ("neutral", len(graphs) - len(charged))):
+    for group, size in (("ionised", len(charged)), ("neutral", len(graphs) - len(charged))):
         rows += [(f"{label}: the {size} {group} molecules", f"{group}_{prefix}") for label, prefix in ROWS if prefix != "start_" and size]
     for label, prefix in rows:
         cells = []
@@ -276,7 +286,7 @@ def main() -> None:
     p.add_argument("step", choices=("build", "score"))
     p.add_argument("--run", type=Path, required=True)
     p.add_argument("--molecules", choices=("test", "tune", "charged"), default="test", help="the test ligands (to report), or tuning molecules (to choose): the tuning split, or charged molecules the run never saw")
-    p.add_argument("--count", type=int, default=30, help="--molecules tune: this many")
+    p.add_argument("--count", type=int, default=30, help="--molecules tune or charged: this many")
     p.add_argument("--embeddings", type=int, default=15, help="ETKDG v3 embeddings per molecule, each optimised with xTB")
     p.add_argument("--gtol", type=float, default=5e-4, help="L-BFGS gradient tolerance, Eh/bohr")
     p.add_argument("--max-iter", type=int, default=1000)

@@ -60,9 +60,11 @@ def test_score_splits_the_rows_by_formal_charge(xtb, tmp_path):
             {"name": "c", "cov_r": 0.0, "amr_r": 1.3, "etkdg_cov_r": 1.0}]
     write_table(rows, tmp_path / "molecule_metrics.csv")
     got = xtb.by_charge(tmp_path / "molecule_metrics.csv", {"c"})
-    assert got["charged_cov_r"] == 0.0 and got["charged_amr_r"] == 1.3 and got["charged_etkdg_cov_r"] == 1.0
+    assert got["ionised_cov_r"] == 0.0 and got["ionised_amr_r"] == 1.3 and got["ionised_etkdg_cov_r"] == 1.0
     assert got["neutral_cov_r"] == 0.75 and abs(got["neutral_amr_r"] - 0.6) < 1e-12 and got["neutral_etkdg_cov_r"] == 0.0
     assert "neutral_start_cov_r" not in got  # no such column: no entry
+    assert [xtb.ionised(Chem.MolFromSmiles(s)) for s in ("C[NH3+]", "CC(=O)[O-]", "[NH3+]CC(=O)[O-]", "c1ccccc1[N+](=O)[O-]", "CC")] == \
+        [True, True, True, False, False]  # a nitro group is not an ion
 
 
 def test_the_charged_tuning_molecules_are_unseen_and_charged_as_at_ph_7(xtb, tmp_path):
@@ -81,6 +83,7 @@ def test_the_charged_tuning_molecules_are_unseen_and_charged_as_at_ph_7(xtb, tmp
     for g in got:
         heavy = Chem.RemoveHs(g.mol)
         assert heavy.GetNumHeavyAtoms() >= 17 and g.smiles not in seen and not ({g.smiles} & G.test_keys())
+        assert xtb.ionised(heavy)
         sites = [a for a in heavy.GetAtoms() if a.GetFormalCharge()]
         assert sites and all((a.GetSymbol(), a.GetFormalCharge()) in (("N", 1), ("O", -1)) for a in sites)
         neutral = Chem.MolFromSmiles(g.smiles)
@@ -91,3 +94,4 @@ def test_the_charged_tuning_molecules_are_unseen_and_charged_as_at_ph_7(xtb, tmp
         Chem.SanitizeMol(neutral)
         assert neutral.HasSubstructMatch(Chem.MolFromSmarts(xtb.AMINE)) or neutral.HasSubstructMatch(Chem.MolFromSmarts(xtb.ACID))
         assert D._canonical(neutral) not in seen  # the source molecule itself was not trained on either
+        assert len(sites) <= 2  # at most one amine and one acid ionised; none ionised before
