@@ -208,16 +208,16 @@ def ionised(mol) -> bool:
                for a in mol.GetAtoms())
 
 
-def by_charge(table: Path, charged: set[str]) -> dict[str, float]:
-    """The mean of each row's COV/AMR over the molecules ``charged`` names (``ionised_*``),
+def by_charge(table: Path, ions: set[str]) -> dict[str, float]:
+    """The mean of each row's COV/AMR over the molecules ``ions`` names (``ionised_*``),
     and over the others (``neutral_*``), from ``evaluate``'s per-molecule table (``nan`` cells left out)."""
     import csv
 
     with open(table, newline="") as f:
         rows = list(csv.DictReader(f))
     out = {}
-    for group, members in (("ionised", [r for r in rows if r["name"] in charged]),
-                           ("neutral", [r for r in rows if r["name"] not in charged])):
+    for group, members in (("ionised", [r for r in rows if r["name"] in ions]),
+                           ("neutral", [r for r in rows if r["name"] not in ions])):
         for _, prefix in ROWS:
             for k in KEYS:
                 v = [float(r[prefix + k]) for r in members if r.get(prefix + k) not in (None, "", "nan")]
@@ -252,7 +252,7 @@ def score(args) -> None:
             graphs.append(dataclasses.replace(g, coords=torch.as_tensor(coords, dtype=torch.float32),
                                               energies=torch.as_tensor(energies, dtype=torch.float32)))
     plan = cfgmod.sampling_plan(run.config, key="cli")
-    charged = {g.name for g in graphs if ionised(g.mol)}
+    ions = {g.name for g in graphs if ionised(g.mol)}  # not `charged`: that is the tuning set's selection
     per_seed = []
     for seed in args.seeds:
         torch.manual_seed(seed)  # as diffcore evaluate --seed
@@ -260,7 +260,7 @@ def score(args) -> None:
         with tempfile.TemporaryDirectory() as out:
             fn = generation._evaluation_fn(run, plan, seed, generation.World())
             metrics = evaluate_model(run.domain, graphs, fn, Path(out), run.config.sampling.batch_size)
-            metrics.update(by_charge(Path(out) / "molecule_metrics.csv", charged))
+            metrics.update(by_charge(Path(out) / "molecule_metrics.csv", ions))
         per_seed.append(metrics)
         print(f"seed {seed}: {len(graphs)} molecules, {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
     refs = sum(len(g.coords) for g in graphs)
@@ -269,7 +269,7 @@ def score(args) -> None:
           f"{' '.join(map(str, args.seeds))} | " + " | ".join(KEYS) + " |")
     print("|---|" + "---:|" * len(KEYS))
     rows = list(ROWS)
-    for group, size in (("ionised", len(charged)), ("neutral", len(graphs) - len(charged))):
+    for group, size in (("ionised", len(ions)), ("neutral", len(graphs) - len(ions))):
         rows += [(f"{label}: the {size} {group} molecules", f"{group}_{prefix}") for label, prefix in ROWS if prefix != "start_" and size]
     for label, prefix in rows:
         cells = []
