@@ -22,6 +22,16 @@ K), without touching ``RUN/metrics.json``; then the same rows over the ionised m
 defaults: 15 embeddings per molecule, 600 xTB optimisations); ``score`` reads them. With
 ``--molecules tune`` (both steps), the same for the first ``--count`` tuning molecules of 17 or
 more heavy atoms (never trained on): choose a setting there, report it on the test ligands.
+
+``--level mmff`` (both steps) makes the references with MMFF94 instead, by a *thorough* search:
+``--embeddings`` ETKDG v3 embeddings (a seed of their own), each minimised with MMFF94 (vacuum),
+the window and the pruning as above, at most ``--keep`` kept (default ``data.conformers``):
+the issue's "many embeddings" where ``diffcore evaluate``'s references make 3 x 5. With
+``--embeddings 300 --keep 30`` a flexible test ligand keeps up to 30 distinct minima within
+the window, where ``evaluate``'s references hold 2 to 5 of them::
+
+    OMP_NUM_THREADS=1 python benchmarks/molecules_xtb.py build --level mmff --embeddings 300 --keep 30 --run RUN
+    OMP_NUM_THREADS=1 python benchmarks/molecules_xtb.py score --level mmff --embeddings 300 --keep 30 --run RUN --seeds 0 1 2
 """
 
 from __future__ import annotations
@@ -46,6 +56,7 @@ BOHR = 0.529177210903  # Angstrom
 SEED = 7_000_000  # the embeddings' seeds: SEED + molecule index (none of the pipeline's or the references')
 ROWS = (("model", ""), ("its starts (paired)", "start_"), ("ETKDG v3, same K", "etkdg_"), ("ETKDG v3 + MMFF94, same K", "etkdg_mmff_"))
 KEYS = ("cov_r", "amr_r", "cov_p", "amr_p")
+LEVELS = {"xtb": "GFN2-xTB", "mmff": "thorough MMFF94"}
 
 
 def optimise(z: np.ndarray, pos: np.ndarray, charge: int, gtol: float, max_iter: int) -> tuple[np.ndarray, float, bool]:
@@ -67,8 +78,26 @@ def optimise(z: np.ndarray, pos: np.ndarray, charge: int, gtol: float, max_iter:
     return out.x.reshape(-1, 3) * BOHR, float(out.fun) * HARTREE_KCAL, bool(out.success)
 
 
+def mmff_references(name: str, mol, index: int, a) -> tuple[np.ndarray, np.ndarray, dict] | None:
+    """One molecule's thorough MMFF94 reference ensemble (``--level mmff``, module doc): the
+    search of ``diffcore evaluate``'s references (:func:`diffcore_molecule.druglike.search`) with
+    ``--embeddings`` embeddings, at most ``--keep`` kept; ``None`` when ETKDG cannot embed it."""
+    from diffcore_molecule import druglike as G
+
+    start = time.perf_counter()
+    found = G.search(mol, a["embeddings"], SEED + index, oversample=1, energy_window=a["window"], prune_rms=a["prune"],
+                     threads=1, what=name)
+    if found is None:
+        return None
+    coords, energies = found  # every distinct minimum within the window that kept its stereo, lowest first
+    keep = a["conformers"]
+    info = {"embedded": a["embeddings"], "distinct_in_window": len(energies), "seconds": time.perf_counter() - start}
+    return coords[:keep] - coords[:keep].mean(axis=1, keepdims=True), energies[:keep], info
+
+
 def references(job) -> tuple[str, bytes, np.ndarray, np.ndarray, dict] | None:
-    """One molecule's xTB reference ensemble (module doc); ``None`` when none survives."""
+    """One molecule's reference ensemble (module doc: xTB, or with ``--level mmff`` a thorough
+    MMFF94 search); ``None`` when none survives."""
     from rdkit import Chem
 
     from diffcore_molecule import druglike as G
@@ -76,6 +105,9 @@ def references(job) -> tuple[str, bytes, np.ndarray, np.ndarray, dict] | None:
 
     name, binary, index, a = job
     mol = Chem.Mol(binary)
+    if a["level"] == "mmff":
+        got = mmff_references(name, mol, index, a)
+        return None if got is None else (name, binary, *got)
     m = Chem.Mol(mol)
     m.RemoveAllConformers()
     want = G._stereo(m)
@@ -112,9 +144,11 @@ def references(job) -> tuple[str, bytes, np.ndarray, np.ndarray, dict] | None:
 
 
 def cache_path(run: Path, a) -> Path:
-    key = json.dumps({k: a[k] for k in ("embeddings", "gtol", "max_iter", "window", "prune", "conformers")}, sort_keys=True)
+    names = ("embeddings", "gtol", "max_iter", "window", "prune", "conformers") if a["level"] == "xtb" else \
+        ("embeddings", "window", "prune", "conformers")
+    key = json.dumps({k: a[k] for k in names}, sort_keys=True)
     stem = "test" if a["molecules"] == "test" else f"{a['molecules']}{a['count']}"
-    return run / "cache" / f"xtb-{stem}-references-{hashlib.sha256(key.encode()).hexdigest()[:12]}.sdf"
+    return run / "cache" / f"{a['level']}-{stem}-references-{hashlib.sha256(key.encode()).hexdigest()[:12]}.sdf"
 
 
 #: a basic aliphatic amine (not an amide, aniline, sulfonamide, enamine, amidine, nitrile or N-heteroatom)
@@ -177,8 +211,8 @@ def build(args) -> None:
     a = vars(args)
     domain = runs.load_run(args.run).domain
     graphs = molecules(domain, a)
-    a["conformers"] = domain.options.conformers
-    if not domain.options.hydrogens:
+    a["conformers"] = args.keep or domain.options.conformers
+    if a["level"] == "xtb" and not domain.options.hydrogens:
         raise SystemExit(f"{args.run} was trained without hydrogens (data.hydrogens: false); xTB needs every atom")
     path = cache_path(args.run, a)
     jobs = [(g.name, g.mol.ToBinary(), i, a) for i, g in enumerate(graphs)]
@@ -186,7 +220,7 @@ def build(args) -> None:
     with Pool(args.processes) as pool:
         for k, got in enumerate(pool.imap(references, jobs)):
             if got is None:
-                print(f"{jobs[k][0]}: no xTB reference kept", file=sys.stderr, flush=True)
+                print(f"{jobs[k][0]}: no {LEVELS[a['level']]} reference kept", file=sys.stderr, flush=True)
                 continue
             name, binary, coords, energies, info = got
             from rdkit import Chem
@@ -238,11 +272,11 @@ def score(args) -> None:
     torch.set_num_threads(args.threads)
     a = vars(args)
     run = runs.load_run(args.run, sets=args.set)
-    a["conformers"] = run.domain.options.conformers
+    a["conformers"] = args.keep or run.domain.options.conformers
     path = cache_path(args.run, a)
     found = {name: (coords, energies, D._canonical(mol)) for name, mol, coords, energies in G.read_ensembles(path)}
     if not found:
-        raise SystemExit(f"no xTB references at {path}: run `build` first with the same settings")
+        raise SystemExit(f"no {LEVELS[a['level']]} references at {path}: run `build` first with the same settings")
     graphs = []
     for g in molecules(run.domain, a):
         if g.name in found:
@@ -265,7 +299,7 @@ def score(args) -> None:
         print(f"seed {seed}: {len(graphs)} molecules, {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
     refs = sum(len(g.coords) for g in graphs)
     settings = ", ".join(args.set) or "the run's sampling settings"
-    print(f"| GFN2-xTB references: {len(graphs)} {args.molecules} molecules, {refs} references; {settings}; seeds "
+    print(f"| {LEVELS[a['level']]} references: {len(graphs)} {args.molecules} molecules, {refs} references; {settings}; seeds "
           f"{' '.join(map(str, args.seeds))} | " + " | ".join(KEYS) + " |")
     print("|---|" + "---:|" * len(KEYS))
     rows = list(ROWS)
@@ -287,10 +321,12 @@ def main() -> None:
     p.add_argument("--run", type=Path, required=True)
     p.add_argument("--molecules", choices=("test", "tune", "charged"), default="test", help="the test ligands (to report), or tuning molecules (to choose): the tuning split, or charged molecules the run never saw")
     p.add_argument("--count", type=int, default=30, help="--molecules tune or charged: this many")
-    p.add_argument("--embeddings", type=int, default=15, help="ETKDG v3 embeddings per molecule, each optimised with xTB")
+    p.add_argument("--level", choices=("xtb", "mmff"), default="xtb", help="the references' energy surface: GFN2-xTB in water, or a thorough MMFF94 search")
+    p.add_argument("--embeddings", type=int, default=15, help="ETKDG v3 embeddings per molecule, each optimised (xTB or MMFF94)")
+    p.add_argument("--keep", type=int, help="at most this many references per molecule (default: the run's data.conformers)")
     p.add_argument("--gtol", type=float, default=5e-4, help="L-BFGS gradient tolerance, Eh/bohr")
     p.add_argument("--max-iter", type=int, default=1000)
-    p.add_argument("--window", type=float, default=10.0, help="energy window, kcal/mol (xTB)")
+    p.add_argument("--window", type=float, default=10.0, help="energy window, kcal/mol")
     p.add_argument("--prune", type=float, default=0.5, help="heavy-atom RMSD pruning, Angstrom")
     p.add_argument("--processes", type=int, default=2)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])

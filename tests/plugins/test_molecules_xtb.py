@@ -1,6 +1,6 @@
 """benchmarks/molecules_xtb.py: the GFN2-xTB reference ensembles of the independent test
 benchmark are at xTB minima, in energy order within the window, pruned, and keep the graph's
-stereo and bonds."""
+stereo and bonds; the thorough MMFF94 ones are the lowest distinct minima of many embeddings."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def test_xtb_references_are_pruned_minima_in_energy_order_with_the_graphs_stereo
     from diffcore_molecule.writer import with_conformers
 
     mol = Chem.AddHs(Chem.MolFromSmiles("CC[C@H](N)C(=O)OCC"))
-    settings = {"embeddings": 3, "gtol": 5e-4, "max_iter": 1000, "window": 10.0, "prune": 0.5, "conformers": 3}
+    settings = {"level": "xtb", "embeddings": 3, "gtol": 5e-4, "max_iter": 1000, "window": 10.0, "prune": 0.5, "conformers": 3}
     name, _, coords, energies, info = xtb.references(("m", mol.ToBinary(), 0, settings))
     assert name == "m" and 1 <= len(coords) <= 3 and info["embedded"] == 3
     assert np.all(np.diff(energies) >= 0) and energies[-1] - energies[0] <= 10.0
@@ -48,6 +48,30 @@ def test_xtb_references_are_pruned_minima_in_energy_order_with_the_graphs_stereo
     for i in range(len(coords)):
         for j in range(i):
             assert G.heavy_rmsd(heavy, heavy, i, j) >= 0.5  # pruned as the MMFF94 references are
+
+
+def test_thorough_mmff_references_are_the_lowest_distinct_minima_of_many_embeddings(xtb):
+    """``--level mmff``: MMFF94 minima (gradient ~0, the energy of these coordinates), lowest
+    first within the window, pruned at 0.5 A, at most ``--keep``; the search saw every embedding."""
+    from rdkit.Chem import AllChem
+
+    from diffcore_molecule import druglike as G
+    from diffcore_molecule.writer import with_conformers
+
+    mol = Chem.AddHs(Chem.MolFromSmiles("CCCC[C@H](N)C(=O)OCCOC"))
+    settings = {"level": "mmff", "embeddings": 40, "window": 10.0, "prune": 0.5, "conformers": 4}
+    name, _, coords, energies, info = xtb.references(("m", mol.ToBinary(), 0, settings))
+    assert name == "m" and len(coords) == 4 and info["embedded"] == 40 and info["distinct_in_window"] > 4
+    assert np.all(np.diff(energies) >= 0) and energies[-1] - energies[0] <= 10.0
+    m = with_conformers(mol, coords)
+    props = AllChem.MMFFGetMoleculeProperties(m)
+    for k, e in enumerate(energies):
+        ff = AllChem.MMFFGetMoleculeForceField(m, props, confId=k)
+        assert abs(ff.CalcEnergy() - e) < 1e-3 and np.abs(ff.CalcGrad()).max() < 0.05
+    heavy = Chem.RemoveHs(m)
+    assert min(G.heavy_rmsd(heavy, heavy, i, j) for i in range(4) for j in range(i)) >= 0.5
+    fewer = G.search(mol, 3, xtb.SEED, oversample=1, energy_window=10.0, prune_rms=0.5, threads=1)
+    assert energies[0] <= fewer[1][0] + 1e-6  # here 40 embeddings find a minimum at least as low as 3 do
 
 
 def test_score_splits_the_rows_by_formal_charge(xtb, tmp_path):
