@@ -274,7 +274,8 @@ def score(args) -> None:
     run = runs.load_run(args.run, sets=args.set)
     a["conformers"] = args.keep or run.domain.options.conformers
     path = cache_path(args.run, a)
-    found = {name: (coords, energies, D._canonical(mol)) for name, mol, coords, energies in G.read_ensembles(path)}
+    found = {name: (coords, energies, D._canonical(mol)) for name, mol, coords, energies in G.read_ensembles(path)} \
+        if path.is_file() else {}
     if not found:
         raise SystemExit(f"no {LEVELS[a['level']]} references at {path}: run `build` first with the same settings")
     graphs = []
