@@ -24,14 +24,14 @@ defaults: 15 embeddings per molecule, 600 xTB optimisations); ``score`` reads th
 more heavy atoms (never trained on): choose a setting there, report it on the test ligands.
 
 ``--level mmff`` (both steps) makes the references with MMFF94 instead, by a *thorough* search:
-``--embeddings`` ETKDG v3 embeddings (a seed of their own), each minimised with MMFF94 (vacuum),
-the window and the pruning as above, at most ``--keep`` kept (default ``data.conformers``):
-the issue's "many embeddings" where ``diffcore evaluate``'s references make 3 x 5. With
-``--embeddings 300 --keep 30`` a flexible test ligand keeps up to 30 distinct minima within
-the window, where ``evaluate``'s references hold 2 to 5 of them::
+``--embeddings`` ETKDG v3 embeddings (a seed of their own; 300 unless given), each minimised
+with MMFF94 (vacuum), the window and the pruning as above, at most ``--keep`` kept (default
+``data.conformers``), where ``diffcore evaluate``'s references come from 3 x 5 embeddings. With
+``--embeddings 300 --keep 20`` a flexible test ligand keeps up to 20 distinct minima within
+the window, where ``evaluate``'s references hold 1 to 5 (the table in docs/domains/molecules.md)::
 
-    OMP_NUM_THREADS=1 python benchmarks/molecules_xtb.py build --level mmff --embeddings 300 --keep 30 --run RUN
-    OMP_NUM_THREADS=1 python benchmarks/molecules_xtb.py score --level mmff --embeddings 300 --keep 30 --run RUN --seeds 0 1 2
+    OMP_NUM_THREADS=1 python benchmarks/molecules_xtb.py build --level mmff --embeddings 300 --keep 20 --run RUN
+    OMP_NUM_THREADS=1 python benchmarks/molecules_xtb.py score --level mmff --embeddings 300 --keep 20 --run RUN --seeds 0 1 2
 """
 
 from __future__ import annotations
@@ -323,10 +323,10 @@ def main() -> None:
     p.add_argument("--molecules", choices=("test", "tune", "charged"), default="test", help="the test ligands (to report), or tuning molecules (to choose): the tuning split, or charged molecules the run never saw")
     p.add_argument("--count", type=int, default=30, help="--molecules tune or charged: this many")
     p.add_argument("--level", choices=("xtb", "mmff"), default="xtb", help="the references' energy surface: GFN2-xTB in water, or a thorough MMFF94 search")
-    p.add_argument("--embeddings", type=int, default=15, help="ETKDG v3 embeddings per molecule, each optimised (xTB or MMFF94)")
-    p.add_argument("--keep", type=int, help="at most this many references per molecule (default: the run's data.conformers)")
-    p.add_argument("--gtol", type=float, default=5e-4, help="L-BFGS gradient tolerance, Eh/bohr")
-    p.add_argument("--max-iter", type=int, default=1000)
+    p.add_argument("--embeddings", type=positive, help="ETKDG v3 embeddings per molecule, each optimised (default: 15 with xTB, 300 with mmff)")
+    p.add_argument("--keep", type=positive, help="at most this many references per molecule, either level (default: the run's data.conformers)")
+    p.add_argument("--gtol", type=float, default=5e-4, help="xTB only: L-BFGS gradient tolerance, Eh/bohr")
+    p.add_argument("--max-iter", type=int, default=1000, help="xTB only: L-BFGS iterations at most")
     p.add_argument("--window", type=float, default=10.0, help="energy window, kcal/mol")
     p.add_argument("--prune", type=float, default=0.5, help="heavy-atom RMSD pruning, Angstrom")
     p.add_argument("--processes", type=int, default=2)
@@ -335,7 +335,20 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", type=Path, help="score: write each seed's metrics here")
     args = p.parse_args()
+    if args.embeddings is None:
+        args.embeddings = 15 if args.level == "xtb" else 300
     (build if args.step == "build" else score)(args)
+
+
+def positive(text: str) -> int:
+    """An argparse type: an integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive integer")
+    return value
 
 
 if __name__ == "__main__":
