@@ -1,4 +1,4 @@
-"""The held-out molecule benchmark against references from another energy surface: GFN2-xTB.
+"""The held-out molecule benchmark against other references: GFN2-xTB (another energy surface), or a thorough MMFF94 search.
 
 The test references of ``diffcore evaluate`` (and ``benchmarks/molecules_vs_etkdg.py``) are made
 by the recipe the default sampling pool also runs: ETKDG v3 embeddings, MMFF94 minima, an
