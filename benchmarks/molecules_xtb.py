@@ -143,7 +143,11 @@ def references(job) -> tuple[str, bytes, np.ndarray, np.ndarray, dict] | None:
     return name, binary, coords, np.array([energies[c] for c in kept]), info
 
 
-def cache_path(run: Path, a) -> Path:
+def cache_path(run: Path, a, domain=None) -> Path:
+    """Where ``build`` caches, and ``score`` reads, the references of these settings; with the
+    run's ``domain``, ``a["conformers"]`` is set first (``--keep``, else its data.conformers)."""
+    if domain is not None:
+        a["conformers"] = a.get("keep") or domain.options.conformers
     names = ("embeddings", "gtol", "max_iter", "window", "prune", "conformers") if a["level"] == "xtb" else \
         ("embeddings", "window", "prune", "conformers")
     key = json.dumps({k: a[k] for k in names}, sort_keys=True)
@@ -211,10 +215,9 @@ def build(args) -> None:
     a = vars(args)
     domain = runs.load_run(args.run).domain
     graphs = molecules(domain, a)
-    a["conformers"] = args.keep or domain.options.conformers
     if a["level"] == "xtb" and not domain.options.hydrogens:
         raise SystemExit(f"{args.run} was trained without hydrogens (data.hydrogens: false); xTB needs every atom")
-    path = cache_path(args.run, a)
+    path = cache_path(args.run, a, domain)
     jobs = [(g.name, g.mol.ToBinary(), i, a) for i, g in enumerate(graphs)]
     start, rows, infos = time.perf_counter(), [], {}
     with Pool(args.processes) as pool:
@@ -272,8 +275,7 @@ def score(args) -> None:
     torch.set_num_threads(args.threads)
     a = vars(args)
     run = runs.load_run(args.run, sets=args.set)
-    a["conformers"] = args.keep or run.domain.options.conformers
-    path = cache_path(args.run, a)
+    path = cache_path(args.run, a, run.domain)
     found = {name: (coords, energies, D._canonical(mol)) for name, mol, coords, energies in G.read_ensembles(path)} \
         if path.is_file() else {}
     if not found:
